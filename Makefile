@@ -1,0 +1,38 @@
+# The README's commands. `make run` serves on http://127.0.0.1:8000; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV ?= .venv
+# gpu when an NVIDIA driver is present, else cpu; override with `make run DEVICE=gpu`.
+DEVICE ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(DEVICE)
+ARGS ?=
+
+.PHONY: install run test test-fast bench lint clean
+.DEFAULT_GOAL := run
+
+$(STAMP): pyproject.toml scripts/install.sh
+	scripts/install.sh $(DEVICE) $(VENV) $(PYTHON)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m app $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+# Everything but the end-to-end tests against the real engine: seconds, not minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e" $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check app tests benchmarks
+	$(PY) -m mypy app
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Domain exceptions -> the one error shape of API.md, HTTP statuses and WebSocket close codes."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import errors
+
+log = logging.getLogger("streamchat.api")
+
+# Most specific first: the first class an error is an instance of decides.
+HTTP_STATUS: list[tuple[type[errors.StreamchatError], int]] = [
+    (errors.UnsupportedMediaType, 415),
+    (errors.BodyTooLarge, 413),
+    (errors.InvalidRequest, 400),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.PromptTooLong, 422),
+    (errors.Overloaded, 429),
+    (errors.NotReady, 503),
+]
+
+WS_CLOSE: list[tuple[type[errors.StreamchatError], int]] = [
+    (errors.SessionNotFound, 4404),
+    (errors.NotReady, 1012),
+]
+
+_HTTP_KINDS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error",
+               413: "invalid_request_error", 415: "invalid_request_error",
+               422: "invalid_request_error", 429: "rate_limit_error", 503: "unavailable_error"}
+
+
+def status_of(exc: errors.StreamchatError) -> int:
+    for cls, status in HTTP_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def error_response(exc: errors.StreamchatError) -> Response:
+    status = status_of(exc)
+    headers = None
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    return json_response(error_body(exc.message, exc.kind, exc.code, exc.param), status, headers)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.StreamchatError)
+    if status_of(exc) >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(exc)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    kind = _HTTP_KINDS.get(exc.status_code, "server_error")
+    message = str(exc.detail) if exc.status_code != 404 else f"no route for {request.url.path}"
+    return json_response(error_body(message, kind, code), exc.status_code, exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: log the traceback here, never send it.
+    log.exception("%s %s crashed", request.method, request.url.path)
+    return json_response(error_body("internal error", "server_error", "internal_error"), 500)
+
+
+EXCEPTION_HANDLERS = {
+    errors.StreamchatError: handle_domain_error,
+    HTTPException: handle_http_error,
+    Exception: handle_unexpected,
+}

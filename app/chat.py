@@ -1,0 +1,337 @@
+"""One conversation turn, whatever the transport: history -> prompt -> stream -> store.
+
+A reply runs in its own task, writing its events to a `ReplyLog`; transports only follow logs.
+So a reply survives its listener: it goes on for `orphan_grace_s` after the last one left, and
+is then aborted in the engine and stored as `cancelled` with the text it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import metrics
+from app.engine.base import ChatTurn, Engine, GenerationParams
+from app.errors import (
+    Conflict,
+    InvalidRequest,
+    MessageNotFound,
+    NotReady,
+    PromptTooLong,
+    ReplyInFlight,
+    SessionNotFound,
+    StreamchatError,
+)
+from app.params import check_params, merge_params
+from app.sessions.models import FINAL_STATUSES, Message, Session
+from app.sessions.store import SessionStore
+from app.streams import ReplyLog, ReplyLogs
+
+log = logging.getLogger("streamchat.chat")
+
+MAX_SYSTEM_CHARS = 100_000
+MAX_TITLE_CHARS = 200
+
+
+@dataclass
+class LiveReply:
+    """A reply being generated: its stored message, its log and the task producing it."""
+
+    session_id: str
+    message: Message
+    log: ReplyLog
+    transport: str
+    accepted_at: float
+    parts: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    orphan_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class ChatService:
+    def __init__(
+        self,
+        engine: Engine,
+        store: SessionStore,
+        *,
+        default_max_tokens: int = 512,
+        orphan_grace_s: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.default_params = GenerationParams(max_tokens=default_max_tokens)
+        self.orphan_grace_s = orphan_grace_s
+        self.logs = ReplyLogs()
+        self._live: dict[str, LiveReply] = {}  # session id -> its reply in flight
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def create_session(
+        self, *, system: Any = None, params: Any = None, title: Any = None, owner: str | None = None
+    ) -> Session:
+        if system is not None and (not isinstance(system, str) or len(system) > MAX_SYSTEM_CHARS):
+            raise InvalidRequest(
+                f"'system' must be a string of at most {MAX_SYSTEM_CHARS} characters", param="system"
+            )
+        if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE_CHARS):
+            raise InvalidRequest(
+                f"'title' must be a string of at most {MAX_TITLE_CHARS} characters", param="title"
+            )
+        session = Session.new(system=system, params=check_params(params), title=title, owner=owner)
+        await self.store.create(session)
+        metrics.SESSIONS.set(await self.store.count())
+        return session
+
+    async def get_session(self, session_id: str, owner: str | None = None) -> Session:
+        session = await self.store.get(session_id)
+        if session is None or (owner is not None and session.owner != owner):
+            raise SessionNotFound(f"session {session_id} not found", param="session_id")
+        live = self._live.get(session_id)
+        if live is not None:
+            self._overlay(session, live)
+        return session
+
+    async def list_sessions(self, owner: str | None = None) -> list[Session]:
+        return await self.store.list(owner)
+
+    async def delete_session(self, session_id: str, owner: str | None = None) -> None:
+        await self.get_session(session_id, owner)
+        live = self._live.get(session_id)
+        if live is not None:
+            await self._cancel(live)
+        await self.store.delete(session_id)
+        metrics.SESSIONS.set(await self.store.count())
+
+    def _overlay(self, session: Session, live: LiveReply) -> None:
+        """Show the in-flight reply's text so far (it is stored only when it ends)."""
+        for i, message in enumerate(session.messages):
+            if message.id == live.message.id:
+                session.messages[i] = Message(**{**message.to_dict(), "content": live.text,
+                                                 "status": live.message.status})
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def get_message(self, session_id: str, message_id: str, owner: str | None = None) -> Message:
+        session = await self.get_session(session_id, owner)
+        message = session.find(message_id)
+        if message is None:
+            raise MessageNotFound(f"message {message_id} not found in session {session_id}",
+                                  param="message_id")
+        return message
+
+    async def post_message(
+        self, session_id: str, content: Any, params: Any = None, *,
+        owner: str | None = None, transport: str = "sse",
+    ) -> LiveReply:
+        """Append a user turn and start the assistant reply in the background."""
+        accepted_at = time.monotonic()
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidRequest("'content' must be a non-empty string", param="content")
+        message_params = check_params(params)
+        session = await self.get_session(session_id, owner)
+        if not self.engine.ready:
+            raise NotReady("the engine is not ready yet")
+        if session_id in self._live:
+            raise ReplyInFlight(
+                f"session {session_id} already has a reply in flight "
+                f"({self._live[session_id].message.id}); cancel it or wait for it", param="content"
+            )
+        generation = merge_params(self.default_params, session.params, message_params)
+        prompt_ids = await self._fit_history(session, content, generation)
+        if session_id in self._live:  # another message won the race while we rendered
+            raise ReplyInFlight(f"session {session_id} already has a reply in flight")
+        user = Message.new("user", content, "done")
+        reply = Message.new("assistant", "", "queued")
+        await self.store.append(session_id, [user, reply])
+        live = LiveReply(session_id, reply, self.logs.open(reply.id, session_id), transport,
+                         accepted_at)
+        live.log.on_orphaned = lambda: self._orphaned(live)
+        live.log.on_listener = lambda: self._adopted(live)
+        self._live[session_id] = live
+        live.task = asyncio.create_task(self._generate(live, prompt_ids, generation),
+                                        name=f"reply-{reply.id}")
+        return live
+
+    async def cancel_message(self, session_id: str, message_id: str, owner: str | None = None) -> Message:
+        message = await self.get_message(session_id, message_id, owner)
+        live = self._live.get(session_id)
+        if live is not None and live.message.id == message_id:
+            await self._cancel(live)
+            return await self.get_message(session_id, message_id, owner)
+        if message.status == "cancelled":
+            return message
+        if message.role != "assistant":
+            raise InvalidRequest(f"message {message_id} is a user turn; only replies can be cancelled")
+        raise Conflict(f"message {message_id} already finished with status {message.status}")
+
+    def live_reply(self, session_id: str) -> LiveReply | None:
+        return self._live.get(session_id)
+
+    def reply_log(self, message_id: str) -> ReplyLog | None:
+        return self.logs.get(message_id)
+
+    async def shutdown(self) -> None:
+        for live in list(self._live.values()):
+            await self._cancel(live)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _fit_history(self, session: Session, content: str, params: GenerationParams) -> list[int]:
+        """Render the conversation, dropping the oldest turns until it fits the context.
+
+        Dropping whole turns from the front (never the system prompt) keeps the rendering of
+        the turns that remain identical, so the engine's prefix cache keeps hitting."""
+        budget = self.engine.max_model_len - params.max_tokens
+        history = [m for m in session.messages
+                   if m.status in FINAL_STATUSES and m.content and m.id]
+        system = [ChatTurn("system", session.system)] if session.system else []
+        question = ChatTurn("user", content)
+
+        async def render(drop: int) -> list[int]:
+            turns = [ChatTurn(m.role, m.content) for m in history[drop:]]
+            return await self.engine.render_chat([*system, *turns, question])
+
+        ids = await render(0)
+        if len(ids) <= budget:
+            return ids
+        bare = await render(len(history))
+        if len(bare) > budget:
+            raise PromptTooLong(
+                f"the prompt needs {len(bare)} tokens and max_tokens is {params.max_tokens}, "
+                f"but the model's context is {self.engine.max_model_len} tokens; "
+                "send a shorter message or a smaller max_tokens", param="content")
+        # The fewest dropped turns that fit; rendering length only shrinks as turns are dropped.
+        lo, hi = 1, len(history)
+        best = bare
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            candidate = await render(mid)
+            if len(candidate) <= budget:
+                best, hi = candidate, mid - 1
+            else:
+                lo = mid + 1
+        return best
+
+    def _adopted(self, live: LiveReply) -> None:
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+            live.orphan_timer = None
+
+    def _orphaned(self, live: LiveReply) -> None:
+        if live.task is None or live.task.done():
+            return
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+        loop = asyncio.get_running_loop()
+        live.orphan_timer = loop.call_later(self.orphan_grace_s, self._abandon, live)
+
+    def _abandon(self, live: LiveReply) -> None:
+        live.orphan_timer = None
+        if live.log.listeners == 0 and live.task is not None and not live.task.done():
+            log.info("reply %s: no listener for %.1f s, aborting", live.message.id,
+                     self.orphan_grace_s)
+            live.task.cancel()
+
+    async def _cancel(self, live: LiveReply) -> None:
+        if live.task is not None and not live.task.done():
+            live.task.cancel()
+            # The task stores the partial reply before it ends; wait for that, not for us.
+            await asyncio.wait({live.task})
+
+    async def _generate(self, live: LiveReply, prompt_ids: Sequence[int],
+                        params: GenerationParams) -> None:
+        message, events = live.message, live.log
+        events.append("start", {"message_id": message.id, "session_id": live.session_id,
+                                "model": self.engine.model_name})
+        transport = live.transport
+        metrics.ACTIVE_STREAMS.labels(transport).inc()
+        first_token_at: float | None = None
+        last_token_at = 0.0
+        completion_tokens = pending_tokens = 0
+        prompt_tokens, cached_tokens, queue_s = len(prompt_ids), 0, 0.0
+        finish_reason = "stop"
+        error: StreamchatError | None = None
+        itl = metrics.INTER_TOKEN_LATENCY.labels(transport)
+        try:
+            async for delta in self.engine.stream(prompt_ids, params, message.id):
+                now = time.monotonic()
+                if delta.prompt_tokens is not None:
+                    prompt_tokens = delta.prompt_tokens
+                    cached_tokens = delta.cached_tokens or 0
+                if delta.queue_s is not None:
+                    queue_s = delta.queue_s
+                if delta.finish_reason is not None:
+                    finish_reason = delta.finish_reason
+                completion_tokens += delta.token_count
+                pending_tokens += delta.token_count
+                if not delta.text:
+                    continue  # e.g. the end-of-sequence token: counted, nothing to show
+                if first_token_at is None:
+                    first_token_at = now
+                    message.status = "streaming"
+                    metrics.TIME_TO_FIRST_TOKEN.labels(transport).observe(now - live.accepted_at)
+                else:
+                    itl.observe(now - last_token_at)
+                last_token_at = now
+                live.parts.append(delta.text)
+                events.append("token", {"text": delta.text, "n": pending_tokens})
+                pending_tokens = 0
+        except asyncio.CancelledError:
+            finish_reason = "cancelled"
+        except StreamchatError as exc:
+            error = exc
+        except Exception as exc:  # never leave a reply stuck in "streaming"
+            log.exception("reply %s failed", message.id)
+            error = StreamchatError(f"generation failed: {type(exc).__name__}")
+        finally:
+            metrics.ACTIVE_STREAMS.labels(transport).dec()
+        if finish_reason == "abort":
+            finish_reason = "cancelled"
+        ended_at = time.monotonic()
+        total_s = ended_at - live.accepted_at
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "cached_tokens": cached_tokens}
+        timings = {
+            "queue_ms": round(queue_s * 1000, 3),
+            "ttft_ms": round(((first_token_at or ended_at) - live.accepted_at) * 1000, 3),
+            "total_ms": round(total_s * 1000, 3),
+            "tokens_per_s": round(completion_tokens / total_s, 3) if total_s > 0 else 0.0,
+        }
+        message.content = live.text
+        message.usage, message.timings = usage, timings
+        if error is not None:
+            message.status, message.finish_reason = "error", "error"
+        else:
+            message.status = "cancelled" if finish_reason == "cancelled" else "done"
+            message.finish_reason = finish_reason
+        # Store the finished turn before telling anyone it is done: nothing is lost.
+        try:
+            await asyncio.shield(self.store.update_message(live.session_id, message))
+        finally:
+            self._live.pop(live.session_id, None)
+            if live.orphan_timer is not None:
+                live.orphan_timer.cancel()
+            self._record(transport, message, usage, total_s, queue_s)
+            if error is not None:
+                events.append("error", {"code": error.code, "message": error.message})
+            else:
+                events.append("done", {"finish_reason": finish_reason, "usage": usage,
+                                       "timings": timings})
+
+    @staticmethod
+    def _record(transport: str, message: Message, usage: dict[str, int], total_s: float,
+                queue_s: float) -> None:
+        outcome = {"done": "done", "cancelled": "cancelled", "error": "error"}[message.status]
+        metrics.REQUESTS.labels(transport, outcome).inc()
+        metrics.REQUEST_DURATION.labels(transport).observe(total_s)
+        metrics.QUEUE_TIME.labels(transport).observe(queue_s)
+        metrics.GENERATED_TOKENS.inc(usage["completion_tokens"])
+        metrics.PROMPT_TOKENS.inc(usage["prompt_tokens"])
+        metrics.CACHED_PROMPT_TOKENS.inc(usage["cached_tokens"])

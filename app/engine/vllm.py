@@ -1,0 +1,241 @@
+"""The real engine: vLLM's `AsyncLLM`, in this process, its engine core in a child process.
+
+Facts this module relies on are in shared/VLLM-CPU.md: on the CPU backend the engine runs
+eagerly (start in ~20 s instead of ~100 s), `gpu_memory_utilization` means host memory, and the
+KV cache size comes from `VLLM_CPU_KVCACHE_SPACE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
+from app.errors import ConfigError, EngineFailure, NotReady
+
+log = logging.getLogger("streamchat.engine")
+
+# Defaults for a machine without a GPU; every one can be overridden through engine_args.
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.5}
+CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class _SchedulerStatsLogger:
+    """A vLLM stat logger that only keeps the latest scheduler counts for /metrics."""
+
+    latest = EngineStats()
+
+    def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+        pass
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kw: Any) -> None:
+        if scheduler_stats is not None:
+            _SchedulerStatsLogger.latest = EngineStats(
+                running=scheduler_stats.num_running_reqs,
+                waiting=scheduler_stats.num_waiting_reqs,
+                kv_cache_usage=float(scheduler_stats.kv_cache_usage),
+            )
+
+    def log_engine_initialized(self) -> None:
+        pass
+
+    def log(self) -> None:
+        pass
+
+    def record_sleep_state(self, is_awake: int, level: int) -> None:
+        pass
+
+
+def build_engine_args(
+    model: str, served_model_name: str, max_model_len: int | None, extra: Mapping[str, Any]
+) -> Any:
+    """`AsyncEngineArgs` from settings; unknown argument names fail with the list of valid ones."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown vLLM engine argument(s) {', '.join(unknown)} in STREAMCHAT_ENGINE_ARGS "
+            "(see `python -m vllm.entrypoints.openai.api_server --help` for the names, with _ for -)"
+        )
+    kwargs: dict[str, Any] = {}
+    if not gpu_available():
+        kwargs.update(CPU_ENGINE_DEFAULTS)
+        for key, value in CPU_ENV_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+    kwargs.update(extra)
+    kwargs.update(model=model, served_model_name=[served_model_name], max_model_len=max_model_len)
+    try:
+        return AsyncEngineArgs(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid engine arguments: {exc}") from None
+
+
+class VllmEngine:
+    """`Engine` over vLLM's AsyncLLM. Build with `create`, then `await start()`."""
+
+    def __init__(self, engine_args: Any, model_name: str) -> None:
+        self._engine_args = engine_args
+        self.model_name = model_name
+        self.max_model_len = 0
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._llm is not None and not self._llm.errored
+
+    async def start(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        started = time.monotonic()
+        log.info("engine: starting vLLM for %s", self._engine_args.model)
+        try:
+            # Building the engine blocks for a while (child process, weights); keep the loop free
+            # so /health answers meanwhile.
+            self._llm = await asyncio.to_thread(
+                AsyncLLM.from_engine_args,
+                self._engine_args,
+                stat_loggers=[_SchedulerStatsLogger],
+            )
+        except Exception as exc:  # vLLM raises many types here; the user needs the message.
+            raise ConfigError(f"the engine failed to start: {exc}") from exc
+        self._tokenizer = self._llm.get_tokenizer()
+        self.max_model_len = int(self._llm.model_config.max_model_len)
+        self._ready = True
+        log.info(
+            "engine: ready in %.1f s (max_model_len=%d)", time.monotonic() - started, self.max_model_len
+        )
+
+    async def shutdown(self) -> None:
+        self._ready = False
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+
+    async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
+        messages = [{"role": t.role, "content": t.content} for t in turns]
+        # Long histories take milliseconds to tokenize: keep them off the event loop.
+        return await asyncio.to_thread(self._render, messages)
+
+    def _render(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    async def tokenize(self, text: str) -> list[int]:
+        return await asyncio.to_thread(self._tokenizer.encode, text)
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(token_ids)))
+
+    def stats(self) -> EngineStats:
+        return _SchedulerStatsLogger.latest
+
+    async def abort(self, request_id: str) -> None:
+        if self._llm is not None:
+            await self._llm.abort(request_id)
+
+    async def stream(
+        self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str
+    ) -> AsyncIterator[Delta]:
+        if not self.ready:
+            raise NotReady("the engine is not ready")
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        sampling = SamplingParams(
+            n=params.n,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            ignore_eos=params.ignore_eos,
+            logprobs=params.logprobs,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        prompt = {"prompt_token_ids": list(prompt_token_ids)}
+        first = True
+        try:
+            # Cancelling this generator (the consumer's task) makes vLLM abort the request.
+            async for out in self._llm.generate(prompt, sampling, request_id):
+                queue_s = _queue_seconds(out.metrics) if out.finished else None
+                for choice in out.outputs:
+                    delta = Delta(
+                        index=choice.index,
+                        text=choice.text,
+                        token_count=len(choice.token_ids),
+                        finish_reason=choice.finish_reason,
+                        logprobs=_logprobs(choice) if params.logprobs is not None else None,
+                        queue_s=queue_s,
+                    )
+                    if first:
+                        delta.prompt_tokens = len(out.prompt_token_ids or prompt_token_ids)
+                        delta.cached_tokens = int(out.num_cached_tokens or 0)
+                        first = False
+                    yield delta
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except NotReady:
+            raise
+        except Exception as exc:
+            if self._llm is not None and self._llm.errored:
+                self._ready = False
+            raise EngineFailure(f"generation failed: {exc}") from exc
+
+
+def _queue_seconds(stats: Any) -> float | None:
+    if stats is None or not getattr(stats, "scheduled_ts", 0.0):
+        return None
+    return max(0.0, float(stats.scheduled_ts - stats.queued_ts))
+
+
+def _logprobs(choice: Any) -> list[TokenLogprob]:
+    result: list[TokenLogprob] = []
+    if not choice.logprobs:
+        return result
+    for token_id, position in zip(choice.token_ids, choice.logprobs, strict=False):
+        chosen = position.get(token_id)
+        ranked = sorted(position.values(), key=lambda lp: lp.rank or 0)
+        result.append(
+            TokenLogprob(
+                token=(chosen.decoded_token if chosen else "") or "",
+                logprob=float(chosen.logprob) if chosen else float("-inf"),
+                top=tuple((lp.decoded_token or "", float(lp.logprob)) for lp in ranked),
+            )
+        )
+    return result
+
+
+def create_engine(
+    model: str | None,
+    served_model_name: str,
+    max_model_len: int | None,
+    engine_args: Mapping[str, Any],
+    cache_dir: Path,
+) -> VllmEngine:
+    """The engine for these settings; the default model is converted first if needed."""
+    if model is None:
+        from app.engine.model import ensure_default_model
+
+        model = str(ensure_default_model(cache_dir))
+    args = build_engine_args(model, served_model_name, max_model_len, engine_args)
+    return VllmEngine(args, served_model_name)

@@ -1,0 +1,92 @@
+"""Domain exceptions. The core raises these; `app/api/errors.py` maps them to HTTP statuses,
+the one error shape of API.md, and WebSocket close codes. Nothing here knows HTTP."""
+
+from __future__ import annotations
+
+
+class StreamchatError(Exception):
+    """Base of every error a client may see. `code` is stable; `message` says what to fix."""
+
+    code = "internal_error"
+    kind = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(StreamchatError):
+    """The service cannot start with this configuration."""
+
+    code = "config_error"
+
+
+class InvalidRequest(StreamchatError):
+    code = "invalid_request"
+    kind = "invalid_request_error"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+
+
+class BodyTooLarge(InvalidRequest):
+    code = "request_too_large"
+
+
+class NotFound(StreamchatError):
+    code = "not_found"
+    kind = "not_found_error"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class MessageNotFound(NotFound):
+    code = "message_not_found"
+
+
+class Conflict(StreamchatError):
+    code = "conflict"
+    kind = "conflict_error"
+
+
+class ReplyInFlight(Conflict):
+    code = "reply_in_flight"
+
+
+class PromptTooLong(StreamchatError):
+    """Semantically invalid: the prompt does not fit the model's context."""
+
+    code = "context_length_exceeded"
+    kind = "invalid_request_error"
+
+
+class Overloaded(StreamchatError):
+    """Queue full or rate-limited; the client should retry after `retry_after_s`."""
+
+    code = "overloaded"
+    kind = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class NotReady(StreamchatError):
+    """The engine is loading or the service is draining."""
+
+    code = "not_ready"
+    kind = "unavailable_error"
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class EngineFailure(StreamchatError):
+    code = "engine_error"

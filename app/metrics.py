@@ -1,0 +1,36 @@
+"""Prometheus metric definitions (names are part of the contract in API.md); nothing else."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets from 5 ms to 60 s: TTFT on a loaded CPU reaches seconds.
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_TOKEN_GAP = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
+
+TIME_TO_FIRST_TOKEN = Histogram(
+    "streamchat_time_to_first_token_seconds", "Request accepted to first token produced.",
+    ["transport"], buckets=_LATENCY)
+INTER_TOKEN_LATENCY = Histogram(
+    "streamchat_inter_token_latency_seconds", "Gap between consecutive token events.",
+    ["transport"], buckets=_TOKEN_GAP)
+REQUEST_DURATION = Histogram(
+    "streamchat_request_duration_seconds", "Request accepted to last event.",
+    ["transport"], buckets=_LATENCY)
+QUEUE_TIME = Histogram(
+    "streamchat_queue_time_seconds", "Time waiting in the engine before first scheduled.",
+    ["transport"], buckets=_LATENCY)
+ACTIVE_STREAMS = Gauge("streamchat_active_streams", "Generations in progress.", ["transport"])
+GENERATED_TOKENS = Counter("streamchat_generated_tokens", "Completion tokens generated.")
+PROMPT_TOKENS = Counter("streamchat_prompt_tokens", "Prompt tokens processed.")
+CACHED_PROMPT_TOKENS = Counter(
+    "streamchat_cached_prompt_tokens", "Prompt tokens served from the prefix cache.")
+REQUESTS = Counter("streamchat_requests", "Requests by outcome.", ["transport", "outcome"])
+SESSIONS = Gauge("streamchat_sessions", "Sessions held by this replica's store.")
+ENGINE_RUNNING = Gauge("streamchat_engine_running_requests", "Requests the engine is running.")
+ENGINE_WAITING = Gauge("streamchat_engine_waiting_requests", "Requests waiting in the engine.")
+ENGINE_KV_CACHE_USAGE = Gauge(
+    "streamchat_engine_kv_cache_usage_ratio", "Fraction of the KV cache in use.")
+
+for _transport in ("sse", "ws", "openai"):
+    ACTIVE_STREAMS.labels(_transport)

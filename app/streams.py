@@ -1,0 +1,130 @@
+"""Per-reply event logs: what makes a reply resumable.
+
+Every event of a reply (start, token..., done | error) is appended to its log with a sequence
+number. Listeners follow the log from any point: events after `after` are replayed, then the
+live ones follow, in order and without duplicates. The log counts its listeners so the chat
+service can tell when a reply has been orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+TERMINAL_EVENTS = frozenset({"done", "error"})
+
+
+@dataclass(slots=True)
+class Event:
+    seq: int
+    type: str
+    data: dict[str, Any]
+    # The JSON of `data`, encoded once and shared by every listener and transport.
+    payload: bytes = b""
+    _sse: bytes | None = field(default=None, repr=False)
+
+    def sse_frame(self) -> bytes:
+        if self._sse is None:
+            self._sse = b"event: %s\nid: %d\ndata: %s\n\n" % (
+                self.type.encode(), self.seq, self.payload)
+        return self._sse
+
+
+class ReplyLog:
+    def __init__(self, message_id: str, session_id: str) -> None:
+        self.message_id = message_id
+        self.session_id = session_id
+        self.events: list[Event] = []
+        self.finished = False
+        self.finished_at: float | None = None
+        self.listeners = 0
+        # Called when the listener count drops to zero before the reply finished.
+        self.on_orphaned: Callable[[], None] | None = None
+        self.on_listener: Callable[[], None] | None = None
+        self._wakeup = asyncio.Event()
+
+    def append(self, type_: str, data: dict[str, Any]) -> Event:
+        if self.finished:
+            raise RuntimeError(f"reply {self.message_id} already finished")
+        event = Event(len(self.events), type_, data, orjson.dumps(data))
+        self.events.append(event)
+        if type_ in TERMINAL_EVENTS:
+            self.finished = True
+            self.finished_at = time.monotonic()
+        wakeup, self._wakeup = self._wakeup, asyncio.Event()
+        wakeup.set()
+        return event
+
+    async def follow(self, after: int = -1, heartbeat_s: float | None = None
+                     ) -> AsyncIterator[Event | None]:
+        """Events with seq > after, then live ones until the terminal event.
+
+        With `heartbeat_s`, yields None after that many seconds without an event, so a
+        transport can keep an idle connection alive."""
+        self.listeners += 1
+        if self.on_listener is not None:
+            self.on_listener()
+        try:
+            index = max(after + 1, 0)
+            while True:
+                wakeup = self._wakeup
+                while index < len(self.events):
+                    event = self.events[index]
+                    index += 1
+                    yield event
+                if self.finished:
+                    return
+                if heartbeat_s is None:
+                    await wakeup.wait()
+                    continue
+                try:
+                    # asyncio.timeout arms a timer on this task: no extra task per wait.
+                    async with asyncio.timeout(heartbeat_s):
+                        await wakeup.wait()
+                except TimeoutError:
+                    yield None
+        finally:
+            self.listeners -= 1
+            if self.listeners == 0 and not self.finished and self.on_orphaned is not None:
+                self.on_orphaned()
+
+    async def wait_finished(self) -> None:
+        while not self.finished:
+            await self._wakeup.wait()
+
+
+class ReplyLogs:
+    """Live and recently finished reply logs, by message id. Finished ones are kept for
+    `keep_finished_s` so a late reconnect replays the exact events; after that a replay is
+    rebuilt from the stored message."""
+
+    def __init__(self, keep_finished_s: float = 300.0, max_finished: int = 1000) -> None:
+        self.keep_finished_s = keep_finished_s
+        self.max_finished = max_finished
+        self._logs: OrderedDict[str, ReplyLog] = OrderedDict()
+
+    def open(self, message_id: str, session_id: str) -> ReplyLog:
+        self._prune()
+        log = ReplyLog(message_id, session_id)
+        self._logs[message_id] = log
+        return log
+
+    def get(self, message_id: str) -> ReplyLog | None:
+        return self._logs.get(message_id)
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        finished = [mid for mid, log in self._logs.items() if log.finished]
+        excess = len(finished) - self.max_finished
+        for mid in finished:
+            log = self._logs[mid]
+            expired = log.finished_at is not None and now - log.finished_at > self.keep_finished_s
+            if expired or excess > 0:
+                del self._logs[mid]
+                excess -= 1

