@@ -82,9 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, engine=engine)
     logging.getLogger("streamchat").info(
         "serving %s on http://%s:%d", settings.model_name, settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                loop="uvloop", http="httptools", ws="websockets", timeout_graceful_shutdown=30)
-    return int(getattr(app.state, "exit_code", 0))
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            log_level=settings.log_level, loop="uvloop", http="httptools",
+                            ws="websockets", timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+
+    def stop_server() -> None:
+        server.should_exit = True
+
+    app.state.stop_server = stop_server
+    server.run()
+    code = int(getattr(app.state, "exit_code", 0))
+    if code:
+        print("streamchat: stopped: the engine failed to start (see the log above)", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

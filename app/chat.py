@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app import metrics
@@ -144,7 +144,15 @@ class ChatService:
                 f"({self._live[session_id].message.id}); cancel it or wait for it", param="content"
             )
         generation = merge_params(self.default_params, session.params, message_params)
+        explicit_max = "max_tokens" in session.params or "max_tokens" in message_params
+        if not explicit_max:
+            # The default length must not make a small context unusable: reserve at most half.
+            generation = replace(generation, max_tokens=min(
+                generation.max_tokens, max(1, self.engine.max_model_len // 2)))
         prompt_ids = await self._fit_history(session, content, generation)
+        if not explicit_max:
+            generation = replace(generation, max_tokens=min(
+                self.default_params.max_tokens, self.engine.max_model_len - len(prompt_ids)))
         if session_id in self._live:  # another message won the race while we rendered
             raise ReplyInFlight(f"session {session_id} already has a reply in flight")
         user = Message.new("user", content, "done")

@@ -81,7 +81,11 @@ async def _start_engine(app: Starlette, engine: Engine) -> None:
         log.error("%s", exc)
         # Nothing useful can be served without an engine: stop the server, exit non-zero.
         app.state.exit_code = 1
-        os.kill(os.getpid(), signal.SIGTERM)
+        stop = getattr(app.state, "stop_server", None)
+        if stop is not None:
+            stop()
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def index(request: Request) -> Response:

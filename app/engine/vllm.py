@@ -145,6 +145,10 @@ class VllmEngine:
         return str(self._tokenizer.decode(list(token_ids)))
 
     def stats(self) -> EngineStats:
+        # The scheduler's counts arrive with engine steps, so an idle engine never reports its
+        # last request gone: the front end's own count of unfinished requests settles that.
+        if self._llm is None or self._llm.output_processor.get_num_unfinished_requests() == 0:
+            return EngineStats(kv_cache_usage=_SchedulerStatsLogger.latest.kv_cache_usage)
         return _SchedulerStatsLogger.latest
 
     async def abort(self, request_id: str) -> None:
@@ -237,5 +241,7 @@ def create_engine(
         from app.engine.model import ensure_default_model
 
         model = str(ensure_default_model(cache_dir))
+    elif model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise ConfigError(f"STREAMCHAT_MODEL: no model folder at {model}")
     args = build_engine_args(model, served_model_name, max_model_len, engine_args)
     return VllmEngine(args, served_model_name)

@@ -1,0 +1,88 @@
+"""The real service for end-to-end tests: uvicorn on a free port, the real vLLM engine with the
+default model, started once per test session and shared by every e2e test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 600  # a cold machine converts the default model first
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    max_model_len: int
+    orphan_grace_s: float
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int = 2048,
+                 orphan_grace_s: float = 1.0) -> LiveServer:
+    port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix="streamchat-e2e-", suffix=".log")[1])
+    env = {**os.environ, "STREAMCHAT_PORT": str(port),
+           "STREAMCHAT_MAX_MODEL_LEN": str(max_model_len),
+           "STREAMCHAT_ORPHAN_GRACE_S": str(orphan_grace_s), **(extra_env or {})}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
+                                   stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, max_model_len,
+                        orphan_grace_s)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(server.url + "/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    stop_server(server)
+    raise RuntimeError(f"the service was not ready in {START_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    try:
+        server = start_server()
+    except RuntimeError as exc:
+        pytest.fail(f"could not start the real service: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        stop_server(server)

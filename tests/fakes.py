@@ -1,0 +1,79 @@
+"""A scripted engine for transport tests: no model, exact control over tokens and timing.
+
+It lives in tests/ only; the service always runs the real vLLM engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams
+
+
+class ScriptedEngine:
+    model_name = "scripted"
+
+    def __init__(self, tokens: Sequence[str] = ("Hel", "lo", " there", "!"), *,
+                 delay_s: float = 0.0, max_model_len: int = 256, ready: bool = True) -> None:
+        self.tokens = list(tokens)
+        self.delay_s = delay_s
+        self.max_model_len = max_model_len
+        self._ready = ready
+        self.started = asyncio.Event()  # set when a stream begins
+        self.aborted: list[str] = []
+        self.finished: list[str] = []
+        self.running: set[str] = set()
+        self.prompts: list[list[int]] = []
+        self.params: list[GenerationParams] = []
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        self._ready = True
+
+    async def shutdown(self) -> None:
+        self._ready = False
+
+    async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
+        # One "token" per character plus a few per turn, like a real template's markers.
+        ids: list[int] = []
+        for turn in turns:
+            ids += [1, 2] + [ord(c) % 1000 for c in turn.content] + [3]
+        return ids + [1, 2]
+
+    async def tokenize(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=len(self.running))
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def stream(self, prompt_token_ids: Sequence[int], params: GenerationParams,
+                     request_id: str) -> AsyncIterator[Delta]:
+        self.prompts.append(list(prompt_token_ids))
+        self.params.append(params)
+        self.running.add(request_id)
+        self.started.set()
+        tokens = self.tokens[: params.max_tokens]
+        try:
+            for i, text in enumerate(tokens):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                last = i == len(tokens) - 1
+                finish = None
+                if last:
+                    finish = "length" if len(self.tokens) > params.max_tokens else "stop"
+                yield Delta(index=0, text=text, token_count=1, finish_reason=finish,
+                            prompt_tokens=len(prompt_token_ids) if i == 0 else None,
+                            cached_tokens=0 if i == 0 else None, queue_s=0.001 if last else None)
+            self.finished.append(request_id)
+        except (asyncio.CancelledError, GeneratorExit):
+            # What vLLM does when its generate() consumer is cancelled: abort the request.
+            self.aborted.append(request_id)
+            raise
+        finally:
+            self.running.discard(request_id)

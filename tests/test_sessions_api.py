@@ -1,0 +1,292 @@
+"""The sessions API over HTTP with a scripted engine: event order, bad input, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.fakes import ScriptedEngine
+from tests.sse_parse import check_grammar, parse_frames
+
+SSE = {"Accept": "text/event-stream"}
+
+
+def new_session(client: TestClient, **body: Any) -> str:
+    response = client.post("/v1/sessions", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}
+    assert error["message"] and "Traceback" not in error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return dict(error)
+
+
+def test_sse_reply_streams_start_tokens_done(client: TestClient) -> None:
+    sid = new_session(client, system="Be brief.")
+    response = client.post(f"/v1/sessions/{sid}/messages", json={"content": "Hi"}, headers=SSE)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    events = check_grammar(parse_frames(response.text))
+    start, done = events[0]["data"], events[-1]["data"]
+    assert start["session_id"] == sid and start["model"] == "scripted"
+    assert "".join(e["data"]["text"] for e in events[1:-1]) == "Hello there!"
+    assert done["finish_reason"] == "stop"
+    assert done["usage"]["completion_tokens"] == sum(e["data"]["n"] for e in events[1:-1]) == 4
+    assert set(done["usage"]) == {"prompt_tokens", "completion_tokens", "cached_tokens"}
+    assert set(done["timings"]) == {"queue_ms", "ttft_ms", "total_ms", "tokens_per_s"}
+
+    stored = client.get(f"/v1/sessions/{sid}").json()
+    assert [(m["role"], m["status"]) for m in stored["messages"]] == [
+        ("user", "done"), ("assistant", "done")]
+    assert stored["messages"][1]["content"] == "Hello there!"
+    assert stored["messages"][1]["usage"] == done["usage"]
+
+
+def test_history_is_sent_to_the_engine(client: TestClient, engine: ScriptedEngine) -> None:
+    sid = new_session(client, system="S")
+    client.post(f"/v1/sessions/{sid}/messages", json={"content": "one"}, headers=SSE)
+    client.post(f"/v1/sessions/{sid}/messages", json={"content": "two"}, headers=SSE)
+    first, second = engine.prompts
+    assert second[: len(first)] == first  # the earlier turns render identically: prefix cache
+
+
+def test_session_and_message_params_reach_the_engine(client: TestClient,
+                                                     engine: ScriptedEngine) -> None:
+    sid = new_session(client, params={"temperature": 0.1, "max_tokens": 2})
+    response = client.post(f"/v1/sessions/{sid}/messages",
+                           json={"content": "x", "params": {"temperature": 0.5}}, headers=SSE)
+    events = check_grammar(parse_frames(response.text))
+    assert events[-1]["data"]["finish_reason"] == "length"
+    assert (engine.params[0].temperature, engine.params[0].max_tokens) == (0.5, 2)
+
+
+def test_202_then_status_and_stream_replay(client: TestClient) -> None:
+    sid = new_session(client)
+    response = client.post(f"/v1/sessions/{sid}/messages", json={"content": "Hi"})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    replay = client.get(body["stream_url"])
+    events = check_grammar(parse_frames(replay.text))
+    assert events[-1]["event"] == "done"
+    status = client.get(body["status_url"]).json()
+    assert status["status"] == "done" and status["content"] == "Hello there!"
+    resumed = client.get(body["stream_url"], headers={"Last-Event-ID": "2"})
+    assert [int(f["id"]) for f in parse_frames(resumed.text)] == list(range(3, len(events)))
+
+
+def test_second_message_while_in_flight_is_409() -> None:
+    engine = ScriptedEngine(delay_s=0.05)
+    with TestClient(create_app(Settings(), engine=engine)) as client:
+        sid = new_session(client)
+        assert client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).status_code == 202
+        second = client.post(f"/v1/sessions/{sid}/messages", json={"content": "b"})
+        assert_error(second, 409, "reply_in_flight")
+
+
+def test_cancel_keeps_partial_text() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 200, delay_s=0.01)
+    with TestClient(create_app(Settings(), engine=engine)) as client:
+        sid = new_session(client)
+        mid = client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).json()["message_id"]
+        with client.stream("GET", f"/v1/sessions/{sid}/messages/{mid}/stream") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event: token"):
+                    break
+        cancelled = client.post(f"/v1/sessions/{sid}/messages/{mid}/cancel")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        assert 0 < len(cancelled.json()["content"]) < 200
+        assert mid in engine.aborted
+        events = check_grammar(parse_frames(client.get(
+            f"/v1/sessions/{sid}/messages/{mid}/stream").text))
+        assert events[-1]["data"]["finish_reason"] == "cancelled"
+
+
+def test_delete_session_aborts_its_reply() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 200, delay_s=0.01)
+    with TestClient(create_app(Settings(), engine=engine)) as client:
+        sid = new_session(client)
+        mid = client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).json()["message_id"]
+        assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+        assert mid in engine.aborted
+        assert_error(client.get(f"/v1/sessions/{sid}"), 404, "session_not_found")
+
+
+def test_list_sessions_newest_first(client: TestClient) -> None:
+    first, second = new_session(client, title="a"), new_session(client, title="b")
+    ids = [s["id"] for s in client.get("/v1/sessions").json()["data"]]
+    assert ids[:2] == [second, first]
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kwargs", "status", "code"), [
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
+     "invalid_request"),
+    ({"json": {}}, 400, "invalid_request"),
+    ({"json": {"content": 42}}, 400, "invalid_request"),
+    ({"json": {"content": ""}}, 400, "invalid_request"),
+    ({"json": ["content"]}, 400, "invalid_request"),
+    ({"json": {"content": "x", "params": {"bogus": 1}}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "params": {"temperature": -1}}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "params": {"max_tokens": 0}}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "extra": 1}}, 400, "invalid_request"),
+    ({"content": b'{"content": "x"}', "headers": {"content-type": "text/plain"}}, 415,
+     "unsupported_media_type"),
+    ({"content": b"content=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+     415, "unsupported_media_type"),
+    ({"json": {"content": "x" * 600}}, 422, "context_length_exceeded"),
+])
+def test_bad_message_input(client: TestClient, kwargs: dict[str, Any], status: int,
+                           code: str) -> None:
+    sid = new_session(client)
+    for headers in ({}, SSE):  # the same answer whether or not the client wants a stream
+        request = {**kwargs, "headers": {**kwargs.get("headers", {}), **headers}}
+        assert_error(client.post(f"/v1/sessions/{sid}/messages", **request), status, code)
+
+
+def test_param_errors_name_the_parameter(client: TestClient) -> None:
+    sid = new_session(client)
+    error = assert_error(client.post(f"/v1/sessions/{sid}/messages",
+                                     json={"content": "x", "params": {"temperature": -1}}), 400)
+    assert error["param"] == "temperature"
+
+
+def test_curl_style_form_labelled_json_is_accepted(client: TestClient) -> None:
+    sid = new_session(client)
+    response = client.post(f"/v1/sessions/{sid}/messages", content=b'{"content":"Hi"}',
+                           headers={"content-type": "application/x-www-form-urlencoded", **SSE})
+    assert response.status_code == 200
+
+
+def test_prompt_too_long_says_the_numbers(client: TestClient) -> None:
+    sid = new_session(client)
+    error = assert_error(client.post(f"/v1/sessions/{sid}/messages", json={"content": "x" * 600}),
+                         422)
+    assert "256" in error["message"]
+
+
+def test_unknown_session_and_message_are_404(client: TestClient) -> None:
+    assert_error(client.post("/v1/sessions/nope/messages", json={"content": "x"}, headers=SSE),
+                 404, "session_not_found")
+    assert_error(client.get("/v1/sessions/nope"), 404, "session_not_found")
+    sid = new_session(client)
+    assert_error(client.get(f"/v1/sessions/{sid}/messages/nope"), 404, "message_not_found")
+    assert_error(client.get(f"/v1/sessions/{sid}/messages/nope/stream"), 404)
+    assert_error(client.get("/no/such/route"), 404)
+
+
+def test_bad_session_bodies(client: TestClient) -> None:
+    assert_error(client.post("/v1/sessions", json={"system": 5}), 400)
+    assert_error(client.post("/v1/sessions", json={"params": {"top_k": "x"}}), 400)
+    assert_error(client.post("/v1/sessions", json={"colour": "red"}), 400)
+    assert_error(client.post("/v1/sessions", content=b"[", headers={"content-type":
+                                                                    "application/json"}), 400)
+    assert client.post("/v1/sessions").status_code == 201  # an empty body is an empty object
+
+
+def test_oversized_body_is_413() -> None:
+    with TestClient(create_app(Settings(max_body_bytes=2048), engine=ScriptedEngine())) as client:
+        assert_error(client.post("/v1/sessions", json={"system": "x" * 5000}), 413)
+
+
+def test_not_ready_is_503_with_retry_after() -> None:
+    class SlowStart(ScriptedEngine):
+        async def start(self) -> None:
+            await asyncio.sleep(3600)
+
+    with TestClient(create_app(Settings(), engine=SlowStart(ready=False))) as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.headers["retry-after"]
+        sid = new_session(client)
+        response = client.post(f"/v1/sessions/{sid}/messages", json={"content": "x"})
+        assert_error(response, 503, "not_ready")
+        assert response.headers["retry-after"]
+
+
+def test_ready_and_metrics(client: TestClient) -> None:
+    assert client.get("/ready").json()["status"] == "ready"
+    sid = new_session(client)
+    client.post(f"/v1/sessions/{sid}/messages", json={"content": "x"}, headers=SSE)
+    text = client.get("/metrics").text
+    for name in ("streamchat_time_to_first_token_seconds", "streamchat_inter_token_latency_seconds",
+                 "streamchat_request_duration_seconds", "streamchat_queue_time_seconds",
+                 "streamchat_active_streams", "streamchat_generated_tokens_total",
+                 "streamchat_prompt_tokens_total", "streamchat_cached_prompt_tokens_total",
+                 "streamchat_requests_total", "streamchat_sessions",
+                 "streamchat_engine_running_requests", "streamchat_engine_waiting_requests",
+                 "streamchat_engine_kv_cache_usage_ratio"):
+        assert name in text, name
+    assert 'streamchat_requests_total{outcome="done",transport="sse"}' in text
+
+
+# -- disconnects --------------------------------------------------------------------------
+
+async def test_client_disconnect_aborts_the_engine_request_after_grace() -> None:
+    """Feed the app an http.disconnect mid-stream; the engine must see the abort."""
+    engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
+    app = create_app(Settings(orphan_grace_s=0.1), engine=engine)
+    async with app.router.lifespan_context(app):
+        app.state.engine = engine
+        await engine.start()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            sid = (await http.post("/v1/sessions")).json()["id"]
+
+        sent: list[dict[str, Any]] = []
+        body_sent = False
+        disconnect = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": b'{"content": "go"}', "more_body": False}
+            await disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if sum(1 for m in sent if m["type"] == "http.response.body") >= 3:
+                disconnect.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+                 "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": f"/v1/sessions/{sid}/messages", "raw_path": b"", "query_string": b"",
+                 "root_path": "", "headers": [(b"accept", b"text/event-stream"),
+                                              (b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {}}
+        await asyncio.wait_for(app(scope, receive, send), 5)
+        assert sent[0]["status"] == 200
+        assert engine.running, "the reply should outlive its listener for the grace period"
+        for _ in range(100):
+            if not engine.running:
+                break
+            await asyncio.sleep(0.02)
+        assert not engine.running and len(engine.aborted) == 1
+        message = await app.state.chat.get_message(sid, engine.aborted[0])
+        assert message.status == "cancelled" and message.content.startswith("w")
+
+
+def test_core_does_not_import_starlette() -> None:
+    code = ("import sys, app.chat, app.engine.vllm, app.sessions.memory, app.streams; "
+            "assert 'starlette' not in sys.modules, 'core imports starlette'")
+    subprocess.run([sys.executable, "-c", code], check=True)
