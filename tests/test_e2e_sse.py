@@ -1,0 +1,125 @@
+"""End to end: the real service (uvicorn + vLLM + the default model) over real HTTP."""
+
+from __future__ import annotations
+
+import re
+import time
+from functools import cache
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e_server import LiveServer
+from tests.sse_parse import check_grammar, parse_frames
+
+pytestmark = pytest.mark.e2e
+SSE = {"Accept": "text/event-stream"}
+
+
+@cache
+def tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from app.engine.model import default_model_dir
+    from app.settings import from_env
+
+    return AutoTokenizer.from_pretrained(default_model_dir(from_env().cache_dir))
+
+
+def metric(server: LiveServer, name: str) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def session(server: LiveServer, **body: Any) -> str:
+    response = httpx.post(server.url + "/v1/sessions", json=body)
+    assert response.status_code == 201
+    return str(response.json()["id"])
+
+
+def test_health_and_ready(live_server: LiveServer) -> None:
+    assert httpx.get(live_server.url + "/health").status_code == 200
+    ready = httpx.get(live_server.url + "/ready").json()
+    assert ready == {"status": "ready", "model": "SmolLM2-135M-Instruct"}
+
+
+def test_streamed_reply_has_the_contract_grammar_and_engine_usage(live_server: LiveServer) -> None:
+    sid = session(live_server, system="You are a helpful assistant.")
+    with httpx.stream("POST", f"{live_server.url}/v1/sessions/{sid}/messages", headers=SSE,
+                      json={"content": "Name three colours.", "params": {"max_tokens": 40,
+                                                                         "temperature": 0}},
+                      timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = response.read().decode()
+    events = check_grammar(parse_frames(body))
+    tokens, done = events[1:-1], events[-1]
+    assert done["event"] == "done" and len(tokens) > 1
+    text = "".join(e["data"]["text"] for e in tokens)
+    usage, timings = done["data"]["usage"], done["data"]["timings"]
+    assert done["data"]["finish_reason"] in ("stop", "length")
+    # The engine's own counts: every token event's n adds up, plus an end-of-sequence token
+    # (counted, never shown) when the model stopped by itself.
+    shown = sum(e["data"]["n"] for e in tokens)
+    eos = 1 if done["data"]["finish_reason"] == "stop" else 0
+    assert usage["completion_tokens"] == shown + eos
+    assert usage["completion_tokens"] <= 40
+    # ...and the tokenizer's count of the text agrees (re-encoding can merge a token or two).
+    assert abs(len(tokenizer().encode(text, add_special_tokens=False)) - shown) <= 2
+    prompt = tokenizer().apply_chat_template(
+        [{"role": "system", "content": "You are a helpful assistant."},
+         {"role": "user", "content": "Name three colours."}], tokenize=True,
+        add_generation_prompt=True)
+    prompt_ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
+    assert usage["prompt_tokens"] == len(prompt_ids)
+    assert 0 < timings["ttft_ms"] <= timings["total_ms"]
+    assert timings["tokens_per_s"] > 0
+    stored = httpx.get(f"{live_server.url}/v1/sessions/{sid}").json()["messages"][-1]
+    assert stored["content"] == text and stored["status"] == "done"
+
+
+def test_second_turn_reuses_the_prefix_cache(live_server: LiveServer) -> None:
+    sid = session(live_server, system="You are a helpful assistant. " * 30)
+    usages = []
+    for question in ("What is a cat?", "And a dog?"):
+        response = httpx.post(f"{live_server.url}/v1/sessions/{sid}/messages", headers=SSE,
+                              json={"content": question, "params": {"max_tokens": 16}},
+                              timeout=60)
+        usages.append(check_grammar(parse_frames(response.text))[-1]["data"]["usage"])
+    assert usages[1]["cached_tokens"] > 0
+
+
+def test_prompt_longer_than_context_is_422(live_server: LiveServer) -> None:
+    sid = session(live_server)
+    response = httpx.post(f"{live_server.url}/v1/sessions/{sid}/messages", headers=SSE,
+                          json={"content": "word " * (live_server.max_model_len + 100)})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_disconnect_mid_reply_leaves_no_running_request(live_server: LiveServer) -> None:
+    sid = session(live_server)
+    with httpx.stream("POST", f"{live_server.url}/v1/sessions/{sid}/messages", headers=SSE,
+                      json={"content": "Tell me a very long story.",
+                            "params": {"max_tokens": 1000}}, timeout=60) as response:
+        seen = 0
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                seen += 1
+                if seen == 3:
+                    break  # leaving the block closes the connection mid-reply
+    assert metric(live_server, "streamchat_engine_running_requests") >= 0
+    deadline = time.monotonic() + live_server.orphan_grace_s + 3
+    running = 1.0
+    while time.monotonic() < deadline:
+        running = metric(live_server, "streamchat_engine_running_requests")
+        if running == 0:
+            break
+        time.sleep(0.1)
+    assert running == 0
+    reply = httpx.get(f"{live_server.url}/v1/sessions/{sid}").json()["messages"][-1]
+    assert reply["status"] == "cancelled" and reply["content"]
+    assert reply["usage"]["completion_tokens"] < 1000
