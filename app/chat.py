@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from app import metrics
 from app.engine.base import ChatTurn, Engine, GenerationParams
@@ -29,11 +31,15 @@ from app.errors import (
 from app.params import check_params, merge_params
 from app.sessions.models import FINAL_STATUSES, Message, Session
 from app.sessions.store import SessionStore
-from app.streams import ReplyLog, ReplyLogs
+from app.streams import Event, ReplyLog, ReplyLogs
+from app.streams.memory import MemoryReplyLogs
 
 log = logging.getLogger("streamchat.chat")
 
 MAX_SYSTEM_CHARS = 100_000
+# A replica refreshes the claims of its replies every LEASE_S / 3; a dead one's run out.
+LEASE_S = 15.0
+CANCEL_WAIT_S = 10.0
 MAX_TITLE_CHARS = 200
 
 
@@ -61,15 +67,23 @@ class ChatService:
         engine: Engine,
         store: SessionStore,
         *,
+        logs: ReplyLogs | None = None,
         default_max_tokens: int = 512,
         orphan_grace_s: float = 10.0,
     ) -> None:
         self.engine = engine
         self.store = store
+        self.logs: ReplyLogs = logs if logs is not None else MemoryReplyLogs()
         self.default_params = GenerationParams(max_tokens=default_max_tokens)
         self.orphan_grace_s = orphan_grace_s
-        self.logs = ReplyLogs()
-        self._live: dict[str, LiveReply] = {}  # session id -> its reply in flight
+        self._live: dict[str, LiveReply] = {}  # session id -> its reply generated here
+        self._background: list[asyncio.Task[None]] = []
+        self._checks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Background duties: keep our claims alive, obey cancel requests from other replicas."""
+        self._background = [asyncio.create_task(self._keep_leases(), name="claim-leases"),
+                            asyncio.create_task(self._obey_cancels(), name="cancel-requests")]
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -96,16 +110,16 @@ class ChatService:
         live = self._live.get(session_id)
         if live is not None:
             self._overlay(session, live)
+        elif session.messages and session.messages[-1].status not in FINAL_STATUSES:
+            await self._repair_if_abandoned(session)
         return session
 
-    async def list_sessions(self, owner: str | None = None) -> list[Session]:
+    async def list_sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
         return await self.store.list(owner)
 
     async def delete_session(self, session_id: str, owner: str | None = None) -> None:
         await self.get_session(session_id, owner)
-        live = self._live.get(session_id)
-        if live is not None:
-            await self._cancel(live)
+        await self._cancel_anywhere(session_id)
         await self.store.delete(session_id)
         metrics.SESSIONS.set(await self.store.count())
 
@@ -138,26 +152,28 @@ class ChatService:
         session = await self.get_session(session_id, owner)
         if not self.engine.ready:
             raise NotReady("the engine is not ready yet")
-        if session_id in self._live:
-            raise ReplyInFlight(
-                f"session {session_id} already has a reply in flight "
-                f"({self._live[session_id].message.id}); cancel it or wait for it", param="content"
-            )
         generation = merge_params(self.default_params, session.params, message_params)
         explicit_max = "max_tokens" in session.params or "max_tokens" in message_params
         if not explicit_max:
             # The default length must not make a small context unusable: reserve at most half.
             generation = replace(generation, max_tokens=min(
                 generation.max_tokens, max(1, self.engine.max_model_len // 2)))
-        prompt_ids = await self._fit_history(session, content, generation)
-        if not explicit_max:
-            generation = replace(generation, max_tokens=min(
-                self.default_params.max_tokens, self.engine.max_model_len - len(prompt_ids)))
-        if session_id in self._live:  # another message won the race while we rendered
-            raise ReplyInFlight(f"session {session_id} already has a reply in flight")
         user = Message.new("user", content, "done")
         reply = Message.new("assistant", "", "queued")
-        await self.store.append(session_id, [user, reply])
+        holder = await self.store.try_claim(session_id, reply.id, LEASE_S)
+        if holder is not None:
+            raise ReplyInFlight(
+                f"session {session_id} already has a reply in flight ({holder}); "
+                "cancel it or wait for it", param="content")
+        try:
+            prompt_ids = await self._fit_history(session, content, generation)
+            if not explicit_max:
+                generation = replace(generation, max_tokens=min(
+                    self.default_params.max_tokens, self.engine.max_model_len - len(prompt_ids)))
+            await self.store.append(session_id, [user, reply])
+        except BaseException:
+            await self.store.release_claim(session_id, reply.id)
+            raise
         live = LiveReply(session_id, reply, self.logs.open(reply.id, session_id), transport,
                          accepted_at)
         live.log.on_orphaned = lambda: self._orphaned(live)
@@ -169,9 +185,8 @@ class ChatService:
 
     async def cancel_message(self, session_id: str, message_id: str, owner: str | None = None) -> Message:
         message = await self.get_message(session_id, message_id, owner)
-        live = self._live.get(session_id)
-        if live is not None and live.message.id == message_id:
-            await self._cancel(live)
+        if message.status not in FINAL_STATUSES:
+            await self._cancel_anywhere(session_id, message_id)
             return await self.get_message(session_id, message_id, owner)
         if message.status == "cancelled":
             return message
@@ -182,10 +197,22 @@ class ChatService:
     def live_reply(self, session_id: str) -> LiveReply | None:
         return self._live.get(session_id)
 
-    def reply_log(self, message_id: str) -> ReplyLog | None:
-        return self.logs.get(message_id)
+    async def follow_reply(self, session_id: str, message_id: str, after: int = -1,
+                           heartbeat_s: float | None = None,
+                           owner: str | None = None) -> AsyncIterator[Event | None]:
+        """The reply's events after `after`, live or replayed, wherever it is generated."""
+        message = await self.get_message(session_id, message_id, owner)
+        if message.role != "assistant":
+            raise InvalidRequest(f"message {message_id} is a user turn; only replies have streams",
+                                 param="message_id")
+        events = await self.logs.follow(message_id, after, heartbeat_s)
+        if events is not None:
+            return events
+        return _replay(replay_events(message, session_id, self.engine.model_name), after)
 
     async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
         for live in list(self._live.values()):
             await self._cancel(live)
 
@@ -243,9 +270,71 @@ class ChatService:
     def _abandon(self, live: LiveReply) -> None:
         live.orphan_timer = None
         if live.log.listeners == 0 and live.task is not None and not live.task.done():
+            check = asyncio.create_task(self._abandon_unless_watched(live))
+            self._checks.add(check)  # held until done: the loop keeps only weak references
+            check.add_done_callback(self._checks.discard)
+
+    async def _abandon_unless_watched(self, live: LiveReply) -> None:
+        if await self.logs.watched_elsewhere(live.message.id):
+            self._orphaned(live)  # a listener on another replica: look again after the grace
+            return
+        if live.log.listeners == 0 and live.task is not None and not live.task.done():
             log.info("reply %s: no listener for %.1f s, aborting", live.message.id,
                      self.orphan_grace_s)
             live.task.cancel()
+
+    async def _cancel_anywhere(self, session_id: str, message_id: str | None = None) -> None:
+        """Cancel the session's reply in flight, here or on the replica generating it."""
+        live = self._live.get(session_id)
+        if live is not None and message_id in (None, live.message.id):
+            await self._cancel(live)
+            return
+        holder = await self.store.in_flight(session_id)
+        if holder is None or message_id not in (None, holder):
+            return
+        await self.logs.request_cancel(holder)
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        # The other replica releases its claim once the cancelled reply is stored: poll for it.
+        while time.monotonic() < deadline and await self.store.in_flight(session_id) == holder:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def _repair_if_abandoned(self, session: Session) -> None:
+        """A reply left queued/streaming by a replica that died: store it as an error, with
+        the text its event log had recorded, so it is never stuck."""
+        message = session.messages[-1]
+        if await self.store.in_flight(session.id) == message.id:
+            return  # another replica is still on it
+        events = await self.logs.recorded(message.id)
+        tokens = [e for e in events if e.type == "token"]
+        message.content = "".join(str(e.data.get("text", "")) for e in tokens)
+        message.status, message.finish_reason = "error", "error"
+        message.usage = {"prompt_tokens": 0, "cached_tokens": 0,
+                         "completion_tokens": sum(int(e.data.get("n", 0)) for e in tokens)}
+        await self.store.update_message(session.id, message)
+        log.warning("reply %s was interrupted (its replica stopped); stored as error", message.id)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            for live in list(self._live.values()):
+                try:
+                    await self.store.refresh_claim(live.session_id, live.message.id, LEASE_S)
+                except Exception:
+                    log.exception("refreshing the claim of %s failed", live.message.id)
+
+    async def _obey_cancels(self) -> None:
+        while True:
+            try:
+                async for message_id in self.logs.cancel_requests():
+                    for live in list(self._live.values()):
+                        if live.message.id == message_id:
+                            await self._cancel(live)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("listening for cancel requests failed; retrying")
+                await asyncio.sleep(1.0)
 
     async def _cancel(self, live: LiveReply) -> None:
         if live.task is not None and not live.task.done():
@@ -324,6 +413,7 @@ class ChatService:
             await asyncio.shield(self.store.update_message(live.session_id, message))
         finally:
             self._live.pop(live.session_id, None)
+            await asyncio.shield(self.store.release_claim(live.session_id, message.id))
             if live.orphan_timer is not None:
                 live.orphan_timer.cancel()
             self._record(transport, message, usage, total_s, queue_s)
@@ -343,3 +433,25 @@ class ChatService:
         metrics.GENERATED_TOKENS.inc(usage["completion_tokens"])
         metrics.PROMPT_TOKENS.inc(usage["prompt_tokens"])
         metrics.CACHED_PROMPT_TOKENS.inc(usage["cached_tokens"])
+
+
+def replay_events(message: Message, session_id: str, model: str) -> list[Event]:
+    """A finished reply's events rebuilt from the stored message, when its log has expired."""
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("start", {"message_id": message.id, "session_id": session_id, "model": model})]
+    usage = message.usage or {}
+    if message.content:
+        events.append(("token", {"text": message.content,
+                                 "n": usage.get("completion_tokens", 0)}))
+    if message.status == "error":
+        events.append(("error", {"code": "engine_error", "message": "the reply failed"}))
+    elif message.status in FINAL_STATUSES:
+        events.append(("done", {"finish_reason": message.finish_reason or message.status,
+                                "usage": usage, "timings": message.timings or {}}))
+    return [Event(i, kind, data, orjson.dumps(data)) for i, (kind, data) in enumerate(events)]
+
+
+async def _replay(events: list[Event], after: int) -> AsyncIterator[Event | None]:
+    for event in events:
+        if event.seq > after:
+            yield event

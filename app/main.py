@@ -16,12 +16,15 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.api import ops, sessions
+from app.api import ops, sessions, ws
 from app.api.errors import EXCEPTION_HANDLERS
 from app.chat import ChatService
 from app.engine.base import Engine
 from app.sessions.memory import MemorySessionStore
+from app.errors import ConfigError
 from app.sessions.store import SessionStore
+from app.streams import ReplyLogs
+from app.streams.memory import MemoryReplyLogs
 from app.settings import Settings
 
 log = logging.getLogger("streamchat")
@@ -36,9 +39,30 @@ def build_engine(settings: Settings) -> Engine:
                          settings.engine_args, settings.cache_dir)
 
 
+def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs]:
+    """The session store and reply logs these settings ask for: memory, or shared Redis."""
+    if settings.redis_url is None:
+        return (MemorySessionStore(settings.max_sessions, settings.session_ttl_s),
+                MemoryReplyLogs())
+    from redis.asyncio import Redis
+
+    from app.sessions.redis import RedisSessionStore
+    from app.streams.redis import RedisReplyLogs
+
+    redis = Redis.from_url(settings.redis_url)
+    store = RedisSessionStore(redis, idle_ttl_s=settings.session_ttl_s)
+
+    async def is_live(session_id: str, message_id: str) -> bool:
+        return await store.in_flight(session_id) == message_id
+
+    return store, RedisReplyLogs(redis, is_live)
+
+
 def create_app(settings: Settings, engine: Engine | None = None,
-               store: SessionStore | None = None) -> Starlette:
-    store = store if store is not None else MemorySessionStore()
+               store: SessionStore | None = None, logs: ReplyLogs | None = None) -> Starlette:
+    if store is None or logs is None:
+        default_store, default_logs = build_state(settings)
+        store, logs = store or default_store, logs or default_logs
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -46,8 +70,12 @@ def create_app(settings: Settings, engine: Engine | None = None,
         if engine is None:
             engine = await asyncio.to_thread(build_engine, settings)
         app.state.engine = engine
-        app.state.chat = ChatService(engine, store, default_max_tokens=settings.default_max_tokens,
+        if settings.redis_url is not None:
+            await _check_redis(store, settings.redis_url)
+        app.state.chat = ChatService(engine, store, logs=logs,
+                                     default_max_tokens=settings.default_max_tokens,
                                      orphan_grace_s=settings.orphan_grace_s)
+        await app.state.chat.start()
         # Start the engine in the background: /health answers and /ready says 503 meanwhile.
         starter = asyncio.create_task(_start_engine(app, engine))
         try:
@@ -57,10 +85,11 @@ def create_app(settings: Settings, engine: Engine | None = None,
             starter.cancel()
             await app.state.chat.shutdown()
             await engine.shutdown()
+            await logs.close()
             await store.close()
 
     app = Starlette(
-        routes=[*ops.routes, *sessions.routes, Route("/", index, methods=["GET"]),
+        routes=[*ops.routes, *sessions.routes, *ws.routes, Route("/", index, methods=["GET"]),
                 Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
@@ -69,6 +98,13 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.state.draining = False
     app.state.engine_failed = False
     return app
+
+
+async def _check_redis(store: SessionStore, url: str) -> None:
+    try:
+        await store.count()
+    except Exception as exc:
+        raise ConfigError(f"STREAMCHAT_REDIS_URL: cannot reach Redis at {url}: {exc}") from None
 
 
 async def _start_engine(app: Starlette, engine: Engine) -> None:

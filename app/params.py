@@ -30,6 +30,12 @@ def _integer(key: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{key}' must be true or false", param=key)
+    return value
+
+
 def _stop(value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
@@ -58,6 +64,8 @@ SESSION_PARAMS = {
     "seed": _seed,
     "presence_penalty": lambda v: _number("presence_penalty", v, -2.0, 2.0),
     "frequency_penalty": lambda v: _number("frequency_penalty", v, -2.0, 2.0),
+    # vLLM's extension, for fixed-length benchmark replies.
+    "ignore_eos": lambda v: _boolean("ignore_eos", v),
 }
 
 

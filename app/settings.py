@@ -37,6 +37,10 @@ class Settings:
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=_default_cache_dir)
     orphan_grace_s: float = 10.0
+    # Sessions in Redis, shared by every replica pointing at it; memory when unset.
+    redis_url: str | None = None
+    max_sessions: int = 10_000
+    session_ttl_s: float = 7 * 24 * 3600.0
     max_body_bytes: int = 1 << 20
     default_max_tokens: int = 512
     log_level: str = "info"
@@ -59,6 +63,14 @@ class Settings:
             raise SettingsError(f"STREAMCHAT_MAX_MODEL_LEN must be >= 16, got {self.max_model_len}")
         if self.orphan_grace_s < 0:
             raise SettingsError(f"STREAMCHAT_ORPHAN_GRACE_S must be >= 0, got {self.orphan_grace_s}")
+        if self.redis_url is not None and not self.redis_url.startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"STREAMCHAT_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if self.max_sessions < 1:
+            raise SettingsError(f"STREAMCHAT_MAX_SESSIONS must be >= 1, got {self.max_sessions}")
+        if self.session_ttl_s <= 0:
+            raise SettingsError(f"STREAMCHAT_SESSION_TTL_S must be > 0, got {self.session_ttl_s}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"STREAMCHAT_MAX_BODY_BYTES must be >= 1024, got {self.max_body_bytes}")
         if self.default_max_tokens < 1:
@@ -89,7 +101,11 @@ SETTING_HELP: dict[str, str] = {
     'e.g. \'{"max_num_seqs": 64, "enforce_eager": true}\'',
     "cache_dir": "folder for the converted default model",
     "orphan_grace_s": "seconds a session reply keeps generating after its last listener left",
-    "max_body_bytes": "largest accepted request body in bytes",
+    "redis_url": "Redis for sessions and reply streams shared by several replicas, "
+    "e.g. redis://127.0.0.1:6379/0 (default: in memory, one replica)",
+    "max_sessions": "sessions kept in memory; the least recently used go first (memory store)",
+    "session_ttl_s": "seconds an unused session is kept",
+    "max_body_bytes": "largest accepted request body (and WebSocket frame) in bytes",
     "default_max_tokens": "max_tokens of a reply when neither the session nor the message sets it",
     "log_level": "critical | error | warning | info | debug",
 }
@@ -114,6 +130,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "engine_args": _parse_engine_args,
     "cache_dir": lambda raw: Path(os.path.expanduser(raw)),
     "orphan_grace_s": float,
+    "redis_url": str,
+    "max_sessions": int,
+    "session_ttl_s": float,
     "max_body_bytes": int,
     "default_max_tokens": int,
     "log_level": str,

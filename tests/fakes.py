@@ -41,7 +41,7 @@ class ScriptedEngine:
         ids: list[int] = []
         for turn in turns:
             ids += [1, 2] + [ord(c) % 1000 for c in turn.content] + [3]
-        return ids + [1, 2]
+        return [*ids, 1, 2]
 
     async def tokenize(self, text: str) -> list[int]:
         return [ord(c) for c in text]

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
-from app.streams import ReplyLog, ReplyLogs
+from app.streams.log import ReplyLog
+from app.streams.memory import MemoryReplyLogs as ReplyLogs
 
 
 async def collect(log: ReplyLog, after: int = -1) -> list[int]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -14,8 +14,7 @@ from app.api.schemas import accepts_event_stream, read_json_object
 from app.api.sse import PING, PING_INTERVAL_S, EventStreamResponse, parse_last_event_id
 from app.chat import ChatService
 from app.errors import InvalidRequest
-from app.sessions.models import FINAL_STATUSES, Message
-from app.streams import Event, ReplyLog
+from app.streams import Event
 
 
 def _chat(request: Request) -> ChatService:
@@ -44,7 +43,7 @@ async def create_session(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     sessions = await _chat(request).list_sessions(_owner(request))
-    return json_response({"data": [s.summary() for s in sessions]})
+    return json_response({"data": sessions})
 
 
 async def get_session(request: Request) -> Response:
@@ -68,7 +67,7 @@ async def post_message(request: Request) -> Response:
     live = await _chat(request).post_message(sid, body["content"], body.get("params"),
                                               owner=_owner(request), transport="sse")
     if accepts_event_stream(request):
-        return EventStreamResponse(_log_frames(live.log, -1))
+        return EventStreamResponse(_frames(live.log.follow(-1, PING_INTERVAL_S)))
     base = f"/v1/sessions/{sid}/messages/{live.message.id}"
     return json_response(
         {"message_id": live.message.id, "status": "queued", "stream_url": base + "/stream",
@@ -82,18 +81,12 @@ async def get_message(request: Request) -> Response:
 
 
 async def stream_message(request: Request) -> Response:
-    sid, mid = request.path_params["sid"], request.path_params["mid"]
-    chat = _chat(request)
-    message = await chat.get_message(sid, mid, _owner(request))
     after = parse_last_event_id(request.headers.get("last-event-id"),
                                 request.query_params.get("last_event_id"))
-    log = chat.reply_log(mid)
-    if log is not None:
-        return EventStreamResponse(_log_frames(log, after))
-    if message.role != "assistant":
-        raise InvalidRequest(f"message {mid} is a user turn; only replies have streams",
-                             param="message_id")
-    return EventStreamResponse(_replayed_frames(message, sid, chat.engine.model_name, after))
+    events = await _chat(request).follow_reply(
+        request.path_params["sid"], request.path_params["mid"], after,
+        heartbeat_s=PING_INTERVAL_S, owner=_owner(request))
+    return EventStreamResponse(_frames(events))
 
 
 async def cancel_message(request: Request) -> Response:
@@ -102,32 +95,10 @@ async def cancel_message(request: Request) -> Response:
     return json_response(message.to_dict())
 
 
-async def _log_frames(log: ReplyLog, after: int) -> AsyncIterator[bytes]:
-    async for event in log.follow(after, heartbeat_s=PING_INTERVAL_S):
-        yield PING if event is None else event.sse_frame()
-
-
-async def _replayed_frames(message: Message, session_id: str, model: str,
-                           after: int) -> AsyncIterator[bytes]:
-    """A finished reply whose event log has expired, rebuilt from the stored message."""
-    for event in replay_events(message, session_id, model):
-        if event.seq > after:
-            yield event.sse_frame()
-
-
-def replay_events(message: Message, session_id: str, model: str) -> list[Event]:
-    events: list[tuple[str, dict[str, object]]] = [
-        ("start", {"message_id": message.id, "session_id": session_id, "model": model})]
-    usage = message.usage or {}
-    if message.content:
-        events.append(("token", {"text": message.content,
-                                 "n": usage.get("completion_tokens", 0)}))
-    if message.status == "error":
-        events.append(("error", {"code": "engine_error", "message": "the reply failed"}))
-    elif message.status in FINAL_STATUSES:
-        events.append(("done", {"finish_reason": message.finish_reason or message.status,
-                                "usage": usage, "timings": message.timings or {}}))
-    return [Event(i, kind, data, orjson.dumps(data)) for i, (kind, data) in enumerate(events)]
+async def _frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield PING if event is None else event.sse_frame()
 
 
 routes = [

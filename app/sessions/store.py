@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.sessions.models import Message, Session
 
@@ -14,8 +14,9 @@ class SessionStore(Protocol):
         """A copy-safe view of the session, or None if unknown (or expired)."""
         ...
 
-    async def list(self, owner: str | None = None) -> list[Session]:
-        """Sessions, newest first; only `owner`'s when given."""
+    async def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Session summaries (id, created, title, messages), newest first; `owner`'s only
+        when given."""
         ...
 
     async def delete(self, session_id: str) -> bool: ...
@@ -27,5 +28,17 @@ class SessionStore(Protocol):
         ...
 
     async def count(self) -> int: ...
+
+    # One reply in flight per session, across replicas. The claim is a lease: the replica
+    # generating the reply refreshes it, so a crashed replica's claim runs out by itself.
+    async def try_claim(self, session_id: str, message_id: str, lease_s: float) -> str | None:
+        """Claim the session for this reply; returns the holder's message id if already held."""
+        ...
+
+    async def refresh_claim(self, session_id: str, message_id: str, lease_s: float) -> None: ...
+
+    async def release_claim(self, session_id: str, message_id: str) -> None: ...
+
+    async def in_flight(self, session_id: str) -> str | None: ...
 
     async def close(self) -> None: ...

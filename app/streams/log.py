@@ -1,4 +1,4 @@
-"""Per-reply event logs: what makes a reply resumable.
+"""A reply's event log: what makes a reply resumable.
 
 Every event of a reply (start, token..., done | error) is appended to its log with a sequence
 number. Listeners follow the log from any point: events after `after` are replayed, then the
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,15 @@ class Event:
     # The JSON of `data`, encoded once and shared by every listener and transport.
     payload: bytes = b""
     _sse: bytes | None = field(default=None, repr=False)
+    _ws: bytes | None = field(default=None, repr=False)
+
+    def ws_frame(self, message_id: str) -> bytes:
+        """The WebSocket form: {"type", "message_id", "seq", ...data}."""
+        if self._ws is None:
+            head = b'{"type":"%s","message_id":"%s","seq":%d' % (
+                self.type.encode(), message_id.encode(), self.seq)
+            self._ws = head + (b"," + self.payload[1:] if len(self.payload) > 2 else b"}")
+        return self._ws
 
     def sse_frame(self) -> bytes:
         if self._sse is None:
@@ -47,6 +55,8 @@ class ReplyLog:
         # Called when the listener count drops to zero before the reply finished.
         self.on_orphaned: Callable[[], None] | None = None
         self.on_listener: Callable[[], None] | None = None
+        # Called with each appended event (a replicated log mirrors it to Redis).
+        self.on_append: Callable[[Event], None] | None = None
         self._wakeup = asyncio.Event()
 
     def append(self, type_: str, data: dict[str, Any]) -> Event:
@@ -59,6 +69,8 @@ class ReplyLog:
             self.finished_at = time.monotonic()
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
+        if self.on_append is not None:
+            self.on_append(event)
         return event
 
     async def follow(self, after: int = -1, heartbeat_s: float | None = None
@@ -97,34 +109,3 @@ class ReplyLog:
     async def wait_finished(self) -> None:
         while not self.finished:
             await self._wakeup.wait()
-
-
-class ReplyLogs:
-    """Live and recently finished reply logs, by message id. Finished ones are kept for
-    `keep_finished_s` so a late reconnect replays the exact events; after that a replay is
-    rebuilt from the stored message."""
-
-    def __init__(self, keep_finished_s: float = 300.0, max_finished: int = 1000) -> None:
-        self.keep_finished_s = keep_finished_s
-        self.max_finished = max_finished
-        self._logs: OrderedDict[str, ReplyLog] = OrderedDict()
-
-    def open(self, message_id: str, session_id: str) -> ReplyLog:
-        self._prune()
-        log = ReplyLog(message_id, session_id)
-        self._logs[message_id] = log
-        return log
-
-    def get(self, message_id: str) -> ReplyLog | None:
-        return self._logs.get(message_id)
-
-    def _prune(self) -> None:
-        now = time.monotonic()
-        finished = [mid for mid, log in self._logs.items() if log.finished]
-        excess = len(finished) - self.max_finished
-        for mid in finished:
-            log = self._logs[mid]
-            expired = log.finished_at is not None and now - log.finished_at > self.keep_finished_s
-            if expired or excess > 0:
-                del self._logs[mid]
-                excess -= 1

@@ -1,0 +1,152 @@
+"""Redis session store: sessions shared by every replica, surviving restarts.
+
+Layout (prefix `sc:`):
+  s:{sid}           JSON of the session without its messages
+  s:{sid}:order     list of message ids, oldest first
+  s:{sid}:msgs      hash message id -> message JSON
+  s:{sid}:inflight  id of the reply being generated, with a lease (PX) its replica refreshes
+  index             sorted set of session ids by creation time (owner:{owner} per owner)
+Every session key expires after `idle_ttl_s` without use; index entries of expired sessions are
+dropped when listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from app.errors import SessionNotFound
+from app.sessions.models import Message, Session
+
+PREFIX = "sc:"
+
+
+class RedisSessionStore:
+    def __init__(self, redis: Redis, *, idle_ttl_s: float = 24 * 3600.0, max_list: int = 1000) -> None:
+        self.redis = redis
+        self.ttl_ms = int(idle_ttl_s * 1000)
+        self.max_list = max_list
+
+    @staticmethod
+    def _keys(sid: str) -> tuple[str, str, str]:
+        base = f"{PREFIX}s:{sid}"
+        return base, base + ":order", base + ":msgs"
+
+    async def create(self, session: Session) -> None:
+        meta, _order, _msgs = self._keys(session.id)
+        body = session.to_dict()
+        body.pop("messages")
+        body["owner"] = session.owner
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(meta, orjson.dumps(body), px=self.ttl_ms)
+            pipe.zadd(PREFIX + "index", {session.id: session.created})
+            if session.owner is not None:
+                pipe.zadd(f"{PREFIX}owner:{session.owner}", {session.id: session.created})
+            await pipe.execute()
+        if session.messages:
+            await self.append(session.id, session.messages)
+
+    async def get(self, session_id: str) -> Session | None:
+        meta, order, msgs = self._keys(session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(meta)
+            pipe.lrange(order, 0, -1)
+            pipe.hgetall(msgs)
+            for key in (meta, order, msgs):
+                pipe.pexpire(key, self.ttl_ms)
+            raw, ids, by_id, *_ = await pipe.execute()
+        if raw is None:
+            return None
+        data: dict[str, Any] = orjson.loads(raw)
+        messages = [Message.from_dict(orjson.loads(by_id[mid])) for mid in ids if mid in by_id]
+        return Session(id=data["id"], created=data["created"], title=data.get("title"),
+                       system=data.get("system"), params=data.get("params") or {},
+                       owner=data.get("owner"), messages=messages)
+
+    async def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+        index = PREFIX + "index" if owner is None else f"{PREFIX}owner:{owner}"
+        ids = [i.decode() for i in await self.redis.zrevrange(index, 0, self.max_list - 1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in ids:
+                meta, order, _ = self._keys(sid)
+                pipe.get(meta)
+                pipe.llen(order)
+            replies = await pipe.execute()
+        summaries: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for i, sid in enumerate(ids):
+            raw, count = replies[2 * i], replies[2 * i + 1]
+            if raw is None:
+                gone.append(sid)
+                continue
+            data = orjson.loads(raw)
+            summaries.append({"id": sid, "created": data["created"], "title": data.get("title"),
+                              "messages": int(count)})
+        if gone:
+            await self.redis.zrem(index, *gone)
+            if owner is not None:
+                await self.redis.zrem(PREFIX + "index", *gone)
+        return summaries
+
+    async def delete(self, session_id: str) -> bool:
+        meta, order, msgs = self._keys(session_id)
+        raw = await self.redis.get(meta)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(meta, order, msgs, meta + ":inflight")
+            pipe.zrem(PREFIX + "index", session_id)
+            if raw is not None and (owner := orjson.loads(raw).get("owner")):
+                pipe.zrem(f"{PREFIX}owner:{owner}", session_id)
+            removed, *_ = await pipe.execute()
+        return bool(removed)
+
+    async def append(self, session_id: str, messages: list[Message]) -> None:
+        meta, order, msgs = self._keys(session_id)
+        if not await self.redis.exists(meta):
+            raise SessionNotFound(f"session {session_id} not found")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(msgs, mapping={m.id: orjson.dumps(m.to_dict()) for m in messages})
+            pipe.rpush(order, *[m.id for m in messages])
+            for key in (meta, order, msgs):
+                pipe.pexpire(key, self.ttl_ms)
+            await pipe.execute()
+
+    async def update_message(self, session_id: str, message: Message) -> None:
+        _meta, _, msgs = self._keys(session_id)
+        # Only if the message still exists: a deleted session stays deleted.
+        if await self.redis.hexists(msgs, message.id):
+            await self.redis.hset(msgs, message.id, orjson.dumps(message.to_dict()))
+
+    async def count(self) -> int:
+        return int(await self.redis.zcard(PREFIX + "index"))
+
+    # -- the in-flight claim: one reply per session, across replicas -------------------------
+
+    async def try_claim(self, session_id: str, message_id: str, lease_s: float) -> str | None:
+        key = self._keys(session_id)[0] + ":inflight"
+        if await self.redis.set(key, message_id, nx=True, px=int(lease_s * 1000)):
+            return None
+        holder = await self.redis.get(key)
+        return holder.decode() if holder else None
+
+    async def refresh_claim(self, session_id: str, message_id: str, lease_s: float) -> None:
+        key = self._keys(session_id)[0] + ":inflight"
+        # Compare-and-extend: never extend a claim someone else now holds.
+        await self.redis.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
+            1, key, message_id, int(lease_s * 1000))
+
+    async def release_claim(self, session_id: str, message_id: str) -> None:
+        key = self._keys(session_id)[0] + ":inflight"
+        await self.redis.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('del', KEYS[1]) else return 0 end", 1, key, message_id)
+
+    async def in_flight(self, session_id: str) -> str | None:
+        holder = await self.redis.get(self._keys(session_id)[0] + ":inflight")
+        return holder.decode() if holder else None
+
+    async def close(self) -> None:
+        await self.redis.aclose()

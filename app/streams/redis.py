@@ -1,0 +1,177 @@
+"""Reply logs mirrored to Redis Streams, so any replica can follow and resume any reply.
+
+The replica generating a reply keeps its log in memory (its own listeners read that, at memory
+speed) and mirrors each event to the stream `sc:r:{message_id}`, batched per wake-up in one
+pipeline. Entry ids are `0-{seq+1}`, so resuming after seq N is XREAD from id `0-{N+1}`.
+Listeners elsewhere XREAD with a short block, and keep `sc:w:{message_id}` alive so the owner
+knows the reply is still watched. Cancel requests travel on the pub/sub channel `sc:cancel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from redis.asyncio import Redis
+
+from app.streams.log import TERMINAL_EVENTS, Event, ReplyLog
+from app.streams.memory import MemoryReplyLogs
+
+log = logging.getLogger("streamchat.streams")
+
+PREFIX = "sc:"
+CANCEL_CHANNEL = PREFIX + "cancel"
+# (session id, message id) -> is a replica still generating it?
+IsLive = Callable[[str, str], Awaitable[bool]]
+
+
+def stream_key(message_id: str) -> str:
+    return f"{PREFIX}r:{message_id}"
+
+
+class RedisReplyLogs:
+    def __init__(self, redis: Redis, is_live: IsLive, *, keep_s: float = 3600.0,
+                 block_ms: int = 1000) -> None:
+        self.redis = redis
+        self.is_live = is_live
+        self.keep_ms = int(keep_s * 1000)
+        self.block_ms = block_ms
+        self.local = MemoryReplyLogs()
+        self._queue: list[tuple[str, Event]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- writing (the owner replica) ----------------------------------------------------------
+
+    def open(self, message_id: str, session_id: str) -> ReplyLog:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="reply-log-writer")
+        reply_log = self.local.open(message_id, session_id)
+        reply_log.on_append = lambda event: self._enqueue(message_id, event)
+        return reply_log
+
+    def get(self, message_id: str) -> ReplyLog | None:
+        return self.local.get(message_id)
+
+    def _enqueue(self, message_id: str, event: Event) -> None:
+        self._queue.append((message_id, event))
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            try:
+                await self._write(batch)
+            except Exception:  # Redis down: local listeners still get every event
+                log.exception("mirroring %d reply events to Redis failed", len(batch))
+
+    async def _write(self, batch: list[tuple[str, Event]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message_id, event in batch:
+                key = stream_key(message_id)
+                pipe.xadd(key, {"t": event.type, "d": event.payload}, id=f"0-{event.seq + 1}")
+                if event.type in TERMINAL_EVENTS or event.seq == 0:
+                    pipe.pexpire(key, self.keep_ms)
+            await pipe.execute()
+
+    async def flush(self) -> None:
+        """Write what is queued now (used before shutdown and by tests)."""
+        batch, self._queue = self._queue, []
+        if batch:
+            await self._write(batch)
+
+    # -- following (any replica) ----------------------------------------------------------------
+
+    async def follow(self, message_id: str, after: int = -1,
+                     heartbeat_s: float | None = None) -> AsyncIterator[Event | None] | None:
+        local = self.local.get(message_id)
+        if local is not None:
+            return local.follow(after, heartbeat_s)
+        if not await self.redis.exists(stream_key(message_id)):
+            return None
+        return self._follow_remote(message_id, after, heartbeat_s)
+
+    async def recorded(self, message_id: str) -> list[Event]:
+        entries = await self.redis.xrange(stream_key(message_id))
+        return [_event(entry_id, fields) for entry_id, fields in entries]
+
+    async def _follow_remote(self, message_id: str, after: int,
+                             heartbeat_s: float | None) -> AsyncIterator[Event | None]:
+        key, watch = stream_key(message_id), f"{PREFIX}w:{message_id}"
+        last_id = f"0-{after + 1}"
+        session_id: str | None = None
+        idle_ms = 0
+        while True:
+            await self.redis.set(watch, b"1", px=self.block_ms * 3)
+            reply = await self.redis.xread({key: last_id}, count=256, block=self.block_ms)
+            if not reply:
+                idle_ms += self.block_ms
+                if heartbeat_s is not None and idle_ms >= heartbeat_s * 1000:
+                    idle_ms = 0
+                    yield None
+                if session_id is None:
+                    first = await self.redis.xrange(key, count=1)
+                    session_id = orjson.loads(first[0][1][b"d"]).get("session_id") if first else None
+                if session_id is not None and not await self.is_live(session_id, message_id):
+                    # Its replica died mid-reply: end the stream rather than hang forever.
+                    yield await self._seal_interrupted(message_id)
+                    return
+                continue
+            idle_ms = 0
+            for entry_id, fields in reply[0][1]:
+                event = _event(entry_id, fields)
+                last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                if event.seq == 0:
+                    session_id = event.data.get("session_id")
+                yield event
+                if event.type in TERMINAL_EVENTS:
+                    return
+
+    async def _seal_interrupted(self, message_id: str) -> Event:
+        """Append the terminal error event of a reply whose replica died (once, by anyone)."""
+        events = await self.recorded(message_id)
+        if events and events[-1].type in TERMINAL_EVENTS:
+            return events[-1]
+        data = {"code": "interrupted", "message": "the replica generating this reply stopped"}
+        event = Event(len(events), "error", data, orjson.dumps(data))
+        with contextlib.suppress(Exception):  # another follower sealed it first
+            await self.redis.xadd(stream_key(message_id), {"t": "error", "d": event.payload},
+                                  id=f"0-{event.seq + 1}")
+        return event
+
+    async def watched_elsewhere(self, message_id: str) -> bool:
+        return bool(await self.redis.exists(f"{PREFIX}w:{message_id}"))
+
+    # -- cancel requests across replicas ----------------------------------------------------------
+
+    async def request_cancel(self, message_id: str) -> None:
+        await self.redis.publish(CANCEL_CHANNEL, message_id.encode())
+
+    async def cancel_requests(self) -> AsyncIterator[str]:
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(CANCEL_CHANNEL)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield message["data"].decode()
+        finally:
+            await pubsub.aclose()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+        await self.local.close()
+
+
+def _event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
+    raw_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    payload = fields[b"d"]
+    return Event(int(raw_id.split("-")[1]) - 1, fields[b"t"].decode(), orjson.loads(payload),
+                 payload)

@@ -1,0 +1,134 @@
+"""Side 2: streamchat's session endpoint over HTTP, the reply read as SSE.
+
+Frames are parsed here, incrementally, so that each event is timestamped when the bytes that
+complete it arrive (a library that buffers whole responses or lines would blur TTFT and ITL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_closed_loop
+
+
+@dataclass(slots=True)
+class SseEvent:
+    event: str
+    data: str
+    id: str | None = None
+
+
+class SseParser:
+    """Incremental SSE framing (WHATWG rules that matter here): blank line ends an event."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> Iterator[SseEvent]:
+        # Normalise on the whole buffer so a \r\n split across two chunks is still caught.
+        self._buf = (self._buf + chunk).replace(b"\r\n", b"\n")
+        while (end := self._buf.find(b"\n\n")) >= 0:
+            block, self._buf = self._buf[:end], self._buf[end + 2 :]
+            event = self._parse(block.decode("utf-8"))
+            if event is not None:
+                yield event
+
+    @staticmethod
+    def _parse(block: str) -> SseEvent | None:
+        name, data, event_id = "message", [], None
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):  # comments, e.g. ": ping"
+                continue
+            key, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if key == "event":
+                name = value
+            elif key == "data":
+                data.append(value)
+            elif key == "id":
+                event_id = value
+        return SseEvent(name, "\n".join(data), event_id) if data else None
+
+
+def make_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
+    # HTTP/1.1 (one connection per stream, like a browser's EventSource), a pool big enough
+    # that no chat waits for a connection, and timeouts far above any expected TTFT.
+    return httpx.AsyncClient(
+        base_url=base_url,
+        http2=False,
+        timeout=httpx.Timeout(600.0, connect=30.0),
+        limits=httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8),
+    )
+
+
+async def one_chat(client: httpx.AsyncClient, tag: str, content: str, max_tokens: int) -> RequestResult:
+    """One simulated chat: create a session, send one message, read the reply stream to the end."""
+    start = time.perf_counter()
+    result = RequestResult(tag=tag, start_s=start, sent_s=start)
+    try:
+        created = await client.post("/v1/sessions", json={})
+        if created.status_code != 201:
+            raise RuntimeError(f"POST /v1/sessions -> {created.status_code}: {created.text[:200]}")
+        sid = created.json()["id"]
+        body = {"content": content, "params": {"max_tokens": max_tokens, "temperature": 0}}
+        clock = TokenClock(result)
+        result.sent_s = time.perf_counter()
+        async with client.stream("POST", f"/v1/sessions/{sid}/messages", json=body,
+                                 headers={"Accept": "text/event-stream"}) as resp:
+            if resp.status_code != 200:
+                await resp.aread()
+                raise RuntimeError(f"POST messages -> {resp.status_code}: {resp.text[:200]}")
+            parser = SseParser()
+            async for chunk in resp.aiter_raw():
+                now = time.perf_counter()
+                for event in parser.feed(chunk):
+                    _apply(event, now, result, clock)
+        if result.finish_reason is None and result.error is None:
+            result.error = "stream ended without a done event"
+    except Exception as exc:  # one failed chat is a data point, not the end of the run
+        result.error = result.error or f"{type(exc).__name__}: {exc}"
+    result.end_s = time.perf_counter()
+    return result
+
+
+def _apply(event: SseEvent, now: float, result: RequestResult, clock: TokenClock) -> None:
+    if event.event == "token":
+        clock.tokens(now, int(json.loads(event.data).get("n", 1)))
+    elif event.event == "done":
+        done = json.loads(event.data)
+        usage = done.get("usage") or {}
+        # The engine's own count (EOS included), not the sum of n: the same count the bare side uses.
+        result.completion_tokens = int(usage.get("completion_tokens", 0))
+        result.prompt_tokens = usage.get("prompt_tokens")
+        result.cached_tokens = usage.get("cached_tokens")
+        result.finish_reason = done.get("finish_reason")
+    elif event.event == "error":
+        result.error = f"error event: {event.data[:200]}"
+
+
+async def run_sse(
+    *,
+    base_url: str,
+    prompts: PromptBuilder,
+    levels: Sequence[tuple[int, list[str]]],
+    warmup: int,
+    max_tokens: int,
+) -> dict[int, list[RequestResult]]:
+    results: dict[int, list[RequestResult]] = {}
+    biggest = max((c for c, _ in levels), default=1)
+    async with make_client(base_url, max(biggest, warmup)) as client:
+
+        async def one(tag: str) -> RequestResult:
+            return await one_chat(client, tag, prompts.text(tag), max_tokens)
+
+        if warmup:
+            await run_closed_loop(one, [f"warm-{i}" for i in range(warmup)], warmup)
+        for concurrency, tags in levels:
+            print(f"[bench] sse: concurrency {concurrency}, {len(tags)} requests", flush=True)
+            results[concurrency] = await run_closed_loop(one, tags, concurrency)
+    return results

@@ -1,0 +1,220 @@
+"""The shared workload: prompts, the closed-loop runner, per-request timing, stats and the report.
+
+Everything here is transport-agnostic so that the bare engine and the SSE endpoint are measured
+with exactly the same prompts, concurrency and arithmetic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Repeated to reach the prompt length; plain prose keeps the tokenizer's count predictable.
+SENTENCE = "The quick brown fox jumps over the lazy dog beside the quiet river bank. "
+QUESTION = "Describe what the fox does, in your own words."
+
+
+def prompt_text(tag: str, repeats: int) -> str:
+    """The user turn for one request.
+
+    The tag goes first so that every request's first KV block differs: without it all requests
+    would share one cached prefix and TTFT would measure the prefix cache, not prefill.
+    """
+    return f"Request {tag}. " + SENTENCE * repeats + QUESTION
+
+
+class PromptBuilder:
+    """Finds how many sentence repeats give a rendered chat of about `target` tokens.
+
+    Counts use the model's own tokenizer and chat template, rendered the way
+    `VllmEngine.render_chat` does, so both sides see the same prompt ids.
+    """
+
+    def __init__(self, model_dir: str, target_tokens: int) -> None:
+        from transformers import AutoTokenizer  # heavy: only when a run starts, not for --help
+
+        self._tok = AutoTokenizer.from_pretrained(model_dir)
+        self.target_tokens = target_tokens
+        self.repeats = self._fit(target_tokens)
+
+    def count(self, text: str) -> int:
+        rendered = self._tok.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+        return len(self._tok.encode(rendered, add_special_tokens=False))
+
+    def _fit(self, target: int) -> int:
+        base = self.count(prompt_text("c00-r000", 0))
+        per = self.count(prompt_text("c00-r000", 10)) - base
+        guess = max(0, round((target - base) / max(per / 10, 1e-9)))
+        # Refine around the linear guess: token merges at sentence joins make it inexact.
+        candidates = range(max(0, guess - 2), guess + 3)
+        return min(candidates, key=lambda k: abs(self.count(prompt_text("c00-r000", k)) - target))
+
+    def text(self, tag: str) -> str:
+        return prompt_text(tag, self.repeats)
+
+
+@dataclass
+class RequestResult:
+    tag: str
+    start_s: float  # perf_counter when the chat began (SSE: before creating the session)
+    sent_s: float  # perf_counter when the generation request went out (TTFT starts here)
+    end_s: float = 0.0
+    ttft_s: float | None = None
+    itl_s: list[float] = field(default_factory=list)
+    completion_tokens: int = 0
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Per-request record for the JSON file (the raw ITL list would dwarf everything else)."""
+        data = asdict(self)
+        data.pop("itl_s")
+        data["itl_mean_ms"] = 1000 * sum(self.itl_s) / len(self.itl_s) if self.itl_s else None
+        data["token_events"] = len(self.itl_s)
+        return data
+
+
+class TokenClock:
+    """Turns token arrivals into TTFT and inter-token latencies.
+
+    Same rule as the service: tokens without text (e.g. end-of-sequence) are counted but carried
+    into the next visible event. An event with n tokens after a gap g gives n samples of g/n,
+    so that batched deltas do not look like one slow token.
+    """
+
+    def __init__(self, result: RequestResult) -> None:
+        self._r = result
+        self._last: float | None = None
+        self._pending = 0
+
+    def tokens(self, now: float, n: int, visible: bool = True) -> None:
+        self._pending += n
+        if not visible or self._pending <= 0:
+            return
+        n, self._pending = self._pending, 0
+        if self._last is None:
+            self._r.ttft_s = now - self._r.sent_s
+        else:
+            gap = (now - self._last) / n
+            self._r.itl_s.extend([gap] * n)
+        self._last = now
+
+
+async def run_closed_loop(
+    one: Callable[[str], Awaitable[RequestResult]], tags: Sequence[str], concurrency: int
+) -> list[RequestResult]:
+    """`concurrency` simulated users, each starting its next chat as soon as the last ended."""
+    queue = list(reversed(tags))
+    results: list[RequestResult] = []
+
+    async def user() -> None:
+        while queue:
+            results.append(await one(queue.pop()))
+
+    await asyncio.gather(*(user() for _ in range(min(concurrency, len(tags)))))
+    return results
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), NaN for no data."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(side: str, concurrency: int, results: Sequence[RequestResult]) -> dict[str, Any]:
+    ok = [r for r in results if r.error is None]
+    ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
+    itl = [gap for r in ok for gap in r.itl_s]
+    tokens = sum(r.completion_tokens for r in ok)
+    # Throughput over the whole run: first chat started -> last reply finished.
+    wall = (max(r.end_s for r in results) - min(r.start_s for r in results)) if results else 0.0
+    prompts = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
+    cached = [r.cached_tokens for r in ok if r.cached_tokens is not None]
+    return {
+        "side": side,
+        "concurrency": concurrency,
+        "requests": len(results),
+        "errors": len(results) - len(ok),
+        "error_samples": sorted({r.error for r in results if r.error})[:5],
+        "wall_s": wall,
+        "completion_tokens": tokens,
+        "output_tokens_per_s": tokens / wall if wall > 0 else math.nan,
+        "ttft_p50_ms": 1000 * percentile(ttft, 50),
+        "ttft_p99_ms": 1000 * percentile(ttft, 99),
+        "itl_p50_ms": 1000 * percentile(itl, 50),
+        "itl_p99_ms": 1000 * percentile(itl, 99),
+        "mean_prompt_tokens": sum(prompts) / len(prompts) if prompts else math.nan,
+        "mean_cached_tokens": sum(cached) / len(cached) if cached else math.nan,
+        "mean_completion_tokens": tokens / len(ok) if ok else math.nan,
+        "finish_reasons": _count(r.finish_reason or "none" for r in ok),
+        "per_request": [r.summary() for r in results],
+    }
+
+
+def _count(items: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+ROWS = [
+    ("TTFT p50 (ms)", "ttft_p50_ms", "{:.1f}"),
+    ("TTFT p99 (ms)", "ttft_p99_ms", "{:.1f}"),
+    ("ITL p50 (ms)", "itl_p50_ms", "{:.2f}"),
+    ("ITL p99 (ms)", "itl_p99_ms", "{:.2f}"),
+    ("output tokens/s", "output_tokens_per_s", "{:.1f}"),
+    ("completion tokens", "completion_tokens", "{:d}"),
+    ("mean prompt tokens", "mean_prompt_tokens", "{:.1f}"),
+    ("errors", "errors", "{:d}"),
+]
+
+
+def report(concurrency: int, bare: dict[str, Any] | None, sse: dict[str, Any] | None) -> str:
+    """The side-by-side table for one concurrency level."""
+
+    def cell(summary: dict[str, Any] | None, key: str, fmt: str) -> str:
+        if summary is None:
+            return "-"
+        value = summary[key]
+        return "nan" if isinstance(value, float) and math.isnan(value) else fmt.format(value)
+
+    first = bare or sse or {}
+    lines = [
+        f"concurrency {concurrency}, {first.get('requests', 0)} requests",
+        f"{'metric':<20}{'bare':>12}{'sse':>12}{'sse/bare':>10}",
+    ]
+    for label, key, fmt in ROWS:
+        ratio = "-"
+        if bare and sse and bare[key] and not _nan(bare[key]) and not _nan(sse[key]):
+            ratio = f"{sse[key] / bare[key]:.2f}"
+        lines.append(f"{label:<20}{cell(bare, key, fmt):>12}{cell(sse, key, fmt):>12}{ratio:>10}")
+    if bare and sse:
+        diff = sse["ttft_p50_ms"] - bare["ttft_p50_ms"]
+        lines.append(f"TTFT p50 difference, sse - bare: {diff:+.1f} ms")
+    return "\n".join(lines)
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def results_dir() -> Path:
+    return Path(__file__).resolve().parent / "results"
