@@ -21,10 +21,12 @@ run: $(STAMP)
 	$(PY) -m app $(ARGS)
 
 test: $(STAMP)
+	scripts/test-deps.sh
 	$(PY) -m pytest $(ARGS)
 
 # Everything but the end-to-end tests against the real engine: seconds, not minutes.
 test-fast: $(STAMP)
+	scripts/test-deps.sh
 	$(PY) -m pytest -m "not e2e" $(ARGS)
 
 bench: $(STAMP)

@@ -9,7 +9,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
 
-pytest_plugins = ["tests.e2e_server"]
+pytest_plugins = ["tests.e2e_server", "tests.redis_server"]
 
 
 @pytest.fixture

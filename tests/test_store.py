@@ -1,0 +1,158 @@
+"""One behaviour, two stores: every test runs against memory and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.errors import SessionNotFound
+from app.sessions.memory import MemorySessionStore
+from app.sessions.models import Message, Session
+from app.sessions.store import SessionStore
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    if request.param == "memory":
+        yield MemorySessionStore()
+        return
+    from redis.asyncio import Redis
+
+    from app.sessions.redis import RedisSessionStore
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.flush()
+    redis_store = RedisSessionStore(Redis.from_url(server.url))
+    yield redis_store
+    await redis_store.close()
+
+
+def session(title: str = "t", owner: str | None = None) -> Session:
+    return Session.new(system="sys", params={"temperature": 0.5}, title=title, owner=owner)
+
+
+async def test_create_get_roundtrip(store: SessionStore) -> None:
+    created = session()
+    await store.create(created)
+    loaded = await store.get(created.id)
+    assert loaded is not None
+    assert (loaded.id, loaded.title, loaded.system, loaded.params) == (
+        created.id, "t", "sys", {"temperature": 0.5})
+    assert loaded.messages == []
+    assert await store.get("ses_unknown") is None
+
+
+async def test_messages_append_in_order_and_update_by_id(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    user, reply = Message.new("user", "hi", "done"), Message.new("assistant", "", "queued")
+    await store.append(s.id, [user, reply])
+    reply.content, reply.status, reply.usage = "hello", "done", {"completion_tokens": 2}
+    await store.update_message(s.id, reply)
+    loaded = await store.get(s.id)
+    assert loaded is not None
+    assert [(m.role, m.content, m.status) for m in loaded.messages] == [
+        ("user", "hi", "done"), ("assistant", "hello", "done")]
+    assert loaded.messages[1].usage == {"completion_tokens": 2}
+
+
+async def test_a_read_copy_never_edits_the_store(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    await store.append(s.id, [Message.new("user", "hi", "done")])
+    view = await store.get(s.id)
+    assert view is not None
+    view.messages.clear()
+    again = await store.get(s.id)
+    assert again is not None and len(again.messages) == 1
+
+
+async def test_append_to_unknown_session_raises(store: SessionStore) -> None:
+    with pytest.raises(SessionNotFound):
+        await store.append("ses_nope", [Message.new("user", "x", "done")])
+
+
+async def test_list_newest_first_and_by_owner(store: SessionStore) -> None:
+    a, b, c = session("a", "alice"), session("b", "bob"), session("c", "alice")
+    for s in (a, b, c):
+        await store.create(s)
+        await asyncio.sleep(0.002)
+    assert [x["id"] for x in await store.list()] == [c.id, b.id, a.id]
+    assert [x["id"] for x in await store.list("alice")] == [c.id, a.id]
+    assert (await store.list("alice"))[0] == {"id": c.id, "created": c.created, "title": "c",
+                                              "messages": 0}
+
+
+async def test_delete(store: SessionStore) -> None:
+    s = session(owner="alice")
+    await store.create(s)
+    assert await store.delete(s.id) is True
+    assert await store.get(s.id) is None
+    assert await store.delete(s.id) is False
+    assert await store.list("alice") == []
+
+
+async def test_update_after_delete_does_not_resurrect(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    reply = Message.new("assistant", "", "queued")
+    await store.append(s.id, [reply])
+    await store.delete(s.id)
+    reply.status = "done"
+    await store.update_message(s.id, reply)
+    assert await store.get(s.id) is None
+
+
+async def test_one_claim_per_session(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    assert await store.try_claim(s.id, "m1", 10) is None
+    assert await store.try_claim(s.id, "m2", 10) == "m1"
+    assert await store.in_flight(s.id) == "m1"
+    await store.release_claim(s.id, "m2")  # not the holder: nothing happens
+    assert await store.in_flight(s.id) == "m1"
+    await store.release_claim(s.id, "m1")
+    assert await store.in_flight(s.id) is None
+    assert await store.try_claim(s.id, "m2", 10) is None
+
+
+async def test_count(store: SessionStore) -> None:
+    for _ in range(3):
+        await store.create(session())
+    assert await store.count() == 3
+
+
+async def test_memory_store_is_bounded_lru() -> None:
+    store = MemorySessionStore(max_sessions=2)
+    a, b, c = session(), session(), session()
+    await store.create(a)
+    await store.create(b)
+    await store.get(a.id)  # a is now more recent than b
+    await store.create(c)
+    assert await store.get(b.id) is None
+    assert await store.get(a.id) is not None and await store.get(c.id) is not None
+
+
+async def test_memory_store_expires_idle_sessions() -> None:
+    store = MemorySessionStore(idle_ttl_s=0.05)
+    s = session()
+    await store.create(s)
+    await asyncio.sleep(0.1)
+    assert await store.get(s.id) is None
+
+
+async def test_redis_claim_lease_runs_out(redis_server: RedisServer) -> None:
+    from redis.asyncio import Redis
+
+    from app.sessions.redis import RedisSessionStore
+
+    store = RedisSessionStore(Redis.from_url(redis_server.url))
+    s = session()
+    await store.create(s)
+    assert await store.try_claim(s.id, "m1", 0.1) is None
+    await asyncio.sleep(0.2)
+    assert await store.in_flight(s.id) is None  # its replica stopped refreshing: gone
+    await store.close()
