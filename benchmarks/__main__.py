@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure one chat workload against the bare in-process vLLM engine and against "
         "streamchat's SSE session endpoint (a `python -m app` subprocess), one after the other, "
         "and print TTFT, inter-token latency and output tokens/s side by side. Both sides use "
-        "temperature 0 and stop at EOS (the session API has no ignore_eos), so throughput is "
-        "computed from the real completion token counts.",
+        "temperature 0 and ignore_eos, so every reply is exactly max_tokens long.",
     )
     parser.add_argument("--concurrency", type=_concurrency_list, default=[16],
                         help="simultaneous chats; a list like 1,16 runs each level (default: 16)")
@@ -126,7 +125,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                    "prompt_tokens_target": args.prompt_tokens, "max_tokens": args.max_tokens,
                    "warmup": args.warmup, "sentence_repeats": prompts.repeats,
                    "model": args.model or DEFAULT_MODEL_NAME, "engine_args": engine_args,
-                   "temperature": 0, "ignore_eos": False},
+                   "temperature": 0, "ignore_eos": True},
         "environment": _environment(),
     }
     bare: dict[int, Any] = {}
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print()
     print(f"prompt ~{args.prompt_tokens} tokens, max_tokens {args.max_tokens}, temperature 0, "
-          "stop at EOS; TTFT from the generation request's send (SSE: the message POST)")
+          "ignore_eos; TTFT from the generation request's send (SSE: the message POST)")
     for level in out["results"]:
         print()
         print(report(level["concurrency"], level["bare"], level["sse"]))

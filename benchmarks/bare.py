@@ -37,7 +37,7 @@ async def run_bare(
 
     engine = create_engine(model, model_name, None, engine_args, cache_dir)
     # Same knobs as the SSE side can express: greedy, stop at EOS, max_tokens as the cap.
-    params = GenerationParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=False)
+    params = GenerationParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
     ids = itertools.count()
 
     async def one(tag: str) -> RequestResult:

@@ -75,7 +75,8 @@ async def one_chat(client: httpx.AsyncClient, tag: str, content: str, max_tokens
         if created.status_code != 201:
             raise RuntimeError(f"POST /v1/sessions -> {created.status_code}: {created.text[:200]}")
         sid = created.json()["id"]
-        body = {"content": content, "params": {"max_tokens": max_tokens, "temperature": 0}}
+        body = {"content": content, "params": {"max_tokens": max_tokens, "temperature": 0,
+                                               "ignore_eos": True}}
         clock = TokenClock(result)
         result.sent_s = time.perf_counter()
         async with client.stream("POST", f"/v1/sessions/{sid}/messages", json=body,
