@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,16 +17,17 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.api import ops, sessions, ws
+from app.api import openai, ops, sessions, ws
 from app.api.errors import EXCEPTION_HANDLERS
 from app.chat import ChatService
+from app.completions import CompletionService
 from app.engine.base import Engine
-from app.sessions.memory import MemorySessionStore
 from app.errors import ConfigError
+from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
+from app.settings import Settings
 from app.streams import ReplyLogs
 from app.streams.memory import MemoryReplyLogs
-from app.settings import Settings
 
 log = logging.getLogger("streamchat")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -76,6 +78,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
                                      default_max_tokens=settings.default_max_tokens,
                                      orphan_grace_s=settings.orphan_grace_s)
         await app.state.chat.start()
+        app.state.completions = CompletionService(
+            engine, default_max_tokens=settings.default_max_tokens)
         # Start the engine in the background: /health answers and /ready says 503 meanwhile.
         starter = asyncio.create_task(_start_engine(app, engine))
         try:
@@ -89,13 +93,14 @@ def create_app(settings: Settings, engine: Engine | None = None,
             await store.close()
 
     app = Starlette(
-        routes=[*ops.routes, *sessions.routes, *ws.routes, Route("/", index, methods=["GET"]),
+        routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, Route("/", index, methods=["GET"]),
                 Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.draining = False
+    app.state.started_at = time.time()
     app.state.engine_failed = False
     return app
 

@@ -32,6 +32,8 @@ class Settings:
     # A local folder or a Hugging Face id; None means the converted default model.
     model: str | None = None
     served_model_name: str | None = None
+    # Other names clients may use for the served model, e.g. ("open-autoglm",).
+    model_aliases: tuple[str, ...] = ()
     max_model_len: int | None = None
     # Any other vLLM AsyncEngineArgs field, e.g. {"max_num_seqs": 64}.
     engine_args: Mapping[str, Any] = field(default_factory=dict)
@@ -43,6 +45,7 @@ class Settings:
     session_ttl_s: float = 7 * 24 * 3600.0
     max_body_bytes: int = 1 << 20
     default_max_tokens: int = 512
+    max_n: int = 8
     log_level: str = "info"
 
     @property
@@ -65,8 +68,13 @@ class Settings:
             raise SettingsError(f"STREAMCHAT_ORPHAN_GRACE_S must be >= 0, got {self.orphan_grace_s}")
         if self.redis_url is not None and not self.redis_url.startswith(
                 ("redis://", "rediss://", "unix://")):
+            raise SettingsError("STREAMCHAT_REDIS_URL must start with redis://, rediss:// or "
+                                f"unix://, got {self.redis_url!r}")
+        if not 1 <= self.max_n <= 128:
+            raise SettingsError(f"STREAMCHAT_MAX_N must be 1-128, got {self.max_n}")
+        if any(not alias or "/" in alias for alias in self.model_aliases):
             raise SettingsError(
-                f"STREAMCHAT_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+                f"STREAMCHAT_MODEL_ALIASES must be names without '/', got {self.model_aliases}")
         if self.max_sessions < 1:
             raise SettingsError(f"STREAMCHAT_MAX_SESSIONS must be >= 1, got {self.max_sessions}")
         if self.session_ttl_s <= 0:
@@ -96,6 +104,8 @@ SETTING_HELP: dict[str, str] = {
     "model": "model to serve: a local folder or a Hugging Face id "
     "(default: SmolLM2-135M-Instruct, converted once into the cache folder)",
     "served_model_name": "model name shown to clients (default: the model folder's name)",
+    "model_aliases": "other model names the OpenAI API accepts, comma-separated "
+    "(e.g. open-autoglm)",
     "max_model_len": "context length in tokens (default: the model's own)",
     "engine_args": "other vLLM engine arguments as a JSON object, "
     'e.g. \'{"max_num_seqs": 64, "enforce_eager": true}\'',
@@ -106,7 +116,9 @@ SETTING_HELP: dict[str, str] = {
     "max_sessions": "sessions kept in memory; the least recently used go first (memory store)",
     "session_ttl_s": "seconds an unused session is kept",
     "max_body_bytes": "largest accepted request body (and WebSocket frame) in bytes",
-    "default_max_tokens": "max_tokens of a reply when neither the session nor the message sets it",
+    "default_max_tokens": "max_tokens of a reply when the request does not set it "
+    "(capped by what the context leaves)",
+    "max_n": "largest `n` (choices per request) the OpenAI API accepts",
     "log_level": "critical | error | warning | info | debug",
 }
 
@@ -126,6 +138,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "port": int,
     "model": str,
     "served_model_name": str,
+    "model_aliases": lambda raw: tuple(a.strip() for a in raw.split(",") if a.strip()),
     "max_model_len": int,
     "engine_args": _parse_engine_args,
     "cache_dir": lambda raw: Path(os.path.expanduser(raw)),
@@ -135,6 +148,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "session_ttl_s": float,
     "max_body_bytes": int,
     "default_max_tokens": int,
+    "max_n": int,
     "log_level": str,
 }
 

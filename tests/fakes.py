@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams
+from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
 
 
 class ScriptedEngine:
@@ -67,9 +67,14 @@ class ScriptedEngine:
                 finish = None
                 if last:
                     finish = "length" if len(self.tokens) > params.max_tokens else "stop"
-                yield Delta(index=0, text=text, token_count=1, finish_reason=finish,
-                            prompt_tokens=len(prompt_token_ids) if i == 0 else None,
-                            cached_tokens=0 if i == 0 else None, queue_s=0.001 if last else None)
+                logprobs = None
+                if params.logprobs is not None:
+                    logprobs = [TokenLogprob(text, -0.5, ((text, -0.5), ("zz", -1.5), ("yy", -2.0)))]
+                for index in range(params.n):  # every choice the same: the script is the script
+                    yield Delta(index=index, text=text, token_count=1, finish_reason=finish,
+                                prompt_tokens=len(prompt_token_ids) if i == 0 and index == 0
+                                else None, cached_tokens=0 if i == 0 and index == 0 else None,
+                                queue_s=0.001 if last else None, logprobs=logprobs)
             self.finished.append(request_id)
         except (asyncio.CancelledError, GeneratorExit):
             # What vLLM does when its generate() consumer is cancelled: abort the request.

@@ -1,0 +1,209 @@
+"""The OpenAI-compatible API over HTTP with a scripted engine: shapes, streaming, bad input,
+disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.fakes import ScriptedEngine
+
+CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.fixture
+def client(engine: ScriptedEngine) -> Any:
+    settings = Settings(model_aliases=("open-autoglm",), max_n=4, default_max_tokens=16)
+    with TestClient(create_app(settings, engine=engine)) as test_client:
+        yield test_client
+
+
+def sse_chunks(text: str) -> list[Any]:
+    lines = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def assert_openai_error(response: httpx.Response, status: int, param: str | None = None) -> dict:  # type: ignore[type-arg]
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}
+    if param is not None:
+        assert error["param"] == param, error
+    return error  # type: ignore[no-any-return]
+
+
+def test_chat_completion(client: TestClient) -> None:
+    body = client.post("/v1/chat/completions", json=CHAT).json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    assert body["model"] == "scripted" and isinstance(body["created"], int)
+    assert body["choices"] == [{"index": 0, "message": {"role": "assistant",
+                                                        "content": "Hello there!"},
+                                "logprobs": None, "finish_reason": "stop"}]
+    usage = body["usage"]
+    assert usage["completion_tokens"] == 4
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 4
+
+
+def test_chat_stream_role_first_with_text_usage_and_done(client: TestClient) -> None:
+    response = client.post("/v1/chat/completions", json={
+        **CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_chunks(response.text)
+    assert all(c["id"] == chunks[0]["id"] and c["object"] == "chat.completion.chunk"
+               for c in chunks)
+    first = chunks[0]["choices"][0]["delta"]
+    assert first == {"role": "assistant", "content": "Hel"}  # role and real text together
+    content = [c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]]
+    assert "".join(content) == "Hello there!"
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
+
+
+def test_chat_n2_and_logprobs(client: TestClient) -> None:
+    body = client.post("/v1/chat/completions", json={**CHAT, "n": 2, "logprobs": True,
+                                                      "top_logprobs": 2}).json()
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    content = body["choices"][0]["logprobs"]["content"]
+    assert [t["token"] for t in content] == ["Hel", "lo", " there", "!"]
+    assert content[0]["top_logprobs"] == [
+        {"token": "Hel", "logprob": -0.5, "bytes": list(b"Hel")},
+        {"token": "zz", "logprob": -1.5, "bytes": list(b"zz")}]
+    assert body["usage"]["completion_tokens"] == 8
+
+
+def test_completions_and_legacy_engines_route(client: TestClient) -> None:
+    body = client.post("/v1/completions", json={"model": "scripted", "prompt": "Once",
+                                                "max_tokens": 2, "logprobs": 1}).json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == "Hello" and body["choices"][0]["finish_reason"] == "length"
+    assert body["choices"][0]["logprobs"]["text_offset"] == [0, 3]
+    legacy = client.post("/v1/engines/open-autoglm/completions",
+                         json={"prompt": "Explain", "max_tokens": 200, "temperature": 0.7},
+                         headers={"Authorization": "Bearer anything"})
+    assert legacy.status_code == 200
+    assert legacy.json()["choices"][0]["text"] == "Hello there!"
+
+
+def test_completions_stream(client: TestClient) -> None:
+    response = client.post("/v1/completions", json={"model": "scripted", "prompt": "x",
+                                                    "stream": True})
+    chunks = sse_chunks(response.text)
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "Hello there!"
+    assert chunks[0]["choices"][0]["text"] == "Hel"
+
+
+def test_models_lists_name_and_aliases(client: TestClient) -> None:
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["scripted", "open-autoglm"]
+
+
+def test_neutral_values_of_unsupported_parameters_pass(client: TestClient) -> None:
+    response = client.post("/v1/completions", json={"model": "scripted", "prompt": "x",
+                                                    "repetition_penalty": 1.0, "logprobs": None,
+                                                    "ignore_eos": True})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [
+    ({"model": "scripted"}, 400, "messages"),
+    ({"model": "scripted", "messages": []}, 400, "messages"),
+    ({"model": "scripted", "messages": [{"role": "wizard", "content": "x"}]}, 400,
+     "messages[0].role"),
+    ({"model": "scripted", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 400, "messages[0].content"),
+    ({**CHAT, "n": 5}, 400, "n"),
+    ({**CHAT, "max_tokens": 10_000}, 400, "max_tokens"),
+    ({**CHAT, "model": "gpt-9"}, 404, "model"),
+    ({**CHAT, "tools": [{"type": "function"}]}, 400, "tools"),
+    ({**CHAT, "frobnicate": 1}, 400, "frobnicate"),
+    ({**CHAT, "temperature": -1}, 400, "temperature"),
+    ({**CHAT, "top_logprobs": 2}, 400, "top_logprobs"),
+    ({**CHAT, "stream_options": {"include_usage": True}}, 400, "stream_options"),
+])
+def test_bad_chat_requests(client: TestClient, body: dict[str, Any], status: int,
+                           param: str) -> None:
+    error = assert_openai_error(client.post("/v1/chat/completions", json=body), status, param)
+    if param == "max_tokens":
+        assert "256" in error["message"] and "10000" in error["message"]
+
+
+def test_unknown_model_is_openai_404(client: TestClient) -> None:
+    error = assert_openai_error(client.post("/v1/completions", json={"model": "nope",
+                                                                     "prompt": "x"}), 404)
+    assert error["code"] == "model_not_found"
+
+
+def test_malformed_json_and_wrong_content_type(client: TestClient) -> None:
+    assert_openai_error(client.post("/v1/chat/completions", content=b"{",
+                                    headers={"content-type": "application/json"}), 400)
+    assert_openai_error(client.post("/v1/chat/completions", content=json.dumps(CHAT),
+                                    headers={"content-type": "text/plain"}), 415)
+
+
+async def test_stream_disconnect_aborts_at_once() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
+    app = create_app(Settings(), engine=engine)
+    async with app.router.lifespan_context(app):
+        body = json.dumps({**CHAT, "stream": True, "max_tokens": 200}).encode()
+        sent: list[dict[str, Any]] = []
+        disconnect = asyncio.Event()
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if sum(1 for m in sent if m["type"] == "http.response.body") >= 3:
+                disconnect.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+                 "raw_path": b"", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {}}
+        await asyncio.wait_for(app(scope, receive, send), 5)
+        assert sent[0]["status"] == 200, sent
+        assert not engine.running and len(engine.aborted) == 1  # no grace period here
+
+
+async def test_non_stream_disconnect_aborts_too() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
+    app = create_app(Settings(), engine=engine)
+    async with app.router.lifespan_context(app):
+        body = json.dumps({**CHAT, "max_tokens": 200}).encode()
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await engine.started.wait()
+            await asyncio.sleep(0.05)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+                 "raw_path": b"", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {}}
+        await asyncio.wait_for(app(scope, receive, send), 5)
+        assert not engine.running and len(engine.aborted) == 1
