@@ -45,7 +45,8 @@ def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int 
     log_path = Path(tempfile.mkstemp(prefix="streamchat-e2e-", suffix=".log")[1])
     env = {**os.environ, "STREAMCHAT_PORT": str(port),
            "STREAMCHAT_MAX_MODEL_LEN": str(max_model_len),
-           "STREAMCHAT_ORPHAN_GRACE_S": str(orphan_grace_s), **(extra_env or {})}
+           "STREAMCHAT_ORPHAN_GRACE_S": str(orphan_grace_s),
+           "STREAMCHAT_MODEL_ALIASES": "open-autoglm", **(extra_env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
                                    stdout=log_file, stderr=subprocess.STDOUT,
