@@ -290,3 +290,24 @@ def test_core_does_not_import_starlette() -> None:
     code = ("import sys, app.chat, app.engine.vllm, app.sessions.memory, app.streams; "
             "assert 'starlette' not in sys.modules, 'core imports starlette'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_history_drops_oldest_turns_but_keeps_the_system_prompt(client: TestClient,
+                                                                 engine: ScriptedEngine) -> None:
+    sid = new_session(client, system="SYSTEM", params={"max_tokens": 16})
+    questions = [chr(ord("a") + i) * 60 for i in range(6)]
+    for question in questions:
+        response = client.post(f"/v1/sessions/{sid}/messages", json={"content": question},
+                               headers=SSE)
+        assert response.status_code == 200
+    last = engine.prompts[-1]
+    assert len(last) <= engine.max_model_len - 16
+    system_ids = [1, 2, *[ord(c) for c in "SYSTEM"], 3]
+    assert last[: len(system_ids)] == system_ids  # the system prompt is never dropped
+    assert ord("a") not in last  # the oldest turn went first
+    assert last.count(ord("f")) == 60  # the new question is whole
+    # Dropping whole turns from the front keeps the rest rendered identically (prefix cache):
+    # the prompt after the system prompt starts with a complete earlier user turn.
+    after_system = last[len(system_ids):]
+    assert after_system[:2] == [1, 2]
+    assert len(client.get(f"/v1/sessions/{sid}").json()["messages"]) == 12  # nothing deleted
