@@ -115,7 +115,7 @@ class ChatService:
         return session
 
     async def list_sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
-        return await self.store.list(owner)
+        return await self.store.summaries(owner)
 
     async def delete_session(self, session_id: str, owner: str | None = None) -> None:
         await self.get_session(session_id, owner)

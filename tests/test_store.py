@@ -80,9 +80,9 @@ async def test_list_newest_first_and_by_owner(store: SessionStore) -> None:
     for s in (a, b, c):
         await store.create(s)
         await asyncio.sleep(0.002)
-    assert [x["id"] for x in await store.list()] == [c.id, b.id, a.id]
-    assert [x["id"] for x in await store.list("alice")] == [c.id, a.id]
-    assert (await store.list("alice"))[0] == {"id": c.id, "created": c.created, "title": "c",
+    assert [x["id"] for x in await store.summaries()] == [c.id, b.id, a.id]
+    assert [x["id"] for x in await store.summaries("alice")] == [c.id, a.id]
+    assert (await store.summaries("alice"))[0] == {"id": c.id, "created": c.created, "title": "c",
                                               "messages": 0}
 
 
@@ -92,7 +92,7 @@ async def test_delete(store: SessionStore) -> None:
     assert await store.delete(s.id) is True
     assert await store.get(s.id) is None
     assert await store.delete(s.id) is False
-    assert await store.list("alice") == []
+    assert await store.summaries("alice") == []
 
 
 async def test_update_after_delete_does_not_resurrect(store: SessionStore) -> None:

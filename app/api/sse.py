@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 
 import orjson
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 PING = b": ping\n\n"
@@ -52,20 +53,21 @@ def parse_last_event_id(header: str | None, query: str | None) -> int:
     return -1
 
 
-class EventStreamResponse:
-    """An ASGI response that sends `frames` as they come and stops when the client leaves."""
+class EventStreamResponse(Response):
+    """A response that sends `frames` as they come and stops when the client leaves."""
 
     def __init__(self, frames: AsyncIterator[bytes], *, status: int = 200,
                  headers: Mapping[str, str] | None = None) -> None:
         self.frames = frames
-        self.status = status
-        self.headers = {**HEADERS, **(headers or {})}
+        self.status_code = status
+        self.background = None
+        self.stream_headers = {**HEADERS, **(headers or {})}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({
             "type": "http.response.start",
-            "status": self.status,
-            "headers": [(k.encode(), v.encode()) for k, v in self.headers.items()],
+            "status": self.status_code,
+            "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
         })
         pump = asyncio.create_task(self._pump(send))
         watch = asyncio.create_task(self._watch_disconnect(receive))

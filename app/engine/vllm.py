@@ -110,7 +110,7 @@ class VllmEngine:
             self._llm = await asyncio.to_thread(
                 AsyncLLM.from_engine_args,
                 self._engine_args,
-                stat_loggers=[_SchedulerStatsLogger],
+                stat_loggers=[_SchedulerStatsLogger],  # type: ignore[list-item]  # duck-typed
             )
         except Exception as exc:  # vLLM raises many types here; the user needs the message.
             raise ConfigError(f"the engine failed to start: {exc}") from exc

@@ -53,7 +53,7 @@ class MemorySessionStore:
         # A copy of the message list, so a caller's view never edits the stored session.
         return None if session is None else replace(session, messages=list(session.messages))
 
-    async def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+    async def summaries(self, owner: str | None = None) -> list[dict[str, Any]]:
         self._evict()
         found = [s for s, _ in self._sessions.values() if owner is None or s.owner == owner]
         return [s.summary() for s in sorted(found, key=lambda s: s.created, reverse=True)]

@@ -25,7 +25,8 @@ PREFIX = "sc:"
 
 class RedisSessionStore:
     def __init__(self, redis: Redis, *, idle_ttl_s: float = 24 * 3600.0, max_list: int = 1000) -> None:
-        self.redis = redis
+        # redis-py's type hints cover sync and async clients at once; treat replies as Any.
+        self.redis: Any = redis
         self.ttl_ms = int(idle_ttl_s * 1000)
         self.max_list = max_list
 
@@ -65,7 +66,7 @@ class RedisSessionStore:
                        system=data.get("system"), params=data.get("params") or {},
                        owner=data.get("owner"), messages=messages)
 
-    async def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+    async def summaries(self, owner: str | None = None) -> list[dict[str, Any]]:
         index = PREFIX + "index" if owner is None else f"{PREFIX}owner:{owner}"
         ids = [i.decode() for i in await self.redis.zrevrange(index, 0, self.max_list - 1)]
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -14,7 +14,7 @@ class SessionStore(Protocol):
         """A copy-safe view of the session, or None if unknown (or expired)."""
         ...
 
-    async def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+    async def summaries(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Session summaries (id, created, title, messages), newest first; `owner`'s only
         when given."""
         ...

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from typing import Any
+
 import orjson
 from redis.asyncio import Redis
 
@@ -35,7 +37,8 @@ def stream_key(message_id: str) -> str:
 class RedisReplyLogs:
     def __init__(self, redis: Redis, is_live: IsLive, *, keep_s: float = 3600.0,
                  block_ms: int = 1000) -> None:
-        self.redis = redis
+        # redis-py's type hints cover sync and async clients at once; treat replies as Any.
+        self.redis: Any = redis
         self.is_live = is_live
         self.keep_ms = int(keep_s * 1000)
         self.block_ms = block_ms
