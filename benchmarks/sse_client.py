@@ -10,9 +10,11 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from benchmarks.session_api import apply_event, create_session, reply_params
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_closed_loop
 
 
@@ -66,50 +68,43 @@ def make_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
     )
 
 
+async def stream_reply(client: httpx.AsyncClient, sid: str, body: dict[str, Any],
+                       result: RequestResult) -> str:
+    """POST one message with Accept: text/event-stream and read the reply to its end.
+
+    Fills `result` (TTFT counts from here: `sent_s` is set just before the POST) and returns
+    the reply's text, which a multi-turn client needs for its own copy of the history.
+    """
+    clock = TokenClock(result)
+    parts: list[str] = []
+    result.sent_s = time.perf_counter()
+    async with client.stream("POST", f"/v1/sessions/{sid}/messages", json=body,
+                             headers={"Accept": "text/event-stream"}) as resp:
+        if resp.status_code != 200:
+            await resp.aread()
+            raise RuntimeError(f"POST messages -> {resp.status_code}: {resp.text[:200]}")
+        parser = SseParser()
+        async for chunk in resp.aiter_raw():
+            now = time.perf_counter()
+            for event in parser.feed(chunk):
+                parts.append(apply_event(event.event, json.loads(event.data), now, result, clock))
+    if result.finish_reason is None and result.error is None:
+        result.error = "stream ended without a done event"
+    return "".join(parts)
+
+
 async def one_chat(client: httpx.AsyncClient, tag: str, content: str, max_tokens: int) -> RequestResult:
     """One simulated chat: create a session, send one message, read the reply stream to the end."""
     start = time.perf_counter()
     result = RequestResult(tag=tag, start_s=start, sent_s=start)
     try:
-        created = await client.post("/v1/sessions", json={})
-        if created.status_code != 201:
-            raise RuntimeError(f"POST /v1/sessions -> {created.status_code}: {created.text[:200]}")
-        sid = created.json()["id"]
-        body = {"content": content, "params": {"max_tokens": max_tokens, "temperature": 0,
-                                               "ignore_eos": True}}
-        clock = TokenClock(result)
-        result.sent_s = time.perf_counter()
-        async with client.stream("POST", f"/v1/sessions/{sid}/messages", json=body,
-                                 headers={"Accept": "text/event-stream"}) as resp:
-            if resp.status_code != 200:
-                await resp.aread()
-                raise RuntimeError(f"POST messages -> {resp.status_code}: {resp.text[:200]}")
-            parser = SseParser()
-            async for chunk in resp.aiter_raw():
-                now = time.perf_counter()
-                for event in parser.feed(chunk):
-                    _apply(event, now, result, clock)
-        if result.finish_reason is None and result.error is None:
-            result.error = "stream ended without a done event"
+        sid = await create_session(client)
+        await stream_reply(client, sid, {"content": content, "params": reply_params(max_tokens)},
+                           result)
     except Exception as exc:  # one failed chat is a data point, not the end of the run
         result.error = result.error or f"{type(exc).__name__}: {exc}"
     result.end_s = time.perf_counter()
     return result
-
-
-def _apply(event: SseEvent, now: float, result: RequestResult, clock: TokenClock) -> None:
-    if event.event == "token":
-        clock.tokens(now, int(json.loads(event.data).get("n", 1)))
-    elif event.event == "done":
-        done = json.loads(event.data)
-        usage = done.get("usage") or {}
-        # The engine's own count (EOS included), not the sum of n: the same count the bare side uses.
-        result.completion_tokens = int(usage.get("completion_tokens", 0))
-        result.prompt_tokens = usage.get("prompt_tokens")
-        result.cached_tokens = usage.get("cached_tokens")
-        result.finish_reason = done.get("finish_reason")
-    elif event.event == "error":
-        result.error = f"error event: {event.data[:200]}"
 
 
 async def run_sse(
@@ -120,6 +115,7 @@ async def run_sse(
     warmup: int,
     max_tokens: int,
 ) -> dict[int, list[RequestResult]]:
+    """Run every (concurrency, tags) level against a running server."""
     results: dict[int, list[RequestResult]] = {}
     biggest = max((c for c, _ in levels), default=1)
     async with make_client(base_url, max(biggest, warmup)) as client:
@@ -128,7 +124,7 @@ async def run_sse(
             return await one_chat(client, tag, prompts.text(tag), max_tokens)
 
         if warmup:
-            await run_closed_loop(one, [f"warm-{i}" for i in range(warmup)], warmup)
+            await run_closed_loop(one, [f"warm-sse-{i}" for i in range(warmup)], warmup)
         for concurrency, tags in levels:
             print(f"[bench] sse: concurrency {concurrency}, {len(tags)} requests", flush=True)
             results[concurrency] = await run_closed_loop(one, tags, concurrency)

@@ -1,17 +1,15 @@
-"""The shared workload: prompts, the closed-loop runner, per-request timing, stats and the report.
+"""The shared workload: prompts, the closed-loop runner, per-request timing and stats.
 
-Everything here is transport-agnostic so that the bare engine and the SSE endpoint are measured
-with exactly the same prompts, concurrency and arithmetic.
+Everything here is transport-agnostic so that the bare engine, the SSE endpoint and the
+WebSocket are measured with exactly the same prompts, concurrency and arithmetic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 # Repeated to reach the prompt length; plain prose keeps the tokenizer's count predictable.
@@ -73,6 +71,9 @@ class RequestResult:
     cached_tokens: int | None = None
     finish_reason: str | None = None
     error: str | None = None
+    # The server's own view from the done event (queue_ms, ttft_ms, ...): tells client-side
+    # and transport overhead apart from time spent in the server and the engine.
+    server_timings: dict[str, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         """Per-request record for the JSON file (the raw ITL list would dwarf everything else)."""
@@ -169,52 +170,3 @@ def _count(items: Any) -> dict[str, int]:
     for item in items:
         counts[item] = counts.get(item, 0) + 1
     return counts
-
-
-ROWS = [
-    ("TTFT p50 (ms)", "ttft_p50_ms", "{:.1f}"),
-    ("TTFT p99 (ms)", "ttft_p99_ms", "{:.1f}"),
-    ("ITL p50 (ms)", "itl_p50_ms", "{:.2f}"),
-    ("ITL p99 (ms)", "itl_p99_ms", "{:.2f}"),
-    ("output tokens/s", "output_tokens_per_s", "{:.1f}"),
-    ("completion tokens", "completion_tokens", "{:d}"),
-    ("mean prompt tokens", "mean_prompt_tokens", "{:.1f}"),
-    ("errors", "errors", "{:d}"),
-]
-
-
-def report(concurrency: int, bare: dict[str, Any] | None, sse: dict[str, Any] | None) -> str:
-    """The side-by-side table for one concurrency level."""
-
-    def cell(summary: dict[str, Any] | None, key: str, fmt: str) -> str:
-        if summary is None:
-            return "-"
-        value = summary[key]
-        return "nan" if isinstance(value, float) and math.isnan(value) else fmt.format(value)
-
-    first = bare or sse or {}
-    lines = [
-        f"concurrency {concurrency}, {first.get('requests', 0)} requests",
-        f"{'metric':<20}{'bare':>12}{'sse':>12}{'sse/bare':>10}",
-    ]
-    for label, key, fmt in ROWS:
-        ratio = "-"
-        if bare and sse and bare[key] and not _nan(bare[key]) and not _nan(sse[key]):
-            ratio = f"{sse[key] / bare[key]:.2f}"
-        lines.append(f"{label:<20}{cell(bare, key, fmt):>12}{cell(sse, key, fmt):>12}{ratio:>10}")
-    if bare and sse:
-        diff = sse["ttft_p50_ms"] - bare["ttft_p50_ms"]
-        lines.append(f"TTFT p50 difference, sse - bare: {diff:+.1f} ms")
-    return "\n".join(lines)
-
-
-def _nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def timestamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def results_dir() -> Path:
-    return Path(__file__).resolve().parent / "results"

@@ -1,0 +1,77 @@
+"""Side 3: the same session endpoint, the reply read over the session WebSocket (API.md).
+
+Per chat, like a browser tab: create the session over HTTP, open its socket, send one
+`message` frame, read frames until `done`. TTFT counts from sending the message frame, so the
+socket's opening handshake is left out (a chat page opens it once, before the user types).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+import httpx
+from websockets.asyncio.client import connect
+
+from benchmarks.session_api import apply_event, create_session, reply_params
+from benchmarks.sse_client import make_client
+from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_closed_loop
+
+# Far above any expected TTFT: a slow reply is a data point, not a timeout.
+OPEN_TIMEOUT_S = 30.0
+
+
+async def one_chat(client: httpx.AsyncClient, ws_url: str, tag: str, content: str,
+                   max_tokens: int) -> RequestResult:
+    """One simulated chat over the WebSocket; `ws_url` is ws://HOST:PORT."""
+    start = time.perf_counter()
+    result = RequestResult(tag=tag, start_s=start, sent_s=start)
+    try:
+        sid = await create_session(client)
+        frame = json.dumps({"type": "message", "content": content,
+                            "params": reply_params(max_tokens)})
+        # Library defaults otherwise (permessage-deflate offered, as browsers do; keepalive pings).
+        async with connect(f"{ws_url}/v1/sessions/{sid}/ws", open_timeout=OPEN_TIMEOUT_S,
+                           max_size=None) as ws:
+            clock = TokenClock(result)
+            result.sent_s = time.perf_counter()
+            await ws.send(frame)
+            async for raw in ws:
+                now = time.perf_counter()
+                data = json.loads(raw)
+                kind = data.get("type")
+                apply_event(kind, data, now, result, clock)
+                if kind in ("done", "error"):
+                    break
+        if result.finish_reason is None and result.error is None:
+            result.error = "socket closed without a done frame"
+    except Exception as exc:  # one failed chat is a data point, not the end of the run
+        result.error = result.error or f"{type(exc).__name__}: {exc}"
+    result.end_s = time.perf_counter()
+    return result
+
+
+async def run_ws(
+    *,
+    base_url: str,
+    prompts: PromptBuilder,
+    levels: Sequence[tuple[int, list[str]]],
+    warmup: int,
+    max_tokens: int,
+) -> dict[int, list[RequestResult]]:
+    """Run every (concurrency, tags) level against a running server (base_url is http://...)."""
+    ws_url = "ws" + base_url.removeprefix("http")
+    results: dict[int, list[RequestResult]] = {}
+    biggest = max((c for c, _ in levels), default=1)
+    async with make_client(base_url, max(biggest, warmup)) as client:
+
+        async def one(tag: str) -> RequestResult:
+            return await one_chat(client, ws_url, tag, prompts.text(tag), max_tokens)
+
+        if warmup:
+            await run_closed_loop(one, [f"warm-ws-{i}" for i in range(warmup)], warmup)
+        for concurrency, tags in levels:
+            print(f"[bench] ws: concurrency {concurrency}, {len(tags)} requests", flush=True)
+            results[concurrency] = await run_closed_loop(one, tags, concurrency)
+    return results
