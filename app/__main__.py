@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "serving %s on http://%s:%d", settings.model_name, settings.host, settings.port)
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=settings.log_level, loop="uvloop", http="httptools",
-                            ws="websockets", ws_max_size=settings.max_body_bytes,
+                            ws="websockets-sansio", ws_max_size=settings.max_body_bytes,
                             timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
 
