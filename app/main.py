@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -115,6 +116,12 @@ async def _check_redis(store: SessionStore, url: str) -> None:
 async def _start_engine(app: Starlette, engine: Engine) -> None:
     try:
         await engine.start()
+        # Everything loaded so far (torch, vLLM, the tokenizer) lives as long as the process:
+        # freeze it so that the oldest-generation collections skip it. Without this, full
+        # collections paused streams by 10-20 ms (ITL p99 at concurrency 1: 33 ms vs 19 ms for
+        # vLLM's server, which does the same freeze).
+        gc.collect()
+        gc.freeze()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
