@@ -25,7 +25,7 @@ from benchmarks.server import REPO_ROOT, ServerProcess, free_port
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 # streamchat's CPU defaults (app/engine/vllm.py), given to vLLM's server too.
-CPU_SERVER_FLAGS = ["--enforce-eager", "--gpu-memory-utilization", "0.5"]
+CPU_SERVER_FLAGS = ["--enforce-eager", "--gpu-memory-utilization", "0.5", "--block-size", "32"]
 METRICS = [("output_throughput", "output tokens/s", 1.0), ("median_ttft_ms", "TTFT p50 (ms)", 1.0),
            ("p99_ttft_ms", "TTFT p99 (ms)", 1.0), ("median_itl_ms", "ITL p50 (ms)", 1.0),
            ("p99_itl_ms", "ITL p99 (ms)", 1.0)]

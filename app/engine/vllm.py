@@ -23,7 +23,12 @@ from app.errors import ConfigError, EngineFailure, NotReady
 log = logging.getLogger("streamchat.engine")
 
 # Defaults for a machine without a GPU; every one can be overridden through engine_args.
-CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.5}
+# block_size 32 (the CPU backend's smallest; its default is 128): prefix-cache hits come in
+# whole blocks, so finer blocks reuse more of a conversation's history from turn to turn
+# (benchmarks multiturn: turn-10/turn-1 TTFT 2.9x with 128, 1.6x with 32) at no cost in
+# tokens/s (bare engine, 16 chats: 300 with 128, 352 with 32 as shared system prompts hit).
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.5,
+                                       "block_size": 32}
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
