@@ -14,25 +14,24 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
-from app import metrics
-from app.engine.base import ChatTurn, Engine, GenerationParams
+from app.engine.base import Engine, GenerationParams
 from app.errors import (
     Conflict,
     InvalidRequest,
     MessageNotFound,
     NotReady,
-    PromptTooLong,
     ReplyInFlight,
     SessionNotFound,
     StreamchatError,
 )
+from app.history import fit_history
+from app.metering import StreamMeter
 from app.params import check_params, merge_params
 from app.sessions.models import FINAL_STATUSES, Message, Session
 from app.sessions.store import SessionStore
 from app.streams import Event, ReplyLog, ReplyLogs
 from app.streams.memory import MemoryReplyLogs
+from app.streams.replay import replay, replay_events
 
 log = logging.getLogger("streamchat.chat")
 
@@ -100,7 +99,6 @@ class ChatService:
             )
         session = Session.new(system=system, params=check_params(params), title=title, owner=owner)
         await self.store.create(session)
-        metrics.SESSIONS.set(await self.store.count())
         return session
 
     async def get_session(self, session_id: str, owner: str | None = None) -> Session:
@@ -121,7 +119,6 @@ class ChatService:
         await self.get_session(session_id, owner)
         await self._cancel_anywhere(session_id)
         await self.store.delete(session_id)
-        metrics.SESSIONS.set(await self.store.count())
 
     def _overlay(self, session: Session, live: LiveReply) -> None:
         """Show the in-flight reply's text so far (it is stored only when it ends)."""
@@ -166,7 +163,7 @@ class ChatService:
                 f"session {session_id} already has a reply in flight ({holder}); "
                 "cancel it or wait for it", param="content")
         try:
-            prompt_ids = await self._fit_history(session, content, generation)
+            prompt_ids = await fit_history(self.engine, session, content, generation.max_tokens)
             if not explicit_max:
                 generation = replace(generation, max_tokens=min(
                     self.default_params.max_tokens, self.engine.max_model_len - len(prompt_ids)))
@@ -208,7 +205,7 @@ class ChatService:
         events = await self.logs.follow(message_id, after, heartbeat_s)
         if events is not None:
             return events
-        return _replay(replay_events(message, session_id, self.engine.model_name), after)
+        return replay(replay_events(message, session_id, self.engine.model_name), after)
 
     async def shutdown(self) -> None:
         for task in self._background:
@@ -217,42 +214,6 @@ class ChatService:
             await self._cancel(live)
 
     # -- internals ------------------------------------------------------------------------
-
-    async def _fit_history(self, session: Session, content: str, params: GenerationParams) -> list[int]:
-        """Render the conversation, dropping the oldest turns until it fits the context.
-
-        Dropping whole turns from the front (never the system prompt) keeps the rendering of
-        the turns that remain identical, so the engine's prefix cache keeps hitting."""
-        budget = self.engine.max_model_len - params.max_tokens
-        history = [m for m in session.messages
-                   if m.status in FINAL_STATUSES and m.content and m.id]
-        system = [ChatTurn("system", session.system)] if session.system else []
-        question = ChatTurn("user", content)
-
-        async def render(drop: int) -> list[int]:
-            turns = [ChatTurn(m.role, m.content) for m in history[drop:]]
-            return await self.engine.render_chat([*system, *turns, question])
-
-        ids = await render(0)
-        if len(ids) <= budget:
-            return ids
-        bare = await render(len(history))
-        if len(bare) > budget:
-            raise PromptTooLong(
-                f"the prompt needs {len(bare)} tokens and max_tokens is {params.max_tokens}, "
-                f"but the model's context is {self.engine.max_model_len} tokens; "
-                "send a shorter message or a smaller max_tokens", param="content")
-        # The fewest dropped turns that fit; rendering length only shrinks as turns are dropped.
-        lo, hi = 1, len(history)
-        best = bare
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            candidate = await render(mid)
-            if len(candidate) <= budget:
-                best, hi = candidate, mid - 1
-            else:
-                lo = mid + 1
-        return best
 
     def _adopted(self, live: LiveReply) -> None:
         if live.orphan_timer is not None:
@@ -347,62 +308,33 @@ class ChatService:
         message, events = live.message, live.log
         events.append("start", {"message_id": message.id, "session_id": live.session_id,
                                 "model": self.engine.model_name})
-        transport = live.transport
-        metrics.ACTIVE_STREAMS.labels(transport).inc()
-        first_token_at: float | None = None
-        last_token_at = 0.0
-        completion_tokens = pending_tokens = 0
-        prompt_tokens, cached_tokens, queue_s = len(prompt_ids), 0, 0.0
-        finish_reason = "stop"
+        meter = StreamMeter(live.transport, len(prompt_ids), live.accepted_at)
+        pending_tokens = 0  # tokens since the last event (an end-of-sequence token has no text)
+        cancelled = False
         error: StreamchatError | None = None
-        itl = metrics.INTER_TOKEN_LATENCY.labels(transport)
         try:
             async for delta in self.engine.stream(prompt_ids, params, message.id):
-                now = time.monotonic()
-                if delta.prompt_tokens is not None:
-                    prompt_tokens = delta.prompt_tokens
-                    cached_tokens = delta.cached_tokens or 0
-                if delta.queue_s is not None:
-                    queue_s = delta.queue_s
-                if delta.finish_reason is not None:
-                    finish_reason = delta.finish_reason
-                completion_tokens += delta.token_count
+                meter.count(delta)
                 pending_tokens += delta.token_count
                 if not delta.text:
-                    continue  # e.g. the end-of-sequence token: counted, nothing to show
-                if first_token_at is None:
-                    first_token_at = now
+                    continue
+                if meter.shown():
                     message.status = "streaming"
-                    metrics.TIME_TO_FIRST_TOKEN.labels(transport).observe(now - live.accepted_at)
-                else:
-                    itl.observe(now - last_token_at)
-                last_token_at = now
                 live.parts.append(delta.text)
                 events.append("token", {"text": delta.text, "n": pending_tokens})
                 pending_tokens = 0
         except asyncio.CancelledError:
-            finish_reason = "cancelled"
+            cancelled = True
         except StreamchatError as exc:
             error = exc
         except Exception as exc:  # never leave a reply stuck in "streaming"
             log.exception("reply %s failed", message.id)
             error = StreamchatError(f"generation failed: {type(exc).__name__}")
-        finally:
-            metrics.ACTIVE_STREAMS.labels(transport).dec()
-        if finish_reason == "abort":
+        finish_reason = meter.finish_reason or "stop"
+        if cancelled or finish_reason == "abort":
             finish_reason = "cancelled"
-        ended_at = time.monotonic()
-        total_s = ended_at - live.accepted_at
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "cached_tokens": cached_tokens}
-        timings = {
-            "queue_ms": round(queue_s * 1000, 3),
-            "ttft_ms": round(((first_token_at or ended_at) - live.accepted_at) * 1000, 3),
-            "total_ms": round(total_s * 1000, 3),
-            "tokens_per_s": round(completion_tokens / total_s, 3) if total_s > 0 else 0.0,
-        }
         message.content = live.text
-        message.usage, message.timings = usage, timings
+        message.usage, message.timings = meter.usage(), meter.timings()
         if error is not None:
             message.status, message.finish_reason = "error", "error"
         else:
@@ -416,42 +348,9 @@ class ChatService:
             await asyncio.shield(self.store.release_claim(live.session_id, message.id))
             if live.orphan_timer is not None:
                 live.orphan_timer.cancel()
-            self._record(transport, message, usage, total_s, queue_s)
+            meter.finish(message.status)
             if error is not None:
                 events.append("error", {"code": error.code, "message": error.message})
             else:
-                events.append("done", {"finish_reason": finish_reason, "usage": usage,
-                                       "timings": timings})
-
-    @staticmethod
-    def _record(transport: str, message: Message, usage: dict[str, int], total_s: float,
-                queue_s: float) -> None:
-        outcome = {"done": "done", "cancelled": "cancelled", "error": "error"}[message.status]
-        metrics.REQUESTS.labels(transport, outcome).inc()
-        metrics.REQUEST_DURATION.labels(transport).observe(total_s)
-        metrics.QUEUE_TIME.labels(transport).observe(queue_s)
-        metrics.GENERATED_TOKENS.inc(usage["completion_tokens"])
-        metrics.PROMPT_TOKENS.inc(usage["prompt_tokens"])
-        metrics.CACHED_PROMPT_TOKENS.inc(usage["cached_tokens"])
-
-
-def replay_events(message: Message, session_id: str, model: str) -> list[Event]:
-    """A finished reply's events rebuilt from the stored message, when its log has expired."""
-    events: list[tuple[str, dict[str, Any]]] = [
-        ("start", {"message_id": message.id, "session_id": session_id, "model": model})]
-    usage = message.usage or {}
-    if message.content:
-        events.append(("token", {"text": message.content,
-                                 "n": usage.get("completion_tokens", 0)}))
-    if message.status == "error":
-        events.append(("error", {"code": "engine_error", "message": "the reply failed"}))
-    elif message.status in FINAL_STATUSES:
-        events.append(("done", {"finish_reason": message.finish_reason or message.status,
-                                "usage": usage, "timings": message.timings or {}}))
-    return [Event(i, kind, data, orjson.dumps(data)) for i, (kind, data) in enumerate(events)]
-
-
-async def _replay(events: list[Event], after: int) -> AsyncIterator[Event | None]:
-    for event in events:
-        if event.seq > after:
-            yield event
+                events.append("done", {"finish_reason": finish_reason, "usage": message.usage,
+                                       "timings": message.timings})

@@ -7,13 +7,12 @@ event log: an OpenAI client that leaves takes its request with it (the engine ab
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
-from app import metrics
 from app.engine.base import ChatTurn, Delta, Engine, GenerationParams
 from app.errors import InvalidRequest
+from app.metering import StreamMeter
 
 TRANSPORT = "openai"
 
@@ -55,28 +54,13 @@ class CompletionService:
     async def stream(self, prompt_ids: Sequence[int], params: GenerationParams,
                      request_id: str) -> AsyncIterator[Delta]:
         """The engine's deltas, with the service's metrics recorded on the way."""
-        accepted_at = time.monotonic()
-        first_at = last_at = 0.0
-        prompt_tokens, cached_tokens, completion_tokens, queue_s = len(prompt_ids), 0, 0, 0.0
+        meter = StreamMeter(TRANSPORT, len(prompt_ids))
         outcome = "done"
-        itl = metrics.INTER_TOKEN_LATENCY.labels(TRANSPORT)
-        metrics.ACTIVE_STREAMS.labels(TRANSPORT).inc()
         try:
             async for delta in self.engine.stream(prompt_ids, params, request_id):
-                now = time.monotonic()
-                if delta.prompt_tokens is not None:
-                    prompt_tokens = delta.prompt_tokens
-                    cached_tokens = delta.cached_tokens or 0
-                if delta.queue_s is not None:
-                    queue_s = delta.queue_s
-                completion_tokens += delta.token_count
+                meter.count(delta)
                 if delta.text:
-                    if not first_at:
-                        first_at = now
-                        metrics.TIME_TO_FIRST_TOKEN.labels(TRANSPORT).observe(now - accepted_at)
-                    else:
-                        itl.observe(now - last_at)
-                    last_at = now
+                    meter.shown()
                 yield delta
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "disconnected"
@@ -85,10 +69,4 @@ class CompletionService:
             outcome = "error"
             raise
         finally:
-            metrics.ACTIVE_STREAMS.labels(TRANSPORT).dec()
-            metrics.REQUESTS.labels(TRANSPORT, outcome).inc()
-            metrics.REQUEST_DURATION.labels(TRANSPORT).observe(time.monotonic() - accepted_at)
-            metrics.QUEUE_TIME.labels(TRANSPORT).observe(queue_s)
-            metrics.GENERATED_TOKENS.inc(completion_tokens)
-            metrics.PROMPT_TOKENS.inc(prompt_tokens)
-            metrics.CACHED_PROMPT_TOKENS.inc(cached_tokens)
+            meter.finish(outcome)

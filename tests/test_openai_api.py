@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.asgi import http_scope
 from tests.fakes import ScriptedEngine
 
 CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}]}
@@ -171,11 +172,7 @@ async def test_stream_disconnect_aborts_at_once() -> None:
             if sum(1 for m in sent if m["type"] == "http.response.body") >= 3:
                 disconnect.set()
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
-                 "raw_path": b"", "query_string": b"", "root_path": "",
-                 "headers": [(b"content-type", b"application/json")],
-                 "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {}}
+        scope = http_scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
         await asyncio.wait_for(app(scope, receive, send), 5)
         assert sent[0]["status"] == 200, sent
         assert not engine.running and len(engine.aborted) == 1  # no grace period here
@@ -200,10 +197,6 @@ async def test_non_stream_disconnect_aborts_too() -> None:
         async def send(message: dict[str, Any]) -> None:
             pass
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
-                 "raw_path": b"", "query_string": b"", "root_path": "",
-                 "headers": [(b"content-type", b"application/json")],
-                 "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {}}
+        scope = http_scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
         await asyncio.wait_for(app(scope, receive, send), 5)
         assert not engine.running and len(engine.aborted) == 1

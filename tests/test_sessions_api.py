@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.asgi import http_scope
 from tests.fakes import ScriptedEngine
 from tests.sse_parse import check_grammar, parse_frames
 
@@ -268,12 +269,8 @@ async def test_client_disconnect_aborts_the_engine_request_after_grace() -> None
             if sum(1 for m in sent if m["type"] == "http.response.body") >= 3:
                 disconnect.set()
 
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
-                 "http_version": "1.1", "method": "POST", "scheme": "http",
-                 "path": f"/v1/sessions/{sid}/messages", "raw_path": b"", "query_string": b"",
-                 "root_path": "", "headers": [(b"accept", b"text/event-stream"),
-                                              (b"content-type", b"application/json")],
-                 "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {}}
+        scope = http_scope("POST", f"/v1/sessions/{sid}/messages",
+                           {"accept": "text/event-stream", "content-type": "application/json"})
         await asyncio.wait_for(app(scope, receive, send), 5)
         assert sent[0]["status"] == 200
         assert engine.running, "the reply should outlive its listener for the grace period"

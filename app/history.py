@@ -1,0 +1,45 @@
+"""The prompt of a turn: the conversation rendered with the model's chat template, trimmed to
+fit the context by dropping the oldest whole turns (never the system prompt).
+
+Dropping from the front keeps every remaining turn rendered exactly as before, so the engine's
+prefix cache keeps hitting from turn to turn."""
+
+from __future__ import annotations
+
+from app.engine.base import ChatTurn, Engine
+from app.errors import PromptTooLong
+from app.sessions.models import FINAL_STATUSES, Session
+
+
+async def fit_history(engine: Engine, session: Session, content: str, max_tokens: int) -> list[int]:
+    """Token ids of the session's history plus the new user turn, within
+    `max_model_len - max_tokens`; PromptTooLong if even the new turn alone does not fit."""
+    budget = engine.max_model_len - max_tokens
+    history = [m for m in session.messages if m.status in FINAL_STATUSES and m.content]
+    system = [ChatTurn("system", session.system)] if session.system else []
+    question = ChatTurn("user", content)
+
+    async def render(drop: int) -> list[int]:
+        turns = [ChatTurn(m.role, m.content) for m in history[drop:]]
+        return await engine.render_chat([*system, *turns, question])
+
+    ids = await render(0)
+    if len(ids) <= budget:
+        return ids
+    bare = await render(len(history))
+    if len(bare) > budget:
+        raise PromptTooLong(
+            f"the prompt needs {len(bare)} tokens and max_tokens is {max_tokens}, "
+            f"but the model's context is {engine.max_model_len} tokens; "
+            "send a shorter message or a smaller max_tokens", param="content")
+    # The fewest dropped turns that fit: the rendering only shrinks as turns are dropped.
+    lo, hi = 1, len(history)
+    best = bare
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        candidate = await render(mid)
+        if len(candidate) <= budget:
+            best, hi = candidate, mid - 1
+        else:
+            lo = mid + 1
+    return best
