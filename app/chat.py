@@ -191,8 +191,12 @@ class ChatService:
             raise InvalidRequest(f"message {message_id} is a user turn; only replies can be cancelled")
         raise Conflict(f"message {message_id} already finished with status {message.status}")
 
-    def live_reply(self, session_id: str) -> LiveReply | None:
-        return self._live.get(session_id)
+    async def reply_in_flight(self, session_id: str) -> str | None:
+        """The id of the session's reply being generated, on any replica."""
+        return await self.store.in_flight(session_id)
+
+    async def session_count(self) -> int:
+        return await self.store.count()
 
     async def follow_reply(self, session_id: str, message_id: str, after: int = -1,
                            heartbeat_s: float | None = None,

@@ -35,7 +35,7 @@ async def prometheus(request: Request) -> Response:
     metrics.ENGINE_WAITING.set(stats.waiting)
     metrics.ENGINE_KV_CACHE_USAGE.set(stats.kv_cache_usage)
     # Read at scrape time: the store evicts and expires sessions on its own.
-    metrics.SESSIONS.set(await request.app.state.chat.store.count())
+    metrics.SESSIONS.set(await request.app.state.chat.session_count())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -89,7 +89,7 @@ class SessionSocket:
 
     async def _on_cancel(self, frame: dict[str, Any]) -> None:
         _only(frame, {"type", "message_id"})
-        message_id = frame.get("message_id") or await self.chat.store.in_flight(self.session_id)
+        message_id = frame.get("message_id") or await self.chat.reply_in_flight(self.session_id)
         if message_id is None:
             raise InvalidRequest("no reply is in flight to cancel", code="nothing_to_cancel")
         if not isinstance(message_id, str):
