@@ -18,6 +18,8 @@ def _shown(value: Any) -> str:
         return "see text"
     if isinstance(value, dict):
         return json.dumps(value)
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
     return str(value)
 
 
