@@ -89,8 +89,19 @@ def test_sigkill_mid_reply_loses_no_finished_turn(two_replicas: list[LiveServer]
         if status == "streaming":
             break
         time.sleep(0.1)
-    os.killpg(victim.process.pid, signal.SIGKILL)
+    # Only the service process: its engine (child processes) must not outlive it.
+    os.kill(victim.process.pid, signal.SIGKILL)
     victim.process.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(victim.process.pid, 0)  # anyone left in the service's process group?
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        raise AssertionError("the engine processes outlived the killed service")
 
     restarted = replica(redis_server, 0)
     two_replicas[0] = restarted  # the fixture stops it at the end

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
+from app.engine.reaper import descendants, start_reaper
 from app.errors import ConfigError, EngineFailure, NotReady
 
 log = logging.getLogger("streamchat.engine")
@@ -124,6 +125,7 @@ class VllmEngine:
         except Exception as exc:  # vLLM raises many types here; the user needs the message.
             raise ConfigError(f"the engine failed to start: {exc}") from exc
         self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
+        self._reaper = start_reaper(descendants())
         self.max_model_len = int(self._llm.model_config.max_model_len)
         self._ready = True
         log.info(
@@ -149,6 +151,9 @@ class VllmEngine:
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
+        if self._reaper is not None:
+            self._reaper.terminate()
+            self._reaper = None
 
     async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
         messages = [{"role": t.role, "content": t.content} for t in turns]
