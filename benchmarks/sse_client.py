@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from benchmarks.session_api import apply_event, create_session, reply_params
-from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_closed_loop
+from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 
 
 @dataclass(slots=True)
@@ -116,16 +116,10 @@ async def run_sse(
     max_tokens: int,
 ) -> dict[int, list[RequestResult]]:
     """Run every (concurrency, tags) level against a running server."""
-    results: dict[int, list[RequestResult]] = {}
     biggest = max((c for c, _ in levels), default=1)
     async with make_client(base_url, max(biggest, warmup)) as client:
 
         async def one(tag: str) -> RequestResult:
             return await one_chat(client, tag, prompts.text(tag), max_tokens)
 
-        if warmup:
-            await run_closed_loop(one, [f"warm-sse-{i}" for i in range(warmup)], warmup)
-        for concurrency, tags in levels:
-            print(f"[bench] sse: concurrency {concurrency}, {len(tags)} requests", flush=True)
-            results[concurrency] = await run_closed_loop(one, tags, concurrency)
-    return results
+        return await run_levels("sse", one, levels, warmup)

@@ -170,3 +170,16 @@ def _count(items: Any) -> dict[str, int]:
     for item in items:
         counts[item] = counts.get(item, 0) + 1
     return counts
+
+
+async def run_levels(name: str, one: Callable[[str], Awaitable[RequestResult]],
+                     levels: Sequence[tuple[int, list[str]]],
+                     warmup: int) -> dict[int, list[RequestResult]]:
+    """Warm up, then run every (concurrency, tags) level in turn with the same request function."""
+    if warmup:
+        await run_closed_loop(one, [f"warm-{name}-{i}" for i in range(warmup)], warmup)
+    results: dict[int, list[RequestResult]] = {}
+    for concurrency, tags in levels:
+        print(f"[bench] {name}: concurrency {concurrency}, {len(tags)} requests", flush=True)
+        results[concurrency] = await run_closed_loop(one, tags, concurrency)
+    return results

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 
 from benchmarks.session_api import apply_event, create_session, reply_params
 from benchmarks.sse_client import make_client
-from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_closed_loop
+from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 
 # Far above any expected TTFT: a slow reply is a data point, not a timeout.
 OPEN_TIMEOUT_S = 30.0
@@ -62,16 +62,10 @@ async def run_ws(
 ) -> dict[int, list[RequestResult]]:
     """Run every (concurrency, tags) level against a running server (base_url is http://...)."""
     ws_url = "ws" + base_url.removeprefix("http")
-    results: dict[int, list[RequestResult]] = {}
     biggest = max((c for c, _ in levels), default=1)
     async with make_client(base_url, max(biggest, warmup)) as client:
 
         async def one(tag: str) -> RequestResult:
             return await one_chat(client, ws_url, tag, prompts.text(tag), max_tokens)
 
-        if warmup:
-            await run_closed_loop(one, [f"warm-ws-{i}" for i in range(warmup)], warmup)
-        for concurrency, tags in levels:
-            print(f"[bench] ws: concurrency {concurrency}, {len(tags)} requests", flush=True)
-            results[concurrency] = await run_closed_loop(one, tags, concurrency)
-    return results
+        return await run_levels("ws", one, levels, warmup)
