@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -38,3 +40,17 @@ def apply_event(kind: str, data: dict[str, Any], now: float, result: RequestResu
     elif kind == "error":
         result.error = f"error event: {str(data)[:200]}"
     return ""
+
+
+async def measured_chat(client: httpx.AsyncClient, tag: str,
+                        converse: Callable[[str, RequestResult], Awaitable[None]]) -> RequestResult:
+    """One simulated chat: create a session, then `converse(session_id, result)` over a transport.
+    A failure is recorded in the result: one failed chat is a data point, not the end of the run."""
+    start = time.perf_counter()
+    result = RequestResult(tag=tag, start_s=start, sent_s=start)
+    try:
+        await converse(await create_session(client), result)
+    except Exception as exc:
+        result.error = result.error or f"{type(exc).__name__}: {exc}"
+    result.end_s = time.perf_counter()
+    return result

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.session_api import apply_event, create_session, reply_params
+from benchmarks.session_api import apply_event, measured_chat, reply_params
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 
 
@@ -95,16 +95,12 @@ async def stream_reply(client: httpx.AsyncClient, sid: str, body: dict[str, Any]
 
 async def one_chat(client: httpx.AsyncClient, tag: str, content: str, max_tokens: int) -> RequestResult:
     """One simulated chat: create a session, send one message, read the reply stream to the end."""
-    start = time.perf_counter()
-    result = RequestResult(tag=tag, start_s=start, sent_s=start)
-    try:
-        sid = await create_session(client)
-        await stream_reply(client, sid, {"content": content, "params": reply_params(max_tokens)},
-                           result)
-    except Exception as exc:  # one failed chat is a data point, not the end of the run
-        result.error = result.error or f"{type(exc).__name__}: {exc}"
-    result.end_s = time.perf_counter()
-    return result
+    body = {"content": content, "params": reply_params(max_tokens)}
+
+    async def converse(sid: str, result: RequestResult) -> None:
+        await stream_reply(client, sid, body, result)
+
+    return await measured_chat(client, tag, converse)
 
 
 async def run_sse(

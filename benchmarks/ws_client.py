@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import httpx
 from websockets.asyncio.client import connect
 
-from benchmarks.session_api import apply_event, create_session, reply_params
+from benchmarks.session_api import apply_event, measured_chat, reply_params
 from benchmarks.sse_client import make_client
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 
@@ -25,12 +25,9 @@ OPEN_TIMEOUT_S = 30.0
 async def one_chat(client: httpx.AsyncClient, ws_url: str, tag: str, content: str,
                    max_tokens: int) -> RequestResult:
     """One simulated chat over the WebSocket; `ws_url` is ws://HOST:PORT."""
-    start = time.perf_counter()
-    result = RequestResult(tag=tag, start_s=start, sent_s=start)
-    try:
-        sid = await create_session(client)
-        frame = json.dumps({"type": "message", "content": content,
-                            "params": reply_params(max_tokens)})
+    frame = json.dumps({"type": "message", "content": content, "params": reply_params(max_tokens)})
+
+    async def converse(sid: str, result: RequestResult) -> None:
         # Library defaults otherwise (permessage-deflate offered, as browsers do; keepalive pings).
         async with connect(f"{ws_url}/v1/sessions/{sid}/ws", open_timeout=OPEN_TIMEOUT_S,
                            max_size=None) as ws:
@@ -46,10 +43,8 @@ async def one_chat(client: httpx.AsyncClient, ws_url: str, tag: str, content: st
                     break
         if result.finish_reason is None and result.error is None:
             result.error = "socket closed without a done frame"
-    except Exception as exc:  # one failed chat is a data point, not the end of the run
-        result.error = result.error or f"{type(exc).__name__}: {exc}"
-    result.end_s = time.perf_counter()
-    return result
+
+    return await measured_chat(client, tag, converse)
 
 
 async def run_ws(

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.asgi import http_scope
+from tests.asgi import LeavingClient, http_scope
 from tests.fakes import ScriptedEngine
 
 CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}]}
@@ -154,27 +154,10 @@ async def test_stream_disconnect_aborts_at_once() -> None:
     engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
     app = create_app(Settings(), engine=engine)
     async with app.router.lifespan_context(app):
-        body = json.dumps({**CHAT, "stream": True, "max_tokens": 200}).encode()
-        sent: list[dict[str, Any]] = []
-        disconnect = asyncio.Event()
-        delivered = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await disconnect.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-            if sum(1 for m in sent if m["type"] == "http.response.body") >= 3:
-                disconnect.set()
-
+        client = LeavingClient(json.dumps({**CHAT, "stream": True, "max_tokens": 200}).encode())
         scope = http_scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
-        await asyncio.wait_for(app(scope, receive, send), 5)
-        assert sent[0]["status"] == 200, sent
+        await asyncio.wait_for(app(scope, client.receive, client.send), 5)
+        assert client.sent[0]["status"] == 200, client.sent
         assert not engine.running and len(engine.aborted) == 1  # no grace period here
 
 
@@ -182,21 +165,15 @@ async def test_non_stream_disconnect_aborts_too() -> None:
     engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
     app = create_app(Settings(), engine=engine)
     async with app.router.lifespan_context(app):
-        body = json.dumps({**CHAT, "max_tokens": 200}).encode()
-        delivered = False
+        client = LeavingClient(json.dumps({**CHAT, "max_tokens": 200}).encode(), after_chunks=None)
 
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def leave_mid_generation() -> None:
             await engine.started.wait()
             await asyncio.sleep(0.05)
-            return {"type": "http.disconnect"}
+            client.leave.set()
 
-        async def send(message: dict[str, Any]) -> None:
-            pass
-
+        leaver = asyncio.create_task(leave_mid_generation())
         scope = http_scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
-        await asyncio.wait_for(app(scope, receive, send), 5)
+        await asyncio.wait_for(app(scope, client.receive, client.send), 5)
+        await leaver
         assert not engine.running and len(engine.aborted) == 1

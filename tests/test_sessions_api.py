@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.asgi import http_scope
+from tests.asgi import LeavingClient, http_scope
 from tests.fakes import ScriptedEngine
 from tests.sse_parse import check_grammar, parse_frames
 
@@ -252,27 +252,11 @@ async def test_client_disconnect_aborts_the_engine_request_after_grace() -> None
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             sid = (await http.post("/v1/sessions")).json()["id"]
 
-        sent: list[dict[str, Any]] = []
-        body_sent = False
-        disconnect = asyncio.Event()
-
-        async def receive() -> dict[str, Any]:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": b'{"content": "go"}', "more_body": False}
-            await disconnect.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-            if sum(1 for m in sent if m["type"] == "http.response.body") >= 3:
-                disconnect.set()
-
+        client = LeavingClient(b'{"content": "go"}')
         scope = http_scope("POST", f"/v1/sessions/{sid}/messages",
                            {"accept": "text/event-stream", "content-type": "application/json"})
-        await asyncio.wait_for(app(scope, receive, send), 5)
-        assert sent[0]["status"] == 200
+        await asyncio.wait_for(app(scope, client.receive, client.send), 5)
+        assert client.sent[0]["status"] == 200
         assert engine.running, "the reply should outlive its listener for the grace period"
         for _ in range(100):
             if not engine.running:
