@@ -6,21 +6,35 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import fields
 from typing import Any
 
+from pydantic.fields import FieldInfo
+
 from app.errors import ConfigError
-from app.settings import ENV_PREFIX, SETTING_HELP, Settings, SettingsError, from_env, parse_value
+from app.settings import Settings, SettingsError, env_name, flag_name, from_env
+
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
 def _shown(value: Any) -> str:
+    """A default as a person would type it."""
     if value is None:
-        return "see text"
+        return "unset"
     if isinstance(value, dict):
         return json.dumps(value)
     if isinstance(value, tuple):
         return ",".join(value) or "none"
     return str(value)
+
+
+def _help(name: str, info: FieldInfo) -> str:
+    # The constraints come from the declaration too, so --help cannot drift from validation.
+    bounds = [f"{_BOUNDS[key]} {getattr(rule, key)}" for rule in info.metadata
+              for key in _BOUNDS if getattr(rule, key, None) is not None]
+    limits = f"; {', '.join(bounds)}" if bounds else ""
+    default = _shown(info.get_default(call_default_factory=True))
+    text = f"{info.description} [env {env_name(name)}{limits}] (default: {default})"
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,13 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="streamchat: a streaming-first LLM chat service on an in-process vLLM engine. "
         "Each option can also be set with the environment variable shown; flags win.",
     )
-    defaults = Settings()
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        env = ENV_PREFIX + f.name.upper()
-        default = getattr(defaults, f.name)
-        parser.add_argument(flag, dest=f.name, metavar=f.name.upper(), default=None,
-                            help=f"{SETTING_HELP[f.name]} [env {env}] (default: {_shown(default)})")
+    for name, info in Settings.model_fields.items():
+        # Flags stay text (default None = not given): the settings read them as the environment.
+        parser.add_argument(flag_name(name), dest=name, metavar=name.upper(), default=None,
+                            help=_help(name, info))
     parser.add_argument("--engine-arg", dest="engine_arg", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="one vLLM engine argument, repeatable; VALUE is read as JSON when "
@@ -43,25 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _engine_arg(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise SettingsError(f"--engine-arg takes KEY=VALUE, got {item!r}")
+    try:
+        parsed: Any = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
 def settings_from_args(argv: list[str] | None = None) -> Settings:
+    """Settings from the environment, then the flags in `argv`; raises SettingsError."""
     args = build_parser().parse_args(argv)
-    overrides: dict[str, Any] = {}
-    for f in fields(Settings):
-        raw = getattr(args, f.name)
-        if raw is not None:
-            overrides[f.name] = parse_value(f.name, raw)
-    if args.engine_arg:
-        base = dict(overrides.get("engine_args") or from_env().engine_args)
-        for item in args.engine_arg:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise SettingsError(f"--engine-arg takes KEY=VALUE, got {item!r}")
-            try:
-                base[key.strip().replace("-", "_")] = json.loads(value)
-            except json.JSONDecodeError:
-                base[key.strip().replace("-", "_")] = value
-        overrides["engine_args"] = base
-    return from_env(**overrides)
+    overrides = {name: getattr(args, name) for name in Settings.model_fields}
+    settings = from_env(**overrides)
+    if not args.engine_arg:
+        return settings
+    # --engine-arg adds to STREAMCHAT_ENGINE_ARGS / --engine-args rather than replacing them.
+    engine_args = {**settings.engine_args, **dict(map(_engine_arg, args.engine_arg))}
+    return from_env(**{**overrides, "engine_args": engine_args})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,30 +85,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
-
+    from app.lifecycle import Lifecycle
     from app.main import build_engine, create_app
+    from app.server import serve
 
     try:
         engine = build_engine(settings)
     except ConfigError as exc:
         print(f"streamchat: {exc.message}", file=sys.stderr)
         return 2
-    app = create_app(settings, engine=engine)
+    lifecycle = Lifecycle(engine)
+    app = create_app(settings, engine, lifecycle=lifecycle)
     logging.getLogger("streamchat").info(
         "serving %s on http://%s:%d", settings.model_name, settings.host, settings.port)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                            log_level=settings.log_level, loop="uvloop", http="httptools",
-                            ws="websockets-sansio", ws_max_size=settings.max_body_bytes,
-                            timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
-
-    def stop_server() -> None:
-        server.should_exit = True
-
-    app.state.stop_server = stop_server
-    server.run()
-    code = int(getattr(app.state, "exit_code", 0))
+    code = serve(app, settings, lifecycle)
     if code:
         print("streamchat: stopped: the engine failed to start (see the log above)", file=sys.stderr)
     return code

@@ -59,22 +59,11 @@ class ReplyInFlight(Conflict):
     code = "reply_in_flight"
 
 
-class PromptTooLong(StreamchatError):
-    """Semantically invalid: the prompt does not fit the model's context."""
+class ContextTooLong(InvalidRequest):
+    """The prompt and the reply's max_tokens do not fit the model's context. A 400 on every
+    path, with OpenAI's code, so that OpenAI clients recognise it (docs/API.md)."""
 
     code = "context_length_exceeded"
-    kind = "invalid_request_error"
-
-
-class Overloaded(StreamchatError):
-    """Queue full or rate-limited; the client should retry after `retry_after_s`."""
-
-    code = "overloaded"
-    kind = "rate_limit_error"
-
-    def __init__(self, message: str, *, retry_after_s: float = 1.0, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.retry_after_s = retry_after_s
 
 
 class NotReady(StreamchatError):

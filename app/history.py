@@ -1,5 +1,5 @@
 """The prompt of a turn: the conversation rendered with the model's chat template, trimmed to
-fit the context by dropping the oldest whole turns (never the system prompt).
+leave the reply its room by dropping the oldest whole turns (never the system prompt).
 
 Dropping from the front keeps every remaining turn rendered exactly as before, so the engine's
 prefix cache keeps hitting from turn to turn."""
@@ -7,14 +7,14 @@ prefix cache keeps hitting from turn to turn."""
 from __future__ import annotations
 
 from app.engine.base import ChatTurn, Engine
-from app.errors import PromptTooLong
 from app.sessions.models import FINAL_STATUSES, Session
 
 
-async def fit_history(engine: Engine, session: Session, content: str, max_tokens: int) -> list[int]:
+async def fit_history(engine: Engine, session: Session, content: str, reserve: int) -> list[int]:
     """Token ids of the session's history plus the new user turn, within
-    `max_model_len - max_tokens`; PromptTooLong if even the new turn alone does not fit."""
-    budget = engine.max_model_len - max_tokens
+    `max_model_len - reserve` when dropping old turns can get there; otherwise the new turn
+    alone (whether that leaves the reply enough room is app/token_budget.py's rule)."""
+    budget = engine.max_model_len - reserve
     history = [m for m in session.messages if m.status in FINAL_STATUSES and m.content]
     system = [ChatTurn("system", session.system)] if session.system else []
     question = ChatTurn("user", content)
@@ -24,14 +24,11 @@ async def fit_history(engine: Engine, session: Session, content: str, max_tokens
         return await engine.render_chat([*system, *turns, question])
 
     ids = await render(0)
-    if len(ids) <= budget:
+    if len(ids) <= budget or not history:
         return ids
     bare = await render(len(history))
     if len(bare) > budget:
-        raise PromptTooLong(
-            f"the prompt needs {len(bare)} tokens and max_tokens is {max_tokens}, "
-            f"but the model's context is {engine.max_model_len} tokens; "
-            "send a shorter message or a smaller max_tokens", param="content")
+        return bare
     # The fewest dropped turns that fit: the rendering only shrinks as turns are dropped.
     lo, hi = 1, len(history)
     best = bare

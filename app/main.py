@@ -1,4 +1,4 @@
-"""The one place that wires the service together: `create_app(settings, engine, store)`."""
+"""The one place that wires the service together: `create_app(settings, engine)`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,10 +18,12 @@ from starlette.staticfiles import StaticFiles
 
 from app.api import openai, ops, sessions, ws
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.state import Services, State
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
 from app.errors import ConfigError
+from app.lifecycle import Lifecycle
 from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
 from app.settings import Settings
@@ -36,7 +36,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 def build_engine(settings: Settings) -> Engine:
     """The real engine for these settings (converts the default model on first use)."""
-    from app.engine.vllm import create_engine
+    from app.engine.config import create_engine
 
     return create_engine(settings.model, settings.model_name, settings.max_model_len,
                          settings.engine_args, settings.cache_dir)
@@ -61,49 +61,43 @@ def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs]:
     return store, RedisReplyLogs(redis, is_live)
 
 
-def create_app(settings: Settings, engine: Engine | None = None,
+def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | None = None,
                store: SessionStore | None = None, logs: ReplyLogs | None = None) -> Starlette:
+    """The ASGI app. The engine starts in the background once the app starts: /health answers
+    and /ready says 503 meanwhile."""
+    lifecycle = lifecycle if lifecycle is not None else Lifecycle(engine)
     if store is None or logs is None:
         default_store, default_logs = build_state(settings)
         store, logs = store or default_store, logs or default_logs
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nonlocal engine
-        if engine is None:
-            engine = await asyncio.to_thread(build_engine, settings)
-        app.state.engine = engine
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
         if settings.redis_url is not None:
             await _check_redis(store, settings.redis_url)
-        app.state.chat = ChatService(engine, store, logs=logs,
-                                     default_max_tokens=settings.default_max_tokens,
-                                     orphan_grace_s=settings.orphan_grace_s)
-        await app.state.chat.start()
-        app.state.completions = CompletionService(
-            engine, default_max_tokens=settings.default_max_tokens)
-        # Start the engine in the background: /health answers and /ready says 503 meanwhile.
-        starter = asyncio.create_task(_start_engine(app, engine))
+        chat = ChatService(engine, store, logs, lifecycle,
+                           default_max_tokens=settings.default_max_tokens,
+                           orphan_grace_s=settings.orphan_grace_s)
+        await chat.start()
+        completions = CompletionService(engine, lifecycle,
+                                        default_max_tokens=settings.default_max_tokens)
+        starter = asyncio.create_task(_start_engine(engine, lifecycle))
         try:
-            yield
+            yield {"services": Services(settings, engine, lifecycle, chat, completions, time.time())}
         finally:
-            app.state.draining = True
+            lifecycle.drain()
             starter.cancel()
-            await app.state.chat.shutdown()
+            await chat.shutdown()
             await engine.shutdown()
             await logs.close()
             await store.close()
 
-    app = Starlette(
-        routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, Route("/", index, methods=["GET"]),
+    return Starlette(
+        routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes,
+                Route("/", index, methods=["GET"]),
                 Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.draining = False
-    app.state.started_at = time.time()
-    app.state.engine_failed = False
-    return app
 
 
 async def _check_redis(store: SessionStore, url: str) -> None:
@@ -113,27 +107,22 @@ async def _check_redis(store: SessionStore, url: str) -> None:
         raise ConfigError(f"STREAMCHAT_REDIS_URL: cannot reach Redis at {url}: {exc}") from None
 
 
-async def _start_engine(app: Starlette, engine: Engine) -> None:
+async def _start_engine(engine: Engine, lifecycle: Lifecycle) -> None:
     try:
         await engine.start()
-        # Everything loaded so far (torch, vLLM, the tokenizer) lives as long as the process:
-        # freeze it so that the oldest-generation collections skip it. Without this, full
-        # collections paused streams by 10-20 ms (ITL p99 at concurrency 1: 33 ms vs 19 ms for
-        # vLLM's server, which does the same freeze).
-        gc.collect()
-        gc.freeze()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        app.state.engine_failed = True
+        # Nothing useful can be served without an engine: the server stops, exit code 1.
+        lifecycle.failure = str(exc)
         log.error("%s", exc)
-        # Nothing useful can be served without an engine: stop the server, exit non-zero.
-        app.state.exit_code = 1
-        stop = getattr(app.state, "stop_server", None)
-        if stop is not None:
-            stop()
-        else:
-            os.kill(os.getpid(), signal.SIGTERM)
+        return
+    # Everything loaded so far (torch, vLLM, the tokenizer) lives as long as the process:
+    # freeze it so that the oldest-generation collections skip it. Without this, full
+    # collections paused streams by 10-20 ms (ITL p99 at concurrency 1: 33 ms vs 19 ms for
+    # vLLM's server, which does the same freeze).
+    gc.collect()
+    gc.freeze()
 
 
 async def index(request: Request) -> Response:

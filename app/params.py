@@ -1,93 +1,65 @@
-"""Validation of the `params` object of sessions and messages (API.md), into GenerationParams."""
+"""A reply's sampling parameters: the `params` object of sessions and messages (docs/API.md),
+declared once and shared with the OpenAI-compatible request models."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from app.engine.base import GenerationParams
-from app.errors import InvalidRequest
+from app.validation import StrictModel
 
 MAX_STOP_SEQUENCES = 8
 MAX_STOP_LENGTH = 256
 
-
-def _number(key: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRequest(f"'{key}' must be a number", param=key)
-    if not lo <= value <= hi:
-        raise InvalidRequest(f"'{key}' must be between {lo:g} and {hi:g}, got {value}", param=key)
-    return float(value)
+StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
+# One string or a list of them; always a list once validated.
+Stop = Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES),
+                 BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
 
 
-def _integer(key: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"'{key}' must be an integer", param=key)
-    if not lo <= value <= hi:
-        raise InvalidRequest(f"'{key}' must be between {lo} and {hi}, got {value}", param=key)
-    return value
+class SamplingFields(StrictModel):
+    """Sampling fields, with the ranges OpenAI and vLLM accept."""
 
-
-def _boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"'{key}' must be true or false", param=key)
-    return value
-
-
-def _stop(value: Any) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
-        raise InvalidRequest("'stop' must be a non-empty string or a list of them", param="stop")
-    if len(items) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_LENGTH for s in items):
-        raise InvalidRequest(
-            f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences of {MAX_STOP_LENGTH} characters",
-            param="stop",
-        )
-    return tuple(items)
-
-
-def _seed(value: Any) -> int | None:
-    if value is None:
-        return None
-    return _integer("seed", value, -(2**63), 2**63 - 1)
-
-
-# Each session/message param: how to check it. Ranges follow OpenAI's and vLLM's.
-SESSION_PARAMS = {
-    "temperature": lambda v: _number("temperature", v, 0.0, 2.0),
-    "top_p": lambda v: _number("top_p", v, 1e-6, 1.0),
-    "top_k": lambda v: _integer("top_k", v, -1, 1 << 20),
-    "max_tokens": lambda v: _integer("max_tokens", v, 1, 1 << 20),
-    "stop": _stop,
-    "seed": _seed,
-    "presence_penalty": lambda v: _number("presence_penalty", v, -2.0, 2.0),
-    "frequency_penalty": lambda v: _number("frequency_penalty", v, -2.0, 2.0),
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Field(ge=-1, le=1 << 20)] | None = None
+    stop: Stop | None = None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     # vLLM's extension, for fixed-length benchmark replies.
-    "ignore_eos": lambda v: _boolean("ignore_eos", v),
-}
+    ignore_eos: bool | None = None
 
 
-def check_params(raw: Any) -> dict[str, Any]:
-    """Validate a `params` object; returns it with normalised values. Unknown keys -> 400."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InvalidRequest("'params' must be an object", param="params")
-    unknown = sorted(set(raw) - set(SESSION_PARAMS))
-    if unknown:
-        raise InvalidRequest(
-            f"unknown parameter(s): {', '.join(unknown)}; "
-            f"known: {', '.join(SESSION_PARAMS)}",
-            param=f"params.{unknown[0]}",
-        )
-    return {key: SESSION_PARAMS[key](value) for key, value in raw.items()}
+class ReplyParams(SamplingFields):
+    """The `params` of a session (defaults for its replies) or of one message."""
+
+    max_tokens: Annotated[int, Field(ge=1, le=1 << 20)] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """Only what the client set, JSON-ready: stored with the session."""
+        return self.model_dump(exclude_none=True)
 
 
 def merge_params(base: GenerationParams, *layers: Mapping[str, Any]) -> GenerationParams:
-    """Apply checked param layers in order: session defaults, then the message's own."""
+    """Apply stored param layers in order (session defaults, then the message's own) onto
+    `base`; max_tokens is left to the token budget (app/token_budget.py)."""
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
+    merged.pop("max_tokens", None)
+    if "stop" in merged:
+        merged["stop"] = tuple(merged["stop"])
     return replace(base, **merged)
+
+
+def requested_max_tokens(*layers: Mapping[str, Any]) -> int | None:
+    """The max_tokens the client asked for, the message's over the session's; None if unset."""
+    for layer in reversed(layers):
+        if layer.get("max_tokens") is not None:
+            return int(layer["max_tokens"])
+    return None

@@ -1,52 +1,161 @@
-"""Service settings: one frozen dataclass, read from STREAMCHAT_* variables and CLI flags.
+"""Service settings: one frozen pydantic model, read from STREAMCHAT_* variables and CLI flags.
 
-Every setting has an environment variable; `python -m app --help` lists them all. Values are
-validated once, at start, and a bad one raises `SettingsError` with a single readable line.
+Each setting is declared once, as a field: name, type, default, constraints and help text. Its
+environment variable (`env_name`) and CLI flag (`flag_name`) are derived from the name, and
+`python -m app --help` is generated from the fields. Values are validated once, at start; a bad
+one raises `SettingsError` with a single readable line naming the variable.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 ENV_PREFIX = "STREAMCHAT_"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+# vLLM engine arguments that have a setting of their own, which must be used instead.
+RESERVED_ENGINE_ARGS = ("model", "served_model_name", "max_model_len")
 
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
 
 
-def _default_cache_dir() -> Path:
-    return Path(os.path.expanduser("~/.cache/streamchat"))
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # A local folder or a Hugging Face id; None means the converted default model.
-    model: str | None = None
-    served_model_name: str | None = None
-    # Other names clients may use for the served model, e.g. ("open-autoglm",).
-    model_aliases: tuple[str, ...] = ()
-    max_model_len: int | None = None
-    # Any other vLLM AsyncEngineArgs field, e.g. {"max_num_seqs": 64}.
-    engine_args: Mapping[str, Any] = field(default_factory=dict)
-    cache_dir: Path = field(default_factory=_default_cache_dir)
-    orphan_grace_s: float = 10.0
-    # Sessions in Redis, shared by every replica pointing at it; memory when unset.
-    redis_url: str | None = None
-    max_sessions: int = 10_000
-    session_ttl_s: float = 7 * 24 * 3600.0
-    max_body_bytes: int = 1 << 20
-    default_max_tokens: int = 512
-    max_n: int = 8
-    log_level: str = "info"
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# Text forms: the environment and the CLI give strings; these types say how to read them.
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _json_object(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+def _expand_user(path: Path) -> Path:
+    return path.expanduser()
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
+JsonObject = Annotated[Mapping[str, Any], BeforeValidator(_json_object)]
+UserPath = Annotated[Path, AfterValidator(_expand_user)]
+LogLevel = Annotated[Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
+
+
+class Settings(BaseModel):
+    # Frozen: one value for the whole run, shareable and usable as a default argument.
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="interface to listen on")
+    port: int = Field(default=8000, ge=0, le=65535,
+                      description="TCP port to listen on (0 picks a free one)")
+    model: str | None = Field(
+        default=None, description="model to serve: a local folder or a Hugging Face id; "
+        f"unset: {DEFAULT_MODEL_NAME}, converted once into the cache folder")
+    served_model_name: str | None = Field(
+        default=None, description="model name shown to clients; unset: the model folder's name")
+    model_aliases: CommaSeparated = Field(
+        default=(), description="other model names the OpenAI API accepts, comma-separated "
+        "(e.g. open-autoglm)")
+    max_model_len: int | None = Field(
+        default=None, ge=16, description="context length in tokens; unset: the model's own")
+    engine_args: JsonObject = Field(
+        default_factory=dict, description="other vLLM engine arguments as a JSON object, "
+        'e.g. \'{"max_num_seqs": 64, "enforce_eager": true}\'')
+    cache_dir: UserPath = Field(
+        default_factory=lambda: Path("~/.cache/streamchat").expanduser(),
+        description="folder for the converted default model")
+    orphan_grace_s: float = Field(
+        default=10.0, ge=0,
+        description="seconds a session reply keeps generating after its last listener left")
+    redis_url: str | None = Field(
+        default=None, description="Redis for sessions and reply streams shared by several "
+        "replicas, e.g. redis://127.0.0.1:6379/0; unset: in memory, one replica")
+    max_sessions: int = Field(
+        default=10_000, ge=1, description="sessions kept in memory; the least recently used go "
+        "first (memory store)")
+    session_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0,
+                                 description="seconds an unused session is kept")
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024,
+        description="largest accepted request body (and WebSocket frame) in bytes")
+    default_max_tokens: int = Field(
+        default=512, ge=1, description="max_tokens of a reply when the request does not set it "
+        "(capped by what the context leaves)")
+    max_n: int = Field(default=8, ge=1, le=128,
+                       description="largest `n` (choices per request) the OpenAI API accepts")
+    log_level: LogLevel = Field(default="info",
+                                description="critical | error | warning | info | debug")
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="seconds a replica keeps serving the streams in flight "
+        "after SIGTERM before it stops (/ready answers 503 meanwhile)")
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank (leave it unset for the default)")
+        return value
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases_are_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not alias or "/" in alias for alias in value):
+            raise ValueError(f"must be names without '/', got {','.join(value)!r}")
+        return value
+
+    @field_validator("engine_args")
+    @classmethod
+    def _no_reserved_engine_args(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        for reserved in RESERVED_ENGINE_ARGS:
+            if reserved in value:
+                raise ValueError(f"must not set {reserved!r}, it has its own setting: use "
+                                 f"{env_name(reserved)} or {flag_name(reserved)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+        return value
+
+    def __hash__(self) -> int:
+        # pydantic's frozen hash would fail on the engine_args dict; hash its JSON instead.
+        args = json.dumps(self.engine_args, sort_keys=True, default=str)
+        return hash((*(v for k, v in self.__dict__.items() if k != "engine_args"), args))
 
     @property
     def model_name(self) -> str:
@@ -57,123 +166,58 @@ class Settings:
             return DEFAULT_MODEL_NAME
         return self.model.rstrip("/").rsplit("/", 1)[-1]
 
-    def validate(self) -> Settings:
-        if not self.host:
-            raise SettingsError("STREAMCHAT_HOST must not be empty")
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"STREAMCHAT_PORT must be 0-65535, got {self.port}")
-        if self.max_model_len is not None and self.max_model_len < 16:
-            raise SettingsError(f"STREAMCHAT_MAX_MODEL_LEN must be >= 16, got {self.max_model_len}")
-        if self.orphan_grace_s < 0:
-            raise SettingsError(f"STREAMCHAT_ORPHAN_GRACE_S must be >= 0, got {self.orphan_grace_s}")
-        if self.redis_url is not None and not self.redis_url.startswith(
-                ("redis://", "rediss://", "unix://")):
-            raise SettingsError("STREAMCHAT_REDIS_URL must start with redis://, rediss:// or "
-                                f"unix://, got {self.redis_url!r}")
-        if not 1 <= self.max_n <= 128:
-            raise SettingsError(f"STREAMCHAT_MAX_N must be 1-128, got {self.max_n}")
-        if any(not alias or "/" in alias for alias in self.model_aliases):
-            raise SettingsError(
-                f"STREAMCHAT_MODEL_ALIASES must be names without '/', got {self.model_aliases}")
-        if self.max_sessions < 1:
-            raise SettingsError(f"STREAMCHAT_MAX_SESSIONS must be >= 1, got {self.max_sessions}")
-        if self.session_ttl_s <= 0:
-            raise SettingsError(f"STREAMCHAT_SESSION_TTL_S must be > 0, got {self.session_ttl_s}")
-        if self.max_body_bytes < 1024:
-            raise SettingsError(f"STREAMCHAT_MAX_BODY_BYTES must be >= 1024, got {self.max_body_bytes}")
-        if self.default_max_tokens < 1:
-            raise SettingsError(
-                f"STREAMCHAT_DEFAULT_MAX_TOKENS must be >= 1, got {self.default_max_tokens}"
-            )
-        if self.log_level.lower() not in {"critical", "error", "warning", "info", "debug"}:
-            raise SettingsError(f"STREAMCHAT_LOG_LEVEL must be a logging level, got {self.log_level!r}")
-        if self.model is not None and not self.model.strip():
-            raise SettingsError("STREAMCHAT_MODEL must not be empty (leave it unset for the default)")
-        for reserved in ("model", "served_model_name", "max_model_len"):
-            if reserved in self.engine_args:
-                raise SettingsError(
-                    f"engine argument {reserved!r} has its own setting: use STREAMCHAT_{reserved.upper()}"
-                )
-        return self
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# name -> (parser, help); the order is the order of --help.
-SETTING_HELP: dict[str, str] = {
-    "host": "interface to listen on",
-    "port": "TCP port to listen on (0 picks a free one)",
-    "model": "model to serve: a local folder or a Hugging Face id "
-    "(default: SmolLM2-135M-Instruct, converted once into the cache folder)",
-    "served_model_name": "model name shown to clients (default: the model folder's name)",
-    "model_aliases": "other model names the OpenAI API accepts, comma-separated "
-    "(e.g. open-autoglm)",
-    "max_model_len": "context length in tokens (default: the model's own)",
-    "engine_args": "other vLLM engine arguments as a JSON object, "
-    'e.g. \'{"max_num_seqs": 64, "enforce_eager": true}\'',
-    "cache_dir": "folder for the converted default model",
-    "orphan_grace_s": "seconds a session reply keeps generating after its last listener left",
-    "redis_url": "Redis for sessions and reply streams shared by several replicas, "
-    "e.g. redis://127.0.0.1:6379/0 (default: in memory, one replica)",
-    "max_sessions": "sessions kept in memory; the least recently used go first (memory store)",
-    "session_ttl_s": "seconds an unused session is kept",
-    "max_body_bytes": "largest accepted request body (and WebSocket frame) in bytes",
-    "default_max_tokens": "max_tokens of a reply when the request does not set it "
-    "(capped by what the context leaves)",
-    "max_n": "largest `n` (choices per request) the OpenAI API accepts",
-    "log_level": "critical | error | warning | info | debug",
-}
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">",
+           "less_than_equal": "<=", "less_than": "<"}
+_KINDS = {"int_parsing": "a whole number", "int_type": "a whole number",
+          "int_from_float": "a whole number", "float_parsing": "a number",
+          "float_type": "a number", "bool_parsing": "true or false", "bool_type": "true or false",
+          "string_type": "text", "path_type": "a path"}
 
 
-def _parse_engine_args(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"STREAMCHAT_ENGINE_ARGS is not valid JSON: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise SettingsError("STREAMCHAT_ENGINE_ARGS must be a JSON object")
-    return value
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "host": str,
-    "port": int,
-    "model": str,
-    "served_model_name": str,
-    "model_aliases": lambda raw: tuple(a.strip() for a in raw.split(",") if a.strip()),
-    "max_model_len": int,
-    "engine_args": _parse_engine_args,
-    "cache_dir": lambda raw: Path(os.path.expanduser(raw)),
-    "orphan_grace_s": float,
-    "redis_url": str,
-    "max_sessions": int,
-    "session_ttl_s": float,
-    "max_body_bytes": int,
-    "default_max_tokens": int,
-    "max_n": int,
-    "log_level": str,
-}
-
-
-def parse_value(name: str, raw: str) -> Any:
-    """Parse one setting from its text form, naming the variable when it fails."""
-    try:
-        return _PARSERS[name](raw)
-    except SettingsError:
-        raise
-    except ValueError:
-        raise SettingsError(f"{ENV_PREFIX}{name.upper()}: cannot read {raw!r}") from None
+def describe(exc: ValidationError) -> str:
+    """pydantic's errors as one line naming each variable, e.g. `STREAMCHAT_PORT must be ...`."""
+    parts: list[str] = []
+    for err in exc.errors(include_url=False):
+        name = env_name(str(err["loc"][0])) if err["loc"] else "settings"
+        kind, ctx, got = err["type"], err.get("ctx", {}), err["input"]
+        if kind in _BOUNDS:
+            bound = _number(ctx[next(iter(ctx))])
+            what = f"must be {_BOUNDS[kind]} {bound}, got {got}"
+        elif kind in _KINDS:
+            what = f"must be {_KINDS[kind]}, got {got!r}"
+        elif kind == "literal_error":
+            what = f"must be one of {ctx['expected']}, got {got!r}"
+        elif kind == "string_too_short":
+            what = "must not be empty"
+        elif kind == "value_error":
+            what = str(ctx["error"])
+        elif kind == "extra_forbidden":
+            what = "is not a setting"
+        else:
+            what = f"is invalid ({err['msg']}), got {got!r}"
+        parts.append(f"{name} {what}")
+    return "; ".join(parts)
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, then `overrides` (CLI flags), validated."""
+    """Settings from STREAMCHAT_* variables, then `overrides` (CLI flags, which win), validated.
+
+    Values may be text (as in the environment) or typed; an empty variable counts as unset, and
+    so does an override of None.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for f in fields(Settings):
-        raw = environ.get(ENV_PREFIX + f.name.upper())
-        if raw is not None and raw != "":
-            values[f.name] = parse_value(f.name, raw)
+    for name in Settings.model_fields:
+        raw = environ.get(env_name(name))
+        if raw:
+            values[name] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values).validate()
-
-
-def with_overrides(settings: Settings, **changes: Any) -> Settings:
-    return replace(settings, **changes).validate()
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None

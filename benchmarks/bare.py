@@ -33,7 +33,7 @@ async def run_bare(
 ) -> dict[int, list[RequestResult]]:
     """Run every (concurrency, tags) level on one engine; it is shut down before returning."""
     from app.engine.base import ChatTurn, GenerationParams
-    from app.engine.vllm import create_engine
+    from app.engine.config import create_engine
 
     engine = create_engine(model, model_name, None, engine_args, cache_dir)
     # Same knobs as the SSE side can express: greedy, stop at EOS, max_tokens as the cap.

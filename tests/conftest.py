@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from app.api.state import Services, State
 from app.main import create_app
 from app.settings import Settings
+from tests.asgi import http_scope
 from tests.fakes import ScriptedEngine
 
 pytest_plugins = ["tests.e2e_server", "tests.redis_server"]
@@ -24,5 +29,37 @@ def settings() -> Settings:
 
 @pytest.fixture
 def client(engine: ScriptedEngine, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, engine=engine)) as test_client:
+    with TestClient(create_app(settings, engine)) as test_client:
         yield test_client
+
+
+class Running:
+    """An app started in the test's event loop (its lifespan entered), for raw ASGI calls."""
+
+    def __init__(self, app: Starlette, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    @property
+    def services(self) -> Services:
+        return self.state["services"]
+
+    def scope(self, method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+        return http_scope(method, path, headers, state=dict(self.state))
+
+
+Start = Callable[[Settings, ScriptedEngine], Awaitable[Running]]
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Start]:
+    """`await running(settings, engine)`: an app started in this loop, stopped at the end."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(settings: Settings, engine: ScriptedEngine) -> Running:
+            app = create_app(settings, engine)
+            state = await stack.enter_async_context(app.router.lifespan_context(app))
+            await engine.start()
+            return Running(app, state)  # type: ignore[arg-type]
+
+        yield start

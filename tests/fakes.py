@@ -49,9 +49,6 @@ class ScriptedEngine:
     def stats(self) -> EngineStats:
         return EngineStats(running=len(self.running))
 
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-
     async def stream(self, prompt_token_ids: Sequence[int], params: GenerationParams,
                      request_id: str) -> AsyncIterator[Delta]:
         self.prompts.append(list(prompt_token_ids))

@@ -1,4 +1,4 @@
-"""A strict parser of the SSE wire format, used by tests to read what clients would read."""
+"""Reading SSE bodies as clients would, with the service's one SSE parser (app/api/sse.py)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,19 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from app.api.sse import EventParser
 
-def parse_frames(text: str) -> list[dict[str, Any]]:
-    """Each frame as {"event", "id", "data"}; comment frames as {"comment": ...}."""
-    frames: list[dict[str, Any]] = []
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        frame: dict[str, Any] = {}
-        data_lines: list[str] = []
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                frame["comment"] = line[1:].strip()
-                continue
-            field, _, value = line.partition(": ")
-            if field == "data":
-                data_lines.append(value)
-            elif field in ("event", "id"):
-                frame[field] = value
-            else:
-                raise AssertionError(f"unexpected SSE line {line!r}")
-        if data_lines:
-            frame["data"] = json.loads("\n".join(data_lines))
-        frames.append(frame)
-    return frames
+
+def parse_frames(text: str | bytes) -> list[dict[str, Any]]:
+    """Each event as {"event", "id", "data"} with its data decoded as JSON."""
+    raw = text.encode() if isinstance(text, str) else text
+    return [{"event": e.event, "id": e.id, "data": json.loads(e.data)}
+            for e in EventParser().feed(raw)]
 
 
 def check_grammar(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """start, token*, done|error with ids 0..n in order; returns the events (no comments)."""
-    events = [f for f in frames if "comment" not in f]
+    """start, token*, done|error with ids 0..n in order; returns the events."""
+    events = list(frames)
     assert events, "no events"
     assert events[0]["event"] == "start"
     assert events[-1]["event"] in ("done", "error")

@@ -1,5 +1,5 @@
-"""The OpenAI-compatible API over HTTP with a scripted engine: shapes, streaming, bad input,
-disconnects."""
+"""The OpenAI-compatible API (app/api/openai*.py) with a scripted engine: shapes, streaming,
+bad input, disconnects."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from app.api.sse import EventParser
 from app.main import create_app
 from app.settings import Settings
-from tests.asgi import LeavingClient, http_scope
+from tests.asgi import LeavingClient
+from tests.conftest import Start
 from tests.fakes import ScriptedEngine
 
 CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}]}
@@ -22,14 +24,14 @@ CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}]}
 @pytest.fixture
 def client(engine: ScriptedEngine) -> Any:
     settings = Settings(model_aliases=("open-autoglm",), max_n=4, default_max_tokens=16)
-    with TestClient(create_app(settings, engine=engine)) as test_client:
+    with TestClient(create_app(settings, engine)) as test_client:
         yield test_client
 
 
 def sse_chunks(text: str) -> list[Any]:
-    lines = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
-    assert lines[-1] == "[DONE]"
-    return [json.loads(line) for line in lines[:-1]]
+    data = [event.data for event in EventParser().feed(text.encode())]
+    assert data[-1] == "[DONE]"
+    return [json.loads(item) for item in data[:-1]]
 
 
 def assert_openai_error(response: httpx.Response, status: int, param: str | None = None) -> dict:  # type: ignore[type-arg]
@@ -120,9 +122,13 @@ def test_neutral_values_of_unsupported_parameters_pass(client: TestClient) -> No
     ({"model": "scripted", "messages": [{"role": "wizard", "content": "x"}]}, 400,
      "messages[0].role"),
     ({"model": "scripted", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 400, "messages[0].content"),
+        {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 400,
+     "messages[0].content[0].type"),
     ({**CHAT, "n": 5}, 400, "n"),
     ({**CHAT, "max_tokens": 10_000}, 400, "max_tokens"),
+    ({**CHAT, "max_tokens": True}, 400, "max_tokens"),
+    ({**CHAT, "messages": [{"role": "user", "content": "x" * 600}]}, 400, "messages"),
+    ({**CHAT, "repetition_penalty": 1.2}, 400, "repetition_penalty"),
     ({**CHAT, "model": "gpt-9"}, 404, "model"),
     ({**CHAT, "tools": [{"type": "function"}]}, 400, "tools"),
     ({**CHAT, "frobnicate": 1}, 400, "frobnicate"),
@@ -133,8 +139,11 @@ def test_neutral_values_of_unsupported_parameters_pass(client: TestClient) -> No
 def test_bad_chat_requests(client: TestClient, body: dict[str, Any], status: int,
                            param: str) -> None:
     error = assert_openai_error(client.post("/v1/chat/completions", json=body), status, param)
-    if param == "max_tokens":
+    if param == "max_tokens" and body["max_tokens"] == 10_000:
         assert "256" in error["message"] and "10000" in error["message"]
+        assert error["code"] == "context_length_exceeded"
+    if param in ("frobnicate", "tools", "repetition_penalty"):
+        assert error["code"] == "unknown_parameter"
 
 
 def test_unknown_model_is_openai_404(client: TestClient) -> None:
@@ -150,30 +159,29 @@ def test_malformed_json_and_wrong_content_type(client: TestClient) -> None:
                                     headers={"content-type": "text/plain"}), 415)
 
 
-async def test_stream_disconnect_aborts_at_once() -> None:
+async def test_stream_disconnect_aborts_at_once(running: Start) -> None:
     engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
-    app = create_app(Settings(), engine=engine)
-    async with app.router.lifespan_context(app):
-        client = LeavingClient(json.dumps({**CHAT, "stream": True, "max_tokens": 200}).encode())
-        scope = http_scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
-        await asyncio.wait_for(app(scope, client.receive, client.send), 5)
-        assert client.sent[0]["status"] == 200, client.sent
-        assert not engine.running and len(engine.aborted) == 1  # no grace period here
+    app = await running(Settings(), engine)
+    client = LeavingClient(json.dumps({**CHAT, "stream": True, "max_tokens": 200}).encode())
+    scope = app.scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
+    await asyncio.wait_for(app.app(scope, client.receive, client.send), 5)
+    assert client.sent[0]["status"] == 200, client.sent
+    assert not engine.running and len(engine.aborted) == 1  # no grace period here
 
 
-async def test_non_stream_disconnect_aborts_too() -> None:
+async def test_non_stream_disconnect_aborts_too(running: Start) -> None:
     engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
-    app = create_app(Settings(), engine=engine)
-    async with app.router.lifespan_context(app):
-        client = LeavingClient(json.dumps({**CHAT, "max_tokens": 200}).encode(), after_chunks=None)
+    app = await running(Settings(), engine)
+    client = LeavingClient(json.dumps({**CHAT, "max_tokens": 200}).encode(), after_chunks=None)
 
-        async def leave_mid_generation() -> None:
-            await engine.started.wait()
-            await asyncio.sleep(0.05)
-            client.leave.set()
+    async def leave_mid_generation() -> None:
+        await engine.started.wait()
+        await asyncio.sleep(0.05)
+        client.leave.set()
 
-        leaver = asyncio.create_task(leave_mid_generation())
-        scope = http_scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
-        await asyncio.wait_for(app(scope, client.receive, client.send), 5)
-        await leaver
-        assert not engine.running and len(engine.aborted) == 1
+    leaver = asyncio.create_task(leave_mid_generation())
+    scope = app.scope("POST", "/v1/chat/completions", {"content-type": "application/json"})
+    await asyncio.wait_for(app.app(scope, client.receive, client.send), 5)
+    await leaver
+    assert not engine.running and len(engine.aborted) == 1
+    assert client.sent[0]["status"] == 499

@@ -1,4 +1,5 @@
-"""The sessions API over HTTP with a scripted engine: event order, bad input, disconnects."""
+"""The sessions API over HTTP (app/api/sessions.py) with a scripted engine: event order, bad
+input, disconnects."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.asgi import LeavingClient, http_scope
+from tests.asgi import LeavingClient
+from tests.conftest import Start
 from tests.fakes import ScriptedEngine
 from tests.sse_parse import check_grammar, parse_frames
 
@@ -94,7 +96,7 @@ def test_202_then_status_and_stream_replay(client: TestClient) -> None:
 
 def test_second_message_while_in_flight_is_409() -> None:
     engine = ScriptedEngine(delay_s=0.05)
-    with TestClient(create_app(Settings(), engine=engine)) as client:
+    with TestClient(create_app(Settings(), engine)) as client:
         sid = new_session(client)
         assert client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).status_code == 202
         second = client.post(f"/v1/sessions/{sid}/messages", json={"content": "b"})
@@ -103,7 +105,7 @@ def test_second_message_while_in_flight_is_409() -> None:
 
 def test_cancel_keeps_partial_text() -> None:
     engine = ScriptedEngine(tokens=["w"] * 200, delay_s=0.01)
-    with TestClient(create_app(Settings(), engine=engine)) as client:
+    with TestClient(create_app(Settings(), engine)) as client:
         sid = new_session(client)
         mid = client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).json()["message_id"]
         with client.stream("GET", f"/v1/sessions/{sid}/messages/{mid}/stream") as stream:
@@ -122,7 +124,7 @@ def test_cancel_keeps_partial_text() -> None:
 
 def test_delete_session_aborts_its_reply() -> None:
     engine = ScriptedEngine(tokens=["w"] * 200, delay_s=0.01)
-    with TestClient(create_app(Settings(), engine=engine)) as client:
+    with TestClient(create_app(Settings(), engine)) as client:
         sid = new_session(client)
         mid = client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).json()["message_id"]
         assert client.delete(f"/v1/sessions/{sid}").status_code == 204
@@ -145,15 +147,18 @@ def test_list_sessions_newest_first(client: TestClient) -> None:
     ({"json": {"content": 42}}, 400, "invalid_request"),
     ({"json": {"content": ""}}, 400, "invalid_request"),
     ({"json": ["content"]}, 400, "invalid_request"),
-    ({"json": {"content": "x", "params": {"bogus": 1}}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "params": {"bogus": 1}}}, 400, "unknown_parameter"),
     ({"json": {"content": "x", "params": {"temperature": -1}}}, 400, "invalid_request"),
     ({"json": {"content": "x", "params": {"max_tokens": 0}}}, 400, "invalid_request"),
-    ({"json": {"content": "x", "extra": 1}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "extra": 1}}, 400, "unknown_parameter"),
+    ({"json": {"content": "   "}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "params": {"max_tokens": True}}}, 400, "invalid_request"),
+    ({"json": {"content": "x", "params": {"max_tokens": 300}}}, 400, "context_length_exceeded"),
     ({"content": b'{"content": "x"}', "headers": {"content-type": "text/plain"}}, 415,
      "unsupported_media_type"),
     ({"content": b"content=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
      415, "unsupported_media_type"),
-    ({"json": {"content": "x" * 600}}, 422, "context_length_exceeded"),
+    ({"json": {"content": "x" * 600}}, 400, "context_length_exceeded"),
 ])
 def test_bad_message_input(client: TestClient, kwargs: dict[str, Any], status: int,
                            code: str) -> None:
@@ -167,7 +172,10 @@ def test_param_errors_name_the_parameter(client: TestClient) -> None:
     sid = new_session(client)
     error = assert_error(client.post(f"/v1/sessions/{sid}/messages",
                                      json={"content": "x", "params": {"temperature": -1}}), 400)
-    assert error["param"] == "temperature"
+    assert error["param"] == "params.temperature"
+    unknown = assert_error(client.post(f"/v1/sessions/{sid}/messages",
+                                       json={"content": "x", "params": {"bogus": 1}}), 400)
+    assert unknown["param"] == "params.bogus" and "temperature" in unknown["message"]
 
 
 def test_curl_style_form_labelled_json_is_accepted(client: TestClient) -> None:
@@ -180,8 +188,11 @@ def test_curl_style_form_labelled_json_is_accepted(client: TestClient) -> None:
 def test_prompt_too_long_says_the_numbers(client: TestClient) -> None:
     sid = new_session(client)
     error = assert_error(client.post(f"/v1/sessions/{sid}/messages", json={"content": "x" * 600}),
-                         422)
-    assert "256" in error["message"]
+                         400, "context_length_exceeded")
+    assert "256" in error["message"] and error["param"] == "content"
+    too_many = assert_error(client.post(f"/v1/sessions/{sid}/messages", json={
+        "content": "x", "params": {"max_tokens": 300}}), 400, "context_length_exceeded")
+    assert too_many["param"] == "max_tokens" and "300" in too_many["message"]
 
 
 def test_unknown_session_and_message_are_404(client: TestClient) -> None:
@@ -204,7 +215,7 @@ def test_bad_session_bodies(client: TestClient) -> None:
 
 
 def test_oversized_body_is_413() -> None:
-    with TestClient(create_app(Settings(max_body_bytes=2048), engine=ScriptedEngine())) as client:
+    with TestClient(create_app(Settings(max_body_bytes=2048), ScriptedEngine())) as client:
         assert_error(client.post("/v1/sessions", json={"system": "x" * 5000}), 413)
 
 
@@ -213,7 +224,7 @@ def test_not_ready_is_503_with_retry_after() -> None:
         async def start(self) -> None:
             await asyncio.sleep(3600)
 
-    with TestClient(create_app(Settings(), engine=SlowStart(ready=False))) as client:
+    with TestClient(create_app(Settings(), SlowStart(ready=False))) as client:
         assert client.get("/health").status_code == 200
         ready = client.get("/ready")
         assert ready.status_code == 503 and ready.headers["retry-after"]
@@ -241,54 +252,29 @@ def test_ready_and_metrics(client: TestClient) -> None:
 
 # -- disconnects --------------------------------------------------------------------------
 
-async def test_client_disconnect_aborts_the_engine_request_after_grace() -> None:
+async def test_client_disconnect_aborts_the_engine_request_after_grace(running: Start) -> None:
     """Feed the app an http.disconnect mid-stream; the engine must see the abort."""
     engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
-    app = create_app(Settings(orphan_grace_s=0.1), engine=engine)
-    async with app.router.lifespan_context(app):
-        app.state.engine = engine
-        await engine.start()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            sid = (await http.post("/v1/sessions")).json()["id"]
+    app = await running(Settings(orphan_grace_s=0.1), engine)
+    sid = (await app.services.chat.create_session()).id
 
-        client = LeavingClient(b'{"content": "go"}')
-        scope = http_scope("POST", f"/v1/sessions/{sid}/messages",
-                           {"accept": "text/event-stream", "content-type": "application/json"})
-        await asyncio.wait_for(app(scope, client.receive, client.send), 5)
-        assert client.sent[0]["status"] == 200
-        assert engine.running, "the reply should outlive its listener for the grace period"
-        for _ in range(100):
-            if not engine.running:
-                break
-            await asyncio.sleep(0.02)
-        assert not engine.running and len(engine.aborted) == 1
-        message = await app.state.chat.get_message(sid, engine.aborted[0])
-        assert message.status == "cancelled" and message.content.startswith("w")
+    client = LeavingClient(b'{"content": "go"}')
+    scope = app.scope("POST", f"/v1/sessions/{sid}/messages",
+                      {"accept": "text/event-stream", "content-type": "application/json"})
+    await asyncio.wait_for(app.app(scope, client.receive, client.send), 5)
+    assert client.sent[0]["status"] == 200
+    assert engine.running, "the reply should outlive its listener for the grace period"
+    for _ in range(100):
+        if not engine.running:
+            break
+        await asyncio.sleep(0.02)
+    assert not engine.running and len(engine.aborted) == 1
+    message = await app.services.chat.get_message(sid, engine.aborted[0])
+    assert message.status == "cancelled" and message.content.startswith("w")
 
 
 def test_core_does_not_import_starlette() -> None:
-    code = ("import sys, app.chat, app.engine.vllm, app.sessions.memory, app.streams; "
+    code = ("import sys, app.chat, app.completions, app.engine.vllm, app.sessions.memory, "
+            "app.sessions.redis, app.streams.redis, app.replies.replicas, app.lifecycle; "
             "assert 'starlette' not in sys.modules, 'core imports starlette'")
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_history_drops_oldest_turns_but_keeps_the_system_prompt(client: TestClient,
-                                                                 engine: ScriptedEngine) -> None:
-    sid = new_session(client, system="SYSTEM", params={"max_tokens": 16})
-    questions = [chr(ord("a") + i) * 60 for i in range(6)]
-    for question in questions:
-        response = client.post(f"/v1/sessions/{sid}/messages", json={"content": question},
-                               headers=SSE)
-        assert response.status_code == 200
-    last = engine.prompts[-1]
-    assert len(last) <= engine.max_model_len - 16
-    system_ids = [1, 2, *[ord(c) for c in "SYSTEM"], 3]
-    assert last[: len(system_ids)] == system_ids  # the system prompt is never dropped
-    assert ord("a") not in last  # the oldest turn went first
-    assert last.count(ord("f")) == 60  # the new question is whole
-    # Dropping whole turns from the front keeps the rest rendered identically (prefix cache):
-    # the prompt after the system prompt starts with a complete earlier user turn.
-    after_system = last[len(system_ids):]
-    assert after_system[:2] == [1, 2]
-    assert len(client.get(f"/v1/sessions/{sid}").json()["messages"]) == 12  # nothing deleted

@@ -1,5 +1,5 @@
-"""The session WebSocket with a scripted engine: frames, errors that keep the socket open,
-close codes, resume."""
+"""The session WebSocket (app/api/ws.py) with a scripted engine: frames, errors that keep the
+socket open, close codes, resume."""
 
 from __future__ import annotations
 
@@ -42,11 +42,19 @@ def test_message_streams_start_tokens_done(client: TestClient) -> None:
     assert stored[-1]["content"] == "Hello there!" and stored[-1]["status"] == "done"
 
 
-def test_ping_pong(client: TestClient) -> None:
-    sid = new_session(client)
-    with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
-        ws.send_json({"type": "ping"})
-        assert ws.receive_json() == {"type": "pong"}
+def test_ping_is_answered_between_reply_frames() -> None:
+    """A ping sent while a reply streams gets its pong at once, among the reply's frames."""
+    engine = ScriptedEngine(tokens=["w"] * 40, delay_s=0.01)
+    with TestClient(create_app(Settings(), engine)) as client:
+        sid = new_session(client)
+        with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
+            ws.send_json({"type": "message", "content": "go"})
+            assert ws.receive_json()["type"] == "start"
+            ws.send_json({"type": "ping"})
+            frames = until_terminal(ws)
+    pongs = [i for i, f in enumerate(frames) if f == {"type": "pong"}]
+    assert len(pongs) == 1 and pongs[0] < len(frames) - 1  # before the reply ended
+    assert [f["seq"] for f in frames if "seq" in f] == list(range(1, 42))
 
 
 @pytest.mark.parametrize(("frame", "code"), [
@@ -57,7 +65,10 @@ def test_ping_pong(client: TestClient) -> None:
     ('{"type": "message"}', "invalid_request"),
     ('{"type": "message", "content": 3}', "invalid_request"),
     ('{"type": "message", "content": "x", "params": {"temperature": -2}}', "invalid_request"),
-    ('{"type": "message", "content": "x", "params": {"bogus": 1}}', "invalid_request"),
+    ('{"type": "message", "content": "x", "params": {"bogus": 1}}', "unknown_parameter"),
+    ('{"type": "message", "content": "x", "extra": 1}', "unknown_parameter"),
+    ('{"type": "message", "content": "x", "params": {"max_tokens": 300}}', "context_length_exceeded"),
+    ('{"type": "resume", "message_id": "m", "after": -2}', "invalid_request"),
     ('{"type": "resume", "message_id": 5}', "invalid_request"),
     ('{"type": "resume", "message_id": "msg_nope"}', "message_not_found"),
     ('{"type": "cancel"}', "nothing_to_cancel"),
@@ -69,14 +80,14 @@ def test_bad_frames_get_an_error_frame_and_the_socket_stays_open(client: TestCli
         ws.send_text(frame)
         error = ws.receive_json()
         assert error["type"] == "error" and error["code"] == code and error["message"]
-        assert 4400 <= error["status"] < 4500
+        assert error["status"] == (4404 if code == "message_not_found" else 4400)
         ws.send_json({"type": "ping"})
         assert ws.receive_json() == {"type": "pong"}
 
 
 def test_second_message_while_in_flight_is_4409() -> None:
     engine = ScriptedEngine(tokens=["w"] * 50, delay_s=0.01)
-    with TestClient(create_app(Settings(), engine=engine)) as client:
+    with TestClient(create_app(Settings(), engine)) as client:
         sid = new_session(client)
         with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
             ws.send_json({"type": "message", "content": "one"})
@@ -90,7 +101,7 @@ def test_second_message_while_in_flight_is_4409() -> None:
 
 def test_cancel_frame_stops_the_reply() -> None:
     engine = ScriptedEngine(tokens=["w"] * 500, delay_s=0.01)
-    with TestClient(create_app(Settings(), engine=engine)) as client:
+    with TestClient(create_app(Settings(), engine)) as client:
         sid = new_session(client)
         with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
             ws.send_json({"type": "message", "content": "go"})
@@ -104,7 +115,7 @@ def test_cancel_frame_stops_the_reply() -> None:
 
 def test_resume_after_reconnect_gets_exactly_the_missed_events() -> None:
     engine = ScriptedEngine(tokens=[f"t{i} " for i in range(40)], delay_s=0.01)
-    with TestClient(create_app(Settings(orphan_grace_s=5), engine=engine)) as client:
+    with TestClient(create_app(Settings(orphan_grace_s=5), engine)) as client:
         sid = new_session(client)
         with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
             ws.send_json({"type": "message", "content": "count"})
@@ -141,7 +152,7 @@ def test_unknown_session_closes_4404(client: TestClient) -> None:
 
 
 def test_oversize_frame_closes_1009() -> None:
-    with TestClient(create_app(Settings(max_body_bytes=2048), engine=ScriptedEngine())) as client:
+    with TestClient(create_app(Settings(max_body_bytes=2048), ScriptedEngine())) as client:
         sid = new_session(client)
         with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
             ws.send_text('{"type": "message", "content": "' + "x" * 5000 + '"}')
@@ -152,7 +163,7 @@ def test_oversize_frame_closes_1009() -> None:
 
 def test_leaving_the_socket_orphans_the_reply_then_aborts() -> None:
     engine = ScriptedEngine(tokens=["w"] * 2000, delay_s=0.005)
-    with TestClient(create_app(Settings(orphan_grace_s=0.2), engine=engine)) as client:
+    with TestClient(create_app(Settings(orphan_grace_s=0.2), engine)) as client:
         sid = new_session(client)
         with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
             ws.send_json({"type": "message", "content": "go"})

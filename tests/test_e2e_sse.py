@@ -92,12 +92,17 @@ def test_second_turn_reuses_the_prefix_cache(live_server: LiveServer) -> None:
     assert usages[1]["cached_tokens"] > 0
 
 
-def test_prompt_longer_than_context_is_422(live_server: LiveServer) -> None:
+def test_prompt_longer_than_context_is_400_on_both_apis(live_server: LiveServer) -> None:
+    long = "word " * (live_server.max_model_len + 100)
     sid = session(live_server)
     response = httpx.post(f"{live_server.url}/v1/sessions/{sid}/messages", headers=SSE,
-                          json={"content": "word " * (live_server.max_model_len + 100)})
-    assert response.status_code == 422
+                          json={"content": long})
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_length_exceeded"
+    openai = httpx.post(f"{live_server.url}/v1/chat/completions", json={
+        "model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": long}]})
+    assert openai.status_code == 400
+    assert openai.json()["error"]["code"] == "context_length_exceeded"
 
 
 def test_disconnect_mid_reply_leaves_no_running_request(live_server: LiveServer) -> None:
@@ -111,7 +116,9 @@ def test_disconnect_mid_reply_leaves_no_running_request(live_server: LiveServer)
                 seen += 1
                 if seen == 3:
                     break  # leaving the block closes the connection mid-reply
-    assert metric(live_server, "streamchat_engine_running_requests") >= 0
+    # The reply outlives its listener for the grace period (1 s here)...
+    assert metric(live_server, "streamchat_engine_running_requests") == 1
+    # ...then it is aborted in the engine.
     deadline = time.monotonic() + live_server.orphan_grace_s + 3
     running = 1.0
     while time.monotonic() < deadline:

@@ -1,8 +1,10 @@
-"""Two replicas sharing one real Redis, each with a scripted engine: sessions, streams, cancels
-and crashed replies cross from one to the other."""
+"""Two replicas sharing one real Redis, each with a scripted engine (app/replies/replicas.py,
+app/streams/redis.py): sessions, streams, cancels and crashed replies cross from one to the
+other."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -23,8 +25,8 @@ def replicas(redis_server: RedisServer) -> Iterator[tuple[TestClient, TestClient
     redis_server.flush()
     settings = Settings(redis_url=redis_server.url, orphan_grace_s=0.5)
     engine_a = ScriptedEngine(tokens=[f"w{i} " for i in range(60)], delay_s=0.01)
-    with TestClient(create_app(settings, engine=engine_a)) as a, \
-            TestClient(create_app(settings, engine=ScriptedEngine())) as b:
+    with TestClient(create_app(settings, engine_a)) as a, \
+            TestClient(create_app(settings, ScriptedEngine())) as b:
         yield a, b, engine_a
 
 
@@ -60,8 +62,27 @@ def test_a_reply_from_one_replica_is_followed_and_resumed_through_the_other(repl
     assert rest[-1]["event"] == "done"
     text = "".join(f["data"]["text"] for f in rest if f["event"] == "token")
     assert text.endswith("w59 ")
-    # A second replica is also in the 409 loop: one reply per session, wherever it runs.
+    # The reply was stored before its done event: the other replica reads it as done.
     assert b.get(f"/v1/sessions/{sid}/messages/{mid}").json()["status"] == "done"
+
+
+def test_resume_after_the_reply_stream_expired_gets_the_rest_under_the_original_ids(
+        replicas, redis_server: RedisServer) -> None:  # type: ignore[no-untyped-def]
+    """Issue 7, bug 1, with Redis: once a finished reply's stream has expired, a resume after
+    id 17 through either replica gets exactly the events after 17, with their original ids,
+    and ends with the terminal event."""
+    a, b, _ = replicas
+    sid = a.post("/v1/sessions").json()["id"]
+    first = a.post(f"/v1/sessions/{sid}/messages", json={"content": "go"}, headers=SSE)
+    original = check_grammar(parse_frames(first.text))
+    mid = original[0]["data"]["message_id"]
+    subprocess.run(["redis-cli", "-p", str(redis_server.port), "del", f"sc:r:{mid}"], check=True,
+                   capture_output=True)
+    for replica in (a, b):
+        resumed = parse_frames(replica.get(f"/v1/sessions/{sid}/messages/{mid}/stream",
+                                           headers={"Last-Event-ID": "17"}).text)
+        assert resumed == original[18:]
+        assert resumed[-1]["event"] == "done" and resumed[-1]["id"] == original[-1]["id"]
 
 
 def test_one_reply_in_flight_across_replicas(replicas) -> None:  # type: ignore[no-untyped-def]

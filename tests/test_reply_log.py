@@ -1,9 +1,11 @@
+"""A live reply's event log (app/streams/log.py) and the in-memory logs (app/streams/memory.py)."""
+
 from __future__ import annotations
 
 import asyncio
 
 from app.streams.log import ReplyLog
-from app.streams.memory import MemoryReplyLogs as ReplyLogs
+from app.streams.memory import MemoryReplyLogs
 
 
 async def collect(log: ReplyLog, after: int = -1) -> list[int]:
@@ -20,6 +22,20 @@ async def test_follow_replays_then_goes_live_without_duplicates() -> None:
     log.append("done", {})
     assert await follower == [1, 2, 3]
     assert await collect(log) == [0, 1, 2, 3]  # a finished log replays completely and ends
+
+
+async def test_a_follow_always_ends_with_the_terminal_event() -> None:
+    """Even for a listener that says it saw the end, or beyond: it must learn the reply ended
+    (a browser EventSource would otherwise reconnect forever)."""
+    log = ReplyLog("m", "s")
+    log.append("start", {})
+    live = [asyncio.create_task(collect(log, after=after)) for after in (1, 2, 17)]
+    await asyncio.sleep(0)
+    log.append("token", {"text": "a"})
+    log.append("done", {})
+    assert [await task for task in live] == [[2], [2], [2]]
+    assert await collect(log, after=2) == [2]
+    assert await collect(log, after=17) == [2]
 
 
 async def test_no_events_after_done() -> None:
@@ -57,9 +73,13 @@ async def test_heartbeat_yields_none_while_idle() -> None:
     await follower.aclose()
 
 
-def test_finished_logs_are_pruned_beyond_the_cap() -> None:
-    logs = ReplyLogs(max_finished=2)
-    for i in range(5):
-        logs.open(f"m{i}", "s").append("done", {})
-    logs.open("live", "s")
-    assert logs.get("m0") is None and logs.get("m4") is not None and logs.get("live") is not None
+async def test_a_released_log_is_no_longer_found_but_its_followers_read_on() -> None:
+    logs = MemoryReplyLogs()
+    log = logs.open("m", "s")
+    log.append("start", {})
+    follower = log.follow()
+    assert (await anext(follower)).seq == 0  # type: ignore[union-attr]
+    log.append("done", {})
+    logs.release("m")
+    assert logs.get("m") is None and await logs.follow("m", "s") is None
+    assert (await anext(follower)).type == "done"  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Domain exceptions -> the one error shape of API.md, HTTP statuses and WebSocket close codes."""
+"""Domain exceptions -> the one error shape of docs/API.md and its HTTP statuses (a WebSocket
+error frame's `status` is 4000 + the same status)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,7 @@ HTTP_STATUS: list[tuple[type[errors.StreamchatError], int]] = [
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
-    (errors.PromptTooLong, 422),
-    (errors.Overloaded, 429),
     (errors.NotReady, 503),
-]
-
-WS_CLOSE: list[tuple[type[errors.StreamchatError], int]] = [
-    (errors.SessionNotFound, 4404),
-    (errors.NotReady, 1012),
 ]
 
 _HTTP_KINDS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

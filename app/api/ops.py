@@ -8,7 +8,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import metrics
-from app.api.errors import error_body, json_response
+from app.api.errors import error_response, json_response
+from app.api.state import services
+from app.errors import NotReady
+from app.lifecycle import RETRY_AFTER_S
 
 
 async def health(request: Request) -> Response:
@@ -16,26 +19,21 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    state = request.app.state
-    if state.draining:
-        reason = "draining"
-    elif state.engine_failed:
-        reason = "engine failed to start"
-    elif not state.engine.ready:
-        reason = "engine loading"
-    else:
-        return json_response({"status": "ready", "model": state.engine.model_name})
-    return json_response(error_body(f"not ready: {reason}", "unavailable_error", "not_ready"),
-                         503, headers={"Retry-After": "5"})
+    svc = services(request)
+    reason = svc.lifecycle.not_ready_reason()
+    if reason is None:
+        return json_response({"status": "ready", "model": svc.engine.model_name})
+    return error_response(NotReady(f"not ready: {reason}", retry_after_s=RETRY_AFTER_S))
 
 
 async def prometheus(request: Request) -> Response:
-    stats = request.app.state.engine.stats()
+    svc = services(request)
+    stats = svc.engine.stats()
     metrics.ENGINE_RUNNING.set(stats.running)
     metrics.ENGINE_WAITING.set(stats.waiting)
     metrics.ENGINE_KV_CACHE_USAGE.set(stats.kv_cache_usage)
     # Read at scrape time: the store evicts and expires sessions on its own.
-    metrics.SESSIONS.set(await request.app.state.chat.session_count())
+    metrics.SESSIONS.set(await svc.chat.session_count())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,22 +1,116 @@
-"""Reading request bodies: JSON objects only, size-capped, with errors a client can act on.
+"""Request bodies and WebSocket frames of the sessions API, declared (docs/API.md).
 
-`curl -d '{...}'` labels its body application/x-www-form-urlencoded; such a body is accepted
-when it is a JSON object, so the README's curl lines work without `-H Content-Type`. Every
-other non-JSON media type is a 415.
+Bodies are read here too: size-capped, JSON objects only. `curl -d '{...}'` labels its body
+application/x-www-form-urlencoded; such a body is accepted when it is JSON, so the README's
+curl lines work without `-H Content-Type`. Any other non-JSON media type is a 415.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from app.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
+from app.params import ReplyParams
+from app.validation import Model, StrictModel, invalid_request, validate_json
+
+MAX_SYSTEM_CHARS = 100_000
+MAX_TITLE_CHARS = 200
 
 
-async def read_json_object(request: Request, max_bytes: int, *, optional: bool = False) -> dict[str, Any]:
-    """The request's JSON object. An empty body is `{}` when `optional`."""
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+Content = Annotated[str, AfterValidator(_not_blank)]
+
+
+class NewSession(StrictModel):
+    system: Annotated[str, Field(max_length=MAX_SYSTEM_CHARS)] | None = None
+    params: ReplyParams | None = None
+    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS)] | None = None
+
+
+class NewMessage(StrictModel):
+    content: Content
+    params: ReplyParams | None = None
+
+
+# -- WebSocket frames, client -> server ---------------------------------------------------
+
+class MessageFrame(NewMessage):
+    type: Literal["message"]
+
+
+class CancelFrame(StrictModel):
+    type: Literal["cancel"]
+    message_id: str | None = None
+
+
+class ResumeFrame(StrictModel):
+    type: Literal["resume"]
+    message_id: str
+    after: Annotated[int, Field(ge=-1)] = -1  # the last seq received
+
+
+class PingFrame(StrictModel):
+    type: Literal["ping"]
+
+
+ClientFrame = MessageFrame | CancelFrame | ResumeFrame | PingFrame
+FRAME_TYPES: dict[str, type[StrictModel]] = {
+    "message": MessageFrame, "cancel": CancelFrame, "resume": ResumeFrame, "ping": PingFrame}
+_FRAMES: TypeAdapter[ClientFrame] = TypeAdapter(
+    Annotated[ClientFrame, Field(discriminator="type")])
+
+
+def parse_frame(raw: bytes) -> ClientFrame:
+    """A client frame, or InvalidRequest: `bad_frame` when it is not a JSON object with a
+    string `type`, `unknown_type` for a type we do not know, else what is wrong in it."""
+    try:
+        return _FRAMES.validate_json(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "json_invalid":
+        raise InvalidRequest("frame is not valid JSON", code="bad_frame")
+    if kind == "union_tag_invalid":
+        raise InvalidRequest(f"unknown frame type {error['input'].get('type')!r}; expected one "
+                             f"of: {', '.join(FRAME_TYPES)}", code="unknown_type", param="type")
+    if not loc or kind == "union_tag_not_found":
+        raise InvalidRequest("frame must be a JSON object with a string 'type'", code="bad_frame")
+    # loc starts with the frame's tag: the model that failed.
+    raise invalid_request({**error, "loc": loc[1:]}, FRAME_TYPES.get(str(loc[0])))
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+async def parse_body(request: Request, model: type[Model], max_bytes: int, *,
+                     optional: bool = False, context: dict[str, Any] | None = None) -> Model:
+    """The request's JSON body as `model`. An empty body is `{}` when `optional`."""
+    raw = await read_body(request, max_bytes)
+    if not raw and optional:
+        raw = b"{}"
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    curl_form = media_type == "application/x-www-form-urlencoded"
+    if media_type not in ("application/json", "") and not media_type.endswith("+json") \
+            and not curl_form:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {media_type!r}", param="Content-Type")
+    if curl_form and not _is_json(raw):
+        raise UnsupportedMediaType("Content-Type must be application/json, got a form body",
+                                   param="Content-Type")
+    if not raw:
+        raise InvalidRequest("request body must be a JSON object")
+    return validate_json(model, raw, context)
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(f"request body is larger than {max_bytes} bytes")
@@ -25,27 +119,15 @@ async def read_json_object(request: Request, max_bytes: int, *, optional: bool =
         body += chunk
         if len(body) > max_bytes:
             raise BodyTooLarge(f"request body is larger than {max_bytes} bytes")
-    if not body and optional:
-        return {}
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    curl_form = media_type == "application/x-www-form-urlencoded"
-    if media_type not in ("application/json", "") and not media_type.endswith("+json") \
-            and not curl_form:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {media_type!r}", param="Content-Type")
-    if not body:
-        raise InvalidRequest("request body must be a JSON object")
+    return bytes(body)
+
+
+def _is_json(raw: bytes) -> bool:
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if curl_form:
-            raise UnsupportedMediaType(
-                "Content-Type must be application/json, got a form body", param="Content-Type"
-            ) from None
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return value
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def accepts_event_stream(request: Request) -> bool:

@@ -1,73 +1,48 @@
-"""HTTP routes of the sessions API (API.md): sessions, messages, SSE reply streams."""
+"""HTTP routes of the sessions API (docs/API.md): sessions, messages, SSE reply streams."""
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.errors import json_response
-from app.api.schemas import accepts_event_stream, read_json_object
-from app.api.sse import PING, PING_INTERVAL_S, EventStreamResponse, parse_last_event_id
-from app.chat import ChatService
-from app.errors import InvalidRequest
-from app.streams import Event
+from app.api.schemas import NewMessage, NewSession, accepts_event_stream, parse_body
+from app.api.sse import PING_INTERVAL_S, EventStreamResponse, event_frames, parse_last_event_id
+from app.api.state import owner, services
 
-
-def _chat(request: Request) -> ChatService:
-    return request.app.state.chat  # type: ignore[no-any-return]
-
-
-def _owner(request: Request) -> str | None:
-    return getattr(request.state, "owner", None)
-
-
-def _max_body(request: Request) -> int:
-    return int(request.app.state.settings.max_body_bytes)
+TRANSPORT = "sse"
 
 
 async def create_session(request: Request) -> Response:
-    body = await read_json_object(request, _max_body(request), optional=True)
-    unknown = sorted(set(body) - {"system", "params", "title"})
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
-    session = await _chat(request).create_session(
-        system=body.get("system"), params=body.get("params"), title=body.get("title"),
-        owner=_owner(request))
-    return json_response(session.to_dict(), 201,
-                         headers={"Location": f"/v1/sessions/{session.id}"})
+    svc = services(request)
+    body = await parse_body(request, NewSession, svc.settings.max_body_bytes, optional=True)
+    session = await svc.chat.create_session(system=body.system, params=body.params,
+                                            title=body.title, owner=owner(request))
+    return json_response(session.public(), 201, headers={"Location": f"/v1/sessions/{session.id}"})
 
 
 async def list_sessions(request: Request) -> Response:
-    sessions = await _chat(request).list_sessions(_owner(request))
-    return json_response({"data": sessions})
+    return json_response({"data": await services(request).chat.list_sessions(owner(request))})
 
 
 async def get_session(request: Request) -> Response:
-    session = await _chat(request).get_session(request.path_params["sid"], _owner(request))
-    return json_response(session.to_dict())
+    session = await services(request).chat.get_session(request.path_params["sid"], owner(request))
+    return json_response(session.public())
 
 
 async def delete_session(request: Request) -> Response:
-    await _chat(request).delete_session(request.path_params["sid"], _owner(request))
+    await services(request).chat.delete_session(request.path_params["sid"], owner(request))
     return Response(status_code=204)
 
 
 async def post_message(request: Request) -> Response:
-    sid = request.path_params["sid"]
-    body = await read_json_object(request, _max_body(request))
-    unknown = sorted(set(body) - {"content", "params"})
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
-    if "content" not in body:
-        raise InvalidRequest("'content' is required", param="content")
-    live = await _chat(request).post_message(sid, body["content"], body.get("params"),
-                                              owner=_owner(request), transport="sse")
+    svc, sid = services(request), request.path_params["sid"]
+    body = await parse_body(request, NewMessage, svc.settings.max_body_bytes)
+    live = await svc.chat.post_message(sid, body.content, body.params, owner=owner(request),
+                                       transport=TRANSPORT)
     if accepts_event_stream(request):
-        return EventStreamResponse(_frames(live.log.follow(-1, PING_INTERVAL_S)))
+        return EventStreamResponse(event_frames(live.log.follow(-1, PING_INTERVAL_S)))
     base = f"/v1/sessions/{sid}/messages/{live.message.id}"
     return json_response(
         {"message_id": live.message.id, "status": "queued", "stream_url": base + "/stream",
@@ -75,30 +50,24 @@ async def post_message(request: Request) -> Response:
 
 
 async def get_message(request: Request) -> Response:
-    message = await _chat(request).get_message(
-        request.path_params["sid"], request.path_params["mid"], _owner(request))
-    return json_response(message.to_dict())
+    message = await services(request).chat.get_message(
+        request.path_params["sid"], request.path_params["mid"], owner(request))
+    return json_response(message.public())
 
 
 async def stream_message(request: Request) -> Response:
     after = parse_last_event_id(request.headers.get("last-event-id"),
                                 request.query_params.get("last_event_id"))
-    events = await _chat(request).follow_reply(
+    events = await services(request).chat.follow_reply(
         request.path_params["sid"], request.path_params["mid"], after,
-        heartbeat_s=PING_INTERVAL_S, owner=_owner(request))
-    return EventStreamResponse(_frames(events))
+        heartbeat_s=PING_INTERVAL_S, owner=owner(request))
+    return EventStreamResponse(event_frames(events))
 
 
 async def cancel_message(request: Request) -> Response:
-    message = await _chat(request).cancel_message(
-        request.path_params["sid"], request.path_params["mid"], _owner(request))
-    return json_response(message.to_dict())
-
-
-async def _frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
-    async with contextlib.aclosing(events):  # type: ignore[type-var]
-        async for event in events:
-            yield PING if event is None else event.sse_frame()
+    message = await services(request).chat.cancel_message(
+        request.path_params["sid"], request.path_params["mid"], owner(request))
+    return json_response(message.public())
 
 
 routes = [

@@ -1,21 +1,23 @@
-"""Server-sent events: the wire format (pure functions) and a lean streaming response.
+"""Server-sent events: the wire format both ways (pure functions), and a lean streaming response.
 
-Deliberate deviation from sse-starlette: frames are pre-encoded bytes (a session reply's
-events are encoded once in its log and shared by all listeners), sent without a per-event
-lock or send timeout, which keeps about twice its events/s (shared/DESIGN.md). What
-sse-starlette would add is kept: a `: ping` comment after 15 s of silence (produced by the
-frame source) and a client disconnect that stops the stream at once, even while it waits.
+Deliberate deviation from sse-starlette: frames are pre-encoded bytes (a reply's event JSON is
+encoded once in its log and shared by every listener), sent without a per-event lock or send
+timeout, which keeps about twice its events/s (docs/DESIGN.md). What sse-starlette would add is
+kept: a `: ping` comment after 15 s of silence (produced by the event source) and a client
+disconnect that stops the stream at once, even while it waits (app/api/disconnect.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 
-import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from app.api.disconnect import unless_disconnected
+from app.streams import Event
 
 PING = b": ping\n\n"
 PING_INTERVAL_S = 15.0
@@ -27,22 +29,21 @@ HEADERS: dict[str, str] = {
 }
 
 
-def frame(event: str | None, data: bytes | str, event_id: int | str | None = None) -> bytes:
-    """One SSE frame. `data` is one line of JSON (or text without newlines)."""
-    raw = data.encode() if isinstance(data, str) else data
-    parts = []
+def frame(data: bytes, event: str | None = None, event_id: int | None = None) -> bytes:
+    """One SSE frame. A newline inside `data` starts another `data:` line, as the format says."""
+    head = b""
     if event is not None:
-        parts.append(b"event: " + event.encode() + b"\n")
+        head += b"event: " + event.encode() + b"\n"
     if event_id is not None:
-        parts.append(b"id: " + str(event_id).encode() + b"\n")
-    for line in raw.split(b"\n"):  # a newline inside data must become another data: line
-        parts.append(b"data: " + line + b"\n")
-    parts.append(b"\n")
-    return b"".join(parts)
+        head += b"id: %d\n" % event_id
+    if b"\n" in data:
+        return head + b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
+    return head + b"data: " + data + b"\n\n"
 
 
-def json_frame(data: object, event: str | None = None, event_id: int | None = None) -> bytes:
-    return frame(event, orjson.dumps(data), event_id)
+def event_frame(event: Event) -> bytes:
+    """A reply event: its type, its seq as the id (what `Last-Event-ID` resumes from), its JSON."""
+    return frame(event.payload, event.type, event.seq)
 
 
 def parse_last_event_id(header: str | None, query: str | None) -> int:
@@ -51,6 +52,49 @@ def parse_last_event_id(header: str | None, query: str | None) -> int:
         if raw is not None and raw.strip().lstrip("-").isdigit():
             return max(-1, int(raw.strip()))
     return -1
+
+
+@dataclass(slots=True)
+class ParsedEvent:
+    event: str
+    data: str
+    id: str | None = None
+
+
+class EventParser:
+    """Incremental SSE parsing (the WHATWG rules that matter here), for clients of this
+    service written in Python: the tests and the benchmarks. Feed it bytes as they arrive;
+    it yields each event when the blank line that ends it arrives. Comments (`: ping`) are
+    counted in `comments`, not yielded."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> Iterator[ParsedEvent]:
+        # Normalise on the whole buffer so a \r\n split across two chunks is still caught.
+        self._buffer = (self._buffer + chunk).replace(b"\r\n", b"\n")
+        while (end := self._buffer.find(b"\n\n")) >= 0:
+            block, self._buffer = self._buffer[:end], self._buffer[end + 2:]
+            event = self._parse(block.decode())
+            if event is not None:
+                yield event
+
+    def _parse(self, block: str) -> ParsedEvent | None:
+        name, data, event_id = "message", [], None
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                self.comments += 1
+                continue
+            key, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if key == "event":
+                name = value
+            elif key == "data":
+                data.append(value)
+            elif key == "id":
+                event_id = value
+        return ParsedEvent(name, "\n".join(data), event_id) if data else None
 
 
 class EventStreamResponse(Response):
@@ -69,16 +113,7 @@ class EventStreamResponse(Response):
             "status": self.status_code,
             "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
         })
-        pump = asyncio.create_task(self._pump(send))
-        watch = asyncio.create_task(self._watch_disconnect(receive))
-        try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
-        if pump.done() and not pump.cancelled() and pump.exception() is not None:
-            raise pump.exception()  # type: ignore[misc]
+        await unless_disconnected(receive, self._pump(send))
 
     async def _pump(self, send: Send) -> None:
         async with contextlib.aclosing(self.frames) as frames:  # type: ignore[type-var]
@@ -89,9 +124,9 @@ class EventStreamResponse(Response):
             except OSError:
                 return  # the client went away mid-send
 
-    @staticmethod
-    async def _watch_disconnect(receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
+
+async def event_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    """A reply's events as SSE frames; a heartbeat (None) as a `: ping` comment."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield PING if event is None else event_frame(event)

@@ -1,4 +1,4 @@
-"""WebSocket endpoint of a session: `GET /v1/sessions/{sid}/ws` (API.md).
+"""WebSocket endpoint of a session: `GET /v1/sessions/{sid}/ws` (docs/API.md).
 
 One socket follows at most one reply at a time: a new `message` or `resume` replaces the stream
 being forwarded. Errors about a frame answer with an `error` frame whose `status` is 4000 + the
@@ -13,21 +13,35 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.errors import status_of
+from app.api.schemas import CancelFrame, ClientFrame, MessageFrame, PingFrame, ResumeFrame, parse_frame
+from app.api.state import owner, services
 from app.chat import ChatService
 from app.errors import InvalidRequest, SessionNotFound, StreamchatError
 from app.streams import Event
 
 log = logging.getLogger("streamchat.ws")
 
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL = 1000, 1008, 1009, 1011
-CLOSE_UNKNOWN_SESSION = 4404
+TRANSPORT = "ws"
+CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_UNKNOWN_SESSION = 1009, 1011, 4404
+PONG = b'{"type":"pong"}'
+
+
+def event_frame(event: Event, message_id: str) -> bytes:
+    """A reply event as a frame: {"type", "message_id", "seq", ...its data}."""
+    head = b'{"type":"%s","message_id":"%s","seq":%d' % (
+        event.type.encode(), message_id.encode(), event.seq)
+    return head + (b"," + event.payload[1:] if len(event.payload) > 2 else b"}")
+
+
+def error_frame(exc: StreamchatError) -> bytes:
+    return orjson.dumps({"type": "error", "code": exc.code, "message": exc.message,
+                         "status": 4000 + status_of(exc), "param": exc.param})
 
 
 class SessionSocket:
@@ -52,66 +66,32 @@ class SessionSocket:
                 if len(raw) > self.max_frame_bytes:
                     await self.websocket.close(CLOSE_TOO_BIG, "frame too big")
                     return
-                await self._handle(raw)
+                try:
+                    await self._handle(parse_frame(raw))
+                except StreamchatError as exc:
+                    await self._send(error_frame(exc))
         except WebSocketDisconnect:
             return
         finally:
             await self._stop_forwarding()
 
-    async def _handle(self, raw: bytes) -> None:
-        try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            await self._error(InvalidRequest("frame is not valid JSON", code="bad_frame"))
-            return
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self._error(InvalidRequest("frame must be a JSON object with a string 'type'",
-                                             code="bad_frame"))
-            return
-        handler = self._handlers.get(frame["type"])
-        if handler is None:
-            await self._error(InvalidRequest(
-                f"unknown frame type {frame['type']!r}; expected one of: "
-                f"{', '.join(self._handlers)}", code="unknown_type", param="type"))
-            return
-        try:
-            await handler(self, frame)
-        except StreamchatError as exc:
-            await self._error(exc)
-
-    async def _on_message(self, frame: dict[str, Any]) -> None:
-        _only(frame, {"type", "content", "params"})
-        if "content" not in frame:
-            raise InvalidRequest("'content' is required", param="content")
-        live = await self.chat.post_message(self.session_id, frame["content"], frame.get("params"),
-                                            owner=self.owner, transport="ws")
-        await self._forward(live.message.id, live.log.follow(-1))
-
-    async def _on_cancel(self, frame: dict[str, Any]) -> None:
-        _only(frame, {"type", "message_id"})
-        message_id = frame.get("message_id") or await self.chat.reply_in_flight(self.session_id)
-        if message_id is None:
-            raise InvalidRequest("no reply is in flight to cancel", code="nothing_to_cancel")
-        if not isinstance(message_id, str):
-            raise InvalidRequest("'message_id' must be a string", param="message_id")
-        await self.chat.cancel_message(self.session_id, message_id, self.owner)
-
-    async def _on_resume(self, frame: dict[str, Any]) -> None:
-        _only(frame, {"type", "message_id", "after"})
-        message_id, after = frame.get("message_id"), frame.get("after", -1)
-        if not isinstance(message_id, str):
-            raise InvalidRequest("'message_id' must be a string", param="message_id")
-        if isinstance(after, bool) or not isinstance(after, int) or after < -1:
-            raise InvalidRequest("'after' must be an integer >= -1 (the last seq received)",
-                                 param="after")
-        events = await self.chat.follow_reply(self.session_id, message_id, after, owner=self.owner)
-        await self._forward(message_id, events)
-
-    async def _on_ping(self, frame: dict[str, Any]) -> None:
-        await self._send(b'{"type":"pong"}')
-
-    _handlers = {"message": _on_message, "cancel": _on_cancel, "resume": _on_resume,
-                 "ping": _on_ping}
+    async def _handle(self, frame: ClientFrame) -> None:
+        match frame:
+            case MessageFrame():
+                live = await self.chat.post_message(self.session_id, frame.content, frame.params,
+                                                    owner=self.owner, transport=TRANSPORT)
+                await self._forward(live.message.id, live.log.follow(-1))
+            case CancelFrame():
+                message_id = frame.message_id or await self.chat.reply_in_flight(self.session_id)
+                if message_id is None:
+                    raise InvalidRequest("no reply is in flight to cancel", code="nothing_to_cancel")
+                await self.chat.cancel_message(self.session_id, message_id, self.owner)
+            case ResumeFrame():
+                events = await self.chat.follow_reply(self.session_id, frame.message_id,
+                                                      frame.after, owner=self.owner)
+                await self._forward(frame.message_id, events)
+            case PingFrame():
+                await self._send(PONG)
 
     async def _forward(self, message_id: str, events: AsyncIterator[Event | None]) -> None:
         await self._stop_forwarding()
@@ -122,7 +102,7 @@ class SessionSocket:
             try:
                 async for event in events:
                     if event is not None:
-                        await self._send(event.ws_frame(message_id))
+                        await self._send(event_frame(event, message_id))
             except (WebSocketDisconnect, OSError, RuntimeError):
                 return  # the socket closed under us; the receive loop ends too
 
@@ -137,31 +117,18 @@ class SessionSocket:
         async with self._send_lock:
             await self.websocket.send_text(data.decode())
 
-    async def _error(self, exc: StreamchatError) -> None:
-        await self._send(orjson.dumps({"type": "error", "code": exc.code, "message": exc.message,
-                                       "status": 4000 + status_of(exc), "param": exc.param}))
-
-
-def _only(frame: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(frame) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) in {frame['type']!r} frame: {', '.join(unknown)}",
-                             param=unknown[0])
-
 
 async def session_socket(websocket: WebSocket) -> None:
-    chat: ChatService = websocket.app.state.chat
-    session_id = websocket.path_params["sid"]
-    owner = getattr(websocket.state, "owner", None)
+    svc, session_id = services(websocket), websocket.path_params["sid"]
     await websocket.accept()
     try:
-        await chat.get_session(session_id, owner)
+        await svc.chat.get_session(session_id, owner(websocket))
     except SessionNotFound:
         await websocket.close(CLOSE_UNKNOWN_SESSION, "unknown session")
         return
-    settings = websocket.app.state.settings
     try:
-        await SessionSocket(websocket, chat, session_id, owner, settings.max_body_bytes).run()
+        await SessionSocket(websocket, svc.chat, session_id, owner(websocket),
+                            svc.settings.max_body_bytes).run()
     except Exception:
         log.exception("session socket %s failed", session_id)
         with contextlib.suppress(Exception):

@@ -79,10 +79,9 @@ class Engine(Protocol):
     def stream(
         self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str
     ) -> AsyncIterator[Delta]:
-        """Deltas as the engine produces them. Closing or cancelling the iterator aborts."""
+        """Deltas as the engine produces them. Closing or cancelling the iterator aborts the
+        request in the engine: that is how every caller stops a generation."""
         ...
-
-    async def abort(self, request_id: str) -> None: ...
 
     async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
         """Token ids of the chat rendered with the model's template, ready for generation."""

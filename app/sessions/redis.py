@@ -37,11 +37,8 @@ class RedisSessionStore:
 
     async def create(self, session: Session) -> None:
         meta, _order, _msgs = self._keys(session.id)
-        body = session.to_dict()
-        body.pop("messages")
-        body["owner"] = session.owner
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(meta, orjson.dumps(body), px=self.ttl_ms)
+            pipe.set(meta, orjson.dumps(session.meta()), px=self.ttl_ms)
             pipe.zadd(PREFIX + "index", {session.id: session.created})
             if session.owner is not None:
                 pipe.zadd(f"{PREFIX}owner:{session.owner}", {session.id: session.created})

@@ -1,11 +1,11 @@
-"""Per-reply event logs (memory, or Redis Streams when replicas share them)."""
+"""Per-reply event logs: in memory, or mirrored to Redis Streams when replicas share them."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from app.streams.log import Event, ReplyLog
+from app.streams.log import Event, ReplyGone, ReplyLog
 
 
 class ReplyLogs(Protocol):
@@ -13,13 +13,19 @@ class ReplyLogs(Protocol):
         """A new log for a reply generated here."""
         ...
 
-    def get(self, message_id: str) -> ReplyLog | None:
-        """This replica's own log of a reply, if it has one."""
+    def release(self, message_id: str) -> None:
+        """The reply ended (its stored message now replays it): new followers no longer find
+        its log here; those following it read on to its end."""
         ...
 
-    async def follow(self, message_id: str, after: int = -1,
+    def get(self, message_id: str) -> ReplyLog | None:
+        """This replica's own log of a reply in progress, if it has one."""
+        ...
+
+    async def follow(self, message_id: str, session_id: str, after: int = -1,
                      heartbeat_s: float | None = None) -> AsyncIterator[Event | None] | None:
-        """Follow a reply generated here or on another replica; None if no log is known."""
+        """Follow a reply in progress, here or on another replica; None if no replica can be
+        generating it. A remote follow raises ReplyGone if its replica stops mid-reply."""
         ...
 
     async def recorded(self, message_id: str) -> list[Event]:
@@ -41,4 +47,4 @@ class ReplyLogs(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["Event", "ReplyLog", "ReplyLogs"]
+__all__ = ["Event", "ReplyGone", "ReplyLog", "ReplyLogs"]

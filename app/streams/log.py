@@ -1,17 +1,17 @@
-"""A reply's event log: what makes a reply resumable.
+"""A reply's event log: what makes a live reply resumable.
 
 Every event of a reply (start, token..., done | error) is appended to its log with a sequence
 number. Listeners follow the log from any point: events after `after` are replayed, then the
-live ones follow, in order and without duplicates. The log counts its listeners so the chat
-service can tell when a reply has been orphaned.
+live ones follow, in order and without duplicates, always ending with the terminal event (even
+for a listener that claims to have seen it). The log counts its listeners so that the reply's
+owner can tell when it has been orphaned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,29 +19,26 @@ import orjson
 TERMINAL_EVENTS = frozenset({"done", "error"})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Event:
     seq: int
     type: str
     data: dict[str, Any]
     # The JSON of `data`, encoded once and shared by every listener and transport.
-    payload: bytes = b""
-    _sse: bytes | None = field(default=None, repr=False)
-    _ws: bytes | None = field(default=None, repr=False)
+    payload: bytes
 
-    def ws_frame(self, message_id: str) -> bytes:
-        """The WebSocket form: {"type", "message_id", "seq", ...data}."""
-        if self._ws is None:
-            head = b'{"type":"%s","message_id":"%s","seq":%d' % (
-                self.type.encode(), message_id.encode(), self.seq)
-            self._ws = head + (b"," + self.payload[1:] if len(self.payload) > 2 else b"}")
-        return self._ws
+    @classmethod
+    def of(cls, seq: int, type_: str, data: dict[str, Any]) -> Event:
+        return cls(seq, type_, data, orjson.dumps(data))
 
-    def sse_frame(self) -> bytes:
-        if self._sse is None:
-            self._sse = b"event: %s\nid: %d\ndata: %s\n\n" % (
-                self.type.encode(), self.seq, self.payload)
-        return self._sse
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_EVENTS
+
+
+class ReplyGone(Exception):
+    """A reply followed on another replica is no longer generated anywhere; what its log did
+    not deliver is with its stored message."""
 
 
 class ReplyLog:
@@ -50,7 +47,6 @@ class ReplyLog:
         self.session_id = session_id
         self.events: list[Event] = []
         self.finished = False
-        self.finished_at: float | None = None
         self.listeners = 0
         # Called when the listener count drops to zero before the reply finished.
         self.on_orphaned: Callable[[], None] | None = None
@@ -62,11 +58,9 @@ class ReplyLog:
     def append(self, type_: str, data: dict[str, Any]) -> Event:
         if self.finished:
             raise RuntimeError(f"reply {self.message_id} already finished")
-        event = Event(len(self.events), type_, data, orjson.dumps(data))
+        event = Event.of(len(self.events), type_, data)
         self.events.append(event)
-        if type_ in TERMINAL_EVENTS:
-            self.finished = True
-            self.finished_at = time.monotonic()
+        self.finished = event.terminal
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
         if self.on_append is not None:
@@ -75,7 +69,7 @@ class ReplyLog:
 
     async def follow(self, after: int = -1, heartbeat_s: float | None = None
                      ) -> AsyncIterator[Event | None]:
-        """Events with seq > after, then live ones until the terminal event.
+        """Events with seq > after, then live ones, ending with the terminal event.
 
         With `heartbeat_s`, yields None after that many seconds without an event, so a
         transport can keep an idle connection alive."""
@@ -91,6 +85,8 @@ class ReplyLog:
                     index += 1
                     yield event
                 if self.finished:
+                    if after >= len(self.events) - 1:  # it had seen the end: still end it
+                        yield self.events[-1]
                     return
                 if heartbeat_s is None:
                     await wakeup.wait()
@@ -105,7 +101,3 @@ class ReplyLog:
             self.listeners -= 1
             if self.listeners == 0 and not self.finished and self.on_orphaned is not None:
                 self.on_orphaned()
-
-    async def wait_finished(self) -> None:
-        while not self.finished:
-            await self._wakeup.wait()

@@ -4,7 +4,9 @@ The replica generating a reply keeps its log in memory (its own listeners read t
 speed) and mirrors each event to the stream `sc:r:{message_id}`, batched per wake-up in one
 pipeline. Entry ids are `0-{seq+1}`, so resuming after seq N is XREAD from id `0-{N+1}`.
 Listeners elsewhere XREAD with a short block, and keep `sc:w:{message_id}` alive so the owner
-knows the reply is still watched. Cancel requests travel on the pub/sub channel `sc:cancel`.
+knows the reply is still watched; when the reply is no longer generated anywhere (it ended, or
+its replica died) they raise ReplyGone and the chat service goes on from the stored message.
+Cancel requests travel on the pub/sub channel `sc:cancel`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from app.streams.log import TERMINAL_EVENTS, Event, ReplyLog
+from app.streams.log import Event, ReplyGone, ReplyLog
 from app.streams.memory import MemoryReplyLogs
 
 log = logging.getLogger("streamchat.streams")
@@ -55,6 +57,9 @@ class RedisReplyLogs:
         reply_log.on_append = lambda event: self._enqueue(message_id, event)
         return reply_log
 
+    def release(self, message_id: str) -> None:
+        self.local.release(message_id)
+
     def get(self, message_id: str) -> ReplyLog | None:
         return self.local.get(message_id)
 
@@ -77,7 +82,7 @@ class RedisReplyLogs:
             for message_id, event in batch:
                 key = stream_key(message_id)
                 pipe.xadd(key, {"t": event.type, "d": event.payload}, id=f"0-{event.seq + 1}")
-                if event.type in TERMINAL_EVENTS or event.seq == 0:
+                if event.terminal or event.seq == 0:
                     pipe.pexpire(key, self.keep_ms)
             await pipe.execute()
 
@@ -89,24 +94,22 @@ class RedisReplyLogs:
 
     # -- following (any replica) ----------------------------------------------------------------
 
-    async def follow(self, message_id: str, after: int = -1,
+    async def follow(self, message_id: str, session_id: str, after: int = -1,
                      heartbeat_s: float | None = None) -> AsyncIterator[Event | None] | None:
         local = self.local.get(message_id)
         if local is not None:
             return local.follow(after, heartbeat_s)
-        if not await self.redis.exists(stream_key(message_id)):
-            return None
-        return self._follow_remote(message_id, after, heartbeat_s)
+        # Generated elsewhere, or queued there and not yet started: follow its stream.
+        return self._follow_remote(message_id, session_id, after, heartbeat_s)
 
     async def recorded(self, message_id: str) -> list[Event]:
         entries = await self.redis.xrange(stream_key(message_id))
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
-    async def _follow_remote(self, message_id: str, after: int,
+    async def _follow_remote(self, message_id: str, session_id: str, after: int,
                              heartbeat_s: float | None) -> AsyncIterator[Event | None]:
         key, watch = stream_key(message_id), f"{PREFIX}w:{message_id}"
         last_id = f"0-{after + 1}"
-        session_id: str | None = None
         idle_ms = 0
         while True:
             await self.redis.set(watch, b"1", px=self.block_ms * 3)
@@ -116,35 +119,18 @@ class RedisReplyLogs:
                 if heartbeat_s is not None and idle_ms >= heartbeat_s * 1000:
                     idle_ms = 0
                     yield None
-                if session_id is None:
-                    first = await self.redis.xrange(key, count=1)
-                    session_id = orjson.loads(first[0][1][b"d"]).get("session_id") if first else None
-                if session_id is not None and not await self.is_live(session_id, message_id):
-                    # Its replica died mid-reply: end the stream rather than hang forever.
-                    yield await self._seal_interrupted(message_id)
-                    return
+                if not await self.is_live(session_id, message_id):
+                    # It ended (its last events may not be mirrored yet) or its replica died:
+                    # the rest is with the stored message.
+                    raise ReplyGone(message_id)
                 continue
             idle_ms = 0
             for entry_id, fields in reply[0][1]:
                 event = _event(entry_id, fields)
                 last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                if event.seq == 0:
-                    session_id = event.data.get("session_id")
                 yield event
-                if event.type in TERMINAL_EVENTS:
+                if event.terminal:
                     return
-
-    async def _seal_interrupted(self, message_id: str) -> Event:
-        """Append the terminal error event of a reply whose replica died (once, by anyone)."""
-        events = await self.recorded(message_id)
-        if events and events[-1].type in TERMINAL_EVENTS:
-            return events[-1]
-        data = {"code": "interrupted", "message": "the replica generating this reply stopped"}
-        event = Event(len(events), "error", data, orjson.dumps(data))
-        with contextlib.suppress(Exception):  # another follower sealed it first
-            await self.redis.xadd(stream_key(message_id), {"t": "error", "d": event.payload},
-                                  id=f"0-{event.seq + 1}")
-        return event
 
     async def watched_elsewhere(self, message_id: str) -> bool:
         return bool(await self.redis.exists(f"{PREFIX}w:{message_id}"))

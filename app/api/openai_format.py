@@ -1,0 +1,136 @@
+"""OpenAI's response shapes: streamed chunks and whole responses, built from engine deltas.
+
+The first chunk of a choice carries the assistant role together with the first text: no empty
+chunk is sent early, so a client's time to first token is the time to real text."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app.api.sse import frame
+from app.completions import Completion
+from app.engine.base import TokenLogprob
+from app.errors import StreamchatError
+
+DONE = frame(b"[DONE]")
+
+
+@dataclass
+class Shape:
+    """What every chunk or response of one request shares, and how choices are written."""
+
+    id: str
+    created: int
+    model: str
+    chat: bool
+    logprobs: bool
+    top_k: int
+
+    def head(self, streaming: bool) -> dict[str, Any]:
+        kind = ("chat.completion.chunk" if streaming else "chat.completion") if self.chat \
+            else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    def logprobs_of(self, items: list[TokenLogprob], offset: int) -> dict[str, Any] | None:
+        if not self.logprobs:
+            return None
+        if self.chat:
+            return {"content": [{
+                "token": lp.token, "logprob": lp.logprob, "bytes": list(lp.token.encode()),
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                 for t, v in lp.top[: self.top_k]]} for lp in items]}
+        offsets, position = [], offset
+        for lp in items:
+            offsets.append(position)
+            position += len(lp.token)
+        return {"tokens": [lp.token for lp in items],
+                "token_logprobs": [lp.logprob for lp in items],
+                "top_logprobs": [dict(lp.top[: self.top_k]) for lp in items],
+                "text_offset": offsets}
+
+
+def usage(completion: Completion) -> dict[str, Any]:
+    counts = completion.usage()
+    prompt, generated = counts["prompt_tokens"], counts["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": generated,
+            "total_tokens": prompt + generated,
+            "prompt_tokens_details": {"cached_tokens": counts["cached_tokens"]}}
+
+
+def finish_reason(reason: str | None) -> str | None:
+    return None if reason is None else ("length" if reason == "length" else "stop")
+
+
+async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> AsyncIterator[bytes]:
+    """The streamed response as SSE frames, ending with `data: [DONE]`."""
+    head = shape.head(streaming=True)
+    if include_usage:
+        head["usage"] = None
+    spoken: set[int] = set()  # choices whose role was sent
+    offsets: dict[int, int] = {}
+    async with contextlib.aclosing(completion.deltas()) as deltas:
+        try:
+            async for delta in deltas:
+                finish = finish_reason(delta.finish_reason)
+                if not delta.text and finish is None:
+                    continue  # counted; nothing to show yet
+                choice: dict[str, Any] = {"index": delta.index}
+                if shape.chat:
+                    piece: dict[str, Any] = {}
+                    if delta.index not in spoken:
+                        spoken.add(delta.index)
+                        piece["role"] = "assistant"
+                    if delta.text:
+                        piece["content"] = delta.text
+                    choice["delta"] = piece
+                else:
+                    choice["text"] = delta.text
+                offset = offsets.get(delta.index, 0)
+                choice["logprobs"] = shape.logprobs_of(delta.logprobs or [], offset)
+                offsets[delta.index] = offset + len(delta.text)
+                choice["finish_reason"] = finish
+                yield frame(orjson.dumps({**head, "choices": [choice]}))
+        except StreamchatError as exc:
+            yield frame(orjson.dumps({"error": {"message": exc.message, "type": exc.kind,
+                                                "code": exc.code, "param": None}}))
+            yield DONE
+            return
+    if include_usage:
+        yield frame(orjson.dumps({**head, "choices": [], "usage": usage(completion)}))
+    yield DONE
+
+
+@dataclass
+class _Choice:
+    parts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+async def whole(completion: Completion, shape: Shape) -> dict[str, Any]:
+    """The non-streamed response."""
+    choices: dict[int, _Choice] = {}
+    async with contextlib.aclosing(completion.deltas()) as deltas:
+        async for delta in deltas:
+            choice = choices.setdefault(delta.index, _Choice())
+            choice.parts.append(delta.text)
+            choice.logprobs.extend(delta.logprobs or [])
+            if delta.finish_reason is not None:
+                choice.finish_reason = finish_reason(delta.finish_reason)
+    out = []
+    for index in sorted(choices):
+        choice, text = choices[index], "".join(choices[index].parts)
+        body: dict[str, Any] = {"index": index}
+        if shape.chat:
+            body["message"] = {"role": "assistant", "content": text}
+        else:
+            body["text"] = text
+        body["logprobs"] = shape.logprobs_of(choice.logprobs, 0)
+        body["finish_reason"] = choice.finish_reason
+        out.append(body)
+    return {**shape.head(streaming=False), "choices": out, "usage": usage(completion)}

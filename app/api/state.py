@@ -1,0 +1,38 @@
+"""What every route works with, built once by the lifespan and handed to each request as
+Starlette's typed lifespan state (`request.state.services`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+from starlette.requests import HTTPConnection
+
+from app.chat import ChatService
+from app.completions import CompletionService
+from app.engine.base import Engine
+from app.lifecycle import Lifecycle
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    lifecycle: Lifecycle
+    chat: ChatService
+    completions: CompletionService
+    started_at: float  # unix time, the `created` of /v1/models
+
+
+class State(TypedDict):
+    services: Services
+
+
+def services(connection: HTTPConnection) -> Services:
+    return connection.state.services  # type: ignore[no-any-return]
+
+
+def owner(connection: HTTPConnection) -> str | None:
+    """Who the request acts for; None until authentication sets it."""
+    return getattr(connection.state, "owner", None)

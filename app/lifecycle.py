@@ -1,0 +1,61 @@
+"""Whether this replica takes new work: loading -> ready -> draining (or failed to start).
+
+The one owner of that answer: `/ready`, every transport that starts a generation, and the
+server's SIGTERM handling all ask it. It also counts the generations in progress, so that a
+draining replica knows when its last stream has finished."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from app.engine.base import Engine
+from app.errors import NotReady
+
+# What a client is told to wait before retrying while the engine loads or the replica drains.
+RETRY_AFTER_S = 5.0
+
+
+class Lifecycle:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.draining = False
+        self.failure: str | None = None  # why the engine failed to start
+        self.generations = 0
+
+    def not_ready_reason(self) -> str | None:
+        if self.draining:
+            return "draining"
+        if self.failure is not None:
+            return "the engine failed to start"
+        if not self.engine.ready:
+            return "the engine is loading"
+        return None
+
+    def check_accepting(self) -> None:
+        """Raise NotReady (503 with Retry-After) unless a new generation may start."""
+        reason = self.not_ready_reason()
+        if reason is not None:
+            raise NotReady(f"not ready: {reason}; retry later", retry_after_s=RETRY_AFTER_S)
+
+    def drain(self) -> None:
+        """Stop taking new generations; those in progress go on."""
+        self.draining = True
+
+    @property
+    def idle(self) -> bool:
+        return self.generations == 0
+
+    def started(self) -> None:
+        self.generations += 1
+
+    def ended(self) -> None:
+        self.generations -= 1
+
+    @contextlib.contextmanager
+    def generation(self) -> Iterator[None]:
+        self.started()
+        try:
+            yield
+        finally:
+            self.ended()

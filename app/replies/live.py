@@ -1,0 +1,173 @@
+"""Replies generated on this replica. Each runs in its own task, writing its events to a
+`ReplyLog` that transports follow, so a reply survives its listeners: after the last one left
+it goes on for `orphan_grace_s` (a client that reconnects resumes it), then it is aborted in
+the engine and stored as `cancelled` with the text it had."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.engine.base import Engine, GenerationParams
+from app.errors import StreamchatError
+from app.lifecycle import Lifecycle
+from app.metering import StreamMeter
+from app.replies.transcript import Ending, Transcript, conclude, terminal_event
+from app.sessions.models import Message
+from app.sessions.store import SessionStore
+from app.streams import ReplyLog, ReplyLogs
+
+log = logging.getLogger("streamchat.replies")
+
+
+@dataclass(eq=False)
+class LiveReply:
+    """A reply being generated here: its message, its event log and the task producing it."""
+
+    session_id: str
+    message: Message
+    log: ReplyLog
+    meter: StreamMeter
+    transcript: Transcript = field(default_factory=Transcript)
+    task: asyncio.Task[None] | None = None
+    orphan_timer: asyncio.TimerHandle | None = None
+    ending: bool = False  # its end is being stored
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # stored and announced
+
+
+class Replies:
+    def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
+                 *, orphan_grace_s: float) -> None:
+        self.engine = engine
+        self.store = store
+        self.logs = logs
+        self.lifecycle = lifecycle
+        self.orphan_grace_s = orphan_grace_s
+        self._live: dict[str, LiveReply] = {}  # session id -> its reply generated here
+        self._checks: set[asyncio.Task[None]] = set()
+
+    def of_session(self, session_id: str) -> LiveReply | None:
+        return self._live.get(session_id)
+
+    def all(self) -> list[LiveReply]:
+        return list(self._live.values())
+
+    def start(self, session_id: str, message: Message, prompt_ids: Sequence[int],
+              params: GenerationParams, *, transport: str, accepted_at: float) -> LiveReply:
+        """Generate `message` (stored as queued, its session claimed) in the background."""
+        live = LiveReply(session_id, message, self.logs.open(message.id, session_id),
+                         StreamMeter(transport, len(prompt_ids), accepted_at))
+        live.log.on_orphaned = lambda: self._orphaned(live)
+        live.log.on_listener = lambda: self._adopted(live)
+        live.log.append("start", {"message_id": message.id, "session_id": session_id,
+                                  "model": message.model or self.engine.model_name})
+        self._live[session_id] = live
+        self.lifecycle.started()  # counted from now: a drain must wait for it
+        live.task = asyncio.create_task(self._run(live, prompt_ids, params),
+                                        name=f"reply-{message.id}")
+        live.task.add_done_callback(lambda _: self._never_ran(live))
+        return live
+
+    async def cancel(self, live: LiveReply) -> None:
+        """Stop the reply; returns once its partial text is stored."""
+        if live.task is not None and not live.task.done():
+            live.task.cancel()
+        await live.ended.wait()
+
+    async def shutdown(self) -> None:
+        for live in self.all():
+            await self.cancel(live)
+
+    # -- the reply's life ----------------------------------------------------------------
+
+    async def _run(self, live: LiveReply, prompt_ids: Sequence[int], params: GenerationParams) -> None:
+        ending = await self._generate(live, prompt_ids, params)
+        # Shielded: a second cancel (shutdown) must not interrupt storing the reply.
+        await asyncio.shield(self._end(live, ending))
+
+    def _never_ran(self, live: LiveReply) -> None:
+        """A task cancelled before its first step runs none of its code: end its reply here,
+        so that it is never left queued (and its session claimed) for good."""
+        if not live.ending and live.task is not None and live.task.cancelled():
+            ender = asyncio.create_task(self._end(live, Ending("cancelled", "cancelled")))
+            self._checks.add(ender)
+            ender.add_done_callback(self._checks.discard)
+
+    async def _generate(self, live: LiveReply, prompt_ids: Sequence[int],
+                        params: GenerationParams) -> Ending:
+        """Engine deltas -> token events, one per engine step; how the reply ended."""
+        message, events, meter = live.message, live.log, live.meter
+        pending_tokens = 0  # tokens since the last event (an end-of-sequence token has no text)
+        try:
+            async for delta in self.engine.stream(prompt_ids, params, message.id):
+                meter.count(delta)
+                pending_tokens += delta.token_count
+                if not delta.text:
+                    continue
+                if meter.shown():
+                    message.status = "streaming"
+                live.transcript.add(delta.text, pending_tokens)
+                events.append("token", {"text": delta.text, "n": pending_tokens})
+                pending_tokens = 0
+        except asyncio.CancelledError:
+            return Ending("cancelled", "cancelled")
+        except StreamchatError as exc:
+            return Ending("error", "error", {"code": exc.code, "message": exc.message})
+        except Exception as exc:  # never leave a reply stuck in "streaming"
+            log.exception("reply %s failed", message.id)
+            return Ending("error", "error", {"code": "engine_error",
+                                             "message": f"generation failed: {type(exc).__name__}"})
+        reason = meter.finish_reason or "stop"
+        return Ending("cancelled", "cancelled") if reason == "abort" else Ending("done", reason)
+
+    async def _end(self, live: LiveReply, ending: Ending) -> None:
+        live.ending = True
+        message = live.message
+        conclude(message, live.transcript, ending, usage=live.meter.usage(),
+                 timings=live.meter.timings())
+        try:
+            # Store the finished turn before telling anyone it is done: nothing is lost.
+            await self.store.update_message(live.session_id, message)
+        finally:
+            self._live.pop(live.session_id, None)
+            if live.orphan_timer is not None:
+                live.orphan_timer.cancel()
+            await self.store.release_claim(live.session_id, message.id)
+            live.meter.finish(message.status)
+            live.log.append(*terminal_event(message))
+            self.logs.release(message.id)
+            self.lifecycle.ended()
+            live.ended.set()
+
+    # -- orphans -------------------------------------------------------------------------
+
+    def _adopted(self, live: LiveReply) -> None:
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+            live.orphan_timer = None
+
+    def _orphaned(self, live: LiveReply) -> None:
+        if live.task is None or live.task.done():
+            return
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+        loop = asyncio.get_running_loop()
+        live.orphan_timer = loop.call_later(self.orphan_grace_s, self._abandon, live)
+
+    def _abandon(self, live: LiveReply) -> None:
+        live.orphan_timer = None
+        if live.log.listeners == 0 and live.task is not None and not live.task.done():
+            check = asyncio.create_task(self._abandon_unless_watched(live))
+            self._checks.add(check)  # held until done: the loop keeps only weak references
+            check.add_done_callback(self._checks.discard)
+
+    async def _abandon_unless_watched(self, live: LiveReply) -> None:
+        if await self.logs.watched_elsewhere(live.message.id):
+            self._orphaned(live)  # a listener on another replica: look again after the grace
+            return
+        if live.log.listeners == 0 and live.task is not None and not live.task.done():
+            log.info("reply %s: no listener for %.1f s, aborting", live.message.id,
+                     self.orphan_grace_s)
+            live.task.cancel()

@@ -1,0 +1,99 @@
+"""Replies across replicas that share one store (Redis): one reply per session through a
+leased claim, cancels relayed to the replica generating, and replies left behind by a replica
+that died stored as `error` with the text their event log had recorded, never left streaming.
+
+With the memory store there is one replica and these duties reduce to nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from app.replies.live import Replies
+from app.replies.transcript import INTERRUPTED, Ending, Transcript, conclude, is_final
+from app.sessions.models import Session
+from app.sessions.store import SessionStore
+from app.streams import ReplyLogs
+
+log = logging.getLogger("streamchat.replicas")
+
+# A replica refreshes the claims of its replies every LEASE_S / 3; a dead one's run out.
+LEASE_S = 15.0
+CANCEL_WAIT_S = 10.0
+
+
+class ReplicaCoordinator:
+    def __init__(self, replies: Replies, store: SessionStore, logs: ReplyLogs) -> None:
+        self.replies = replies
+        self.store = store
+        self.logs = logs
+        self._duties: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._duties = [asyncio.create_task(self._keep_leases(), name="claim-leases"),
+                        asyncio.create_task(self._obey_cancels(), name="cancel-requests")]
+
+    async def stop(self) -> None:
+        for task in self._duties:
+            task.cancel()
+        for task in self._duties:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def claim(self, session_id: str, message_id: str) -> str | None:
+        """Claim the session for a new reply; the holder's message id if it is taken."""
+        return await self.store.try_claim(session_id, message_id, LEASE_S)
+
+    async def cancel(self, session_id: str, message_id: str | None = None) -> None:
+        """Cancel the session's reply in flight, here or on the replica generating it."""
+        live = self.replies.of_session(session_id)
+        if live is not None and message_id in (None, live.message.id):
+            await self.replies.cancel(live)
+            return
+        holder = await self.store.in_flight(session_id)
+        if holder is None or message_id not in (None, holder):
+            return
+        await self.logs.request_cancel(holder)
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        # The other replica releases its claim once the cancelled reply is stored: poll for it.
+        while time.monotonic() < deadline and await self.store.in_flight(session_id) == holder:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def repair_if_abandoned(self, session: Session) -> None:
+        """The session's last reply, left queued/streaming by a replica that died: store it as
+        an error with the text its event log recorded (what its listeners saw)."""
+        message = session.messages[-1] if session.messages else None
+        if message is None or is_final(message) or self.replies.of_session(session.id) is not None:
+            return
+        if await self.store.in_flight(session.id) == message.id:
+            return  # another replica is still on it
+        transcript = Transcript.of_events(await self.logs.recorded(message.id))
+        usage = {"prompt_tokens": 0, "completion_tokens": transcript.token_count, "cached_tokens": 0}
+        conclude(message, transcript, Ending("error", "error", INTERRUPTED), usage=usage, timings=None)
+        await self.store.update_message(session.id, message)
+        log.warning("reply %s was interrupted (its replica stopped); stored as error", message.id)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            for live in self.replies.all():
+                try:
+                    await self.store.refresh_claim(live.session_id, live.message.id, LEASE_S)
+                except Exception:
+                    log.exception("refreshing the claim of %s failed", live.message.id)
+
+    async def _obey_cancels(self) -> None:
+        while True:
+            try:
+                async for message_id in self.logs.cancel_requests():
+                    for live in self.replies.all():
+                        if live.message.id == message_id:
+                            await self.replies.cancel(live)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("listening for cancel requests failed; retrying")
+                await asyncio.sleep(1.0)
