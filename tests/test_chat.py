@@ -137,3 +137,22 @@ async def test_a_reply_cancelled_before_it_ever_ran_still_ends(chat: ChatService
     assert chat.lifecycle.idle
     nxt = await chat.post_message(sid, "two", transport="test")
     assert (await events_of(nxt.log.follow()))[-1].data["finish_reason"] == "stop"
+
+
+async def test_a_second_cancel_while_the_reply_is_being_stored_ends_it_once(
+        chat: ChatService) -> None:
+    chat.engine.delay_s = 0.01  # type: ignore[attr-defined]
+    sid = (await chat.create_session()).id
+    live = await chat.post_message(sid, "count", transport="test")
+    follower = asyncio.create_task(events_of(live.log.follow()))
+    await asyncio.sleep(0.05)
+    assert live.task is not None
+    live.task.cancel()
+    await asyncio.sleep(0)  # the reply stops and starts storing itself
+    live.task.cancel()  # e.g. shutdown, right then
+    await live.ended.wait()
+    await asyncio.sleep(0.05)
+    events = await follower
+    assert [e.type for e in events].count("done") == 1
+    assert chat.lifecycle.generations == 0
+    assert (await chat.get_message(sid, live.message.id)).status == "cancelled"

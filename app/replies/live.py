@@ -84,6 +84,7 @@ class Replies:
 
     async def _run(self, live: LiveReply, prompt_ids: Sequence[int], params: GenerationParams) -> None:
         ending = await self._generate(live, prompt_ids, params)
+        live.ending = True  # before the shield's task starts: a second cancel must not end it twice
         # Shielded: a second cancel (shutdown) must not interrupt storing the reply.
         await asyncio.shield(self._end(live, ending))
 
