@@ -66,6 +66,31 @@ class ContextTooLong(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class Unauthenticated(StreamchatError):
+    """No credentials, or ones that are not valid. The message never says which part failed."""
+
+    code = "unauthorized"
+    kind = "authentication_error"
+
+
+class Forbidden(StreamchatError):
+    """Valid credentials without the scope this needs."""
+
+    code = "forbidden"
+    kind = "permission_error"
+
+
+class RateLimited(StreamchatError):
+    """Over a per-key limit; the client should retry after `retry_after_s`."""
+
+    code = "rate_limited"
+    kind = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
 class NotReady(StreamchatError):
     """The engine is loading or the service is draining."""
 

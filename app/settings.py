@@ -12,19 +12,21 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.settings_types import (
+    CommaSeparated,
+    JsonObject,
+    LogFormat,
+    LogLevel,
+    UserPath,
+    describe,
+    env_name,
+    flag_name,
 )
 
-ENV_PREFIX = "STREAMCHAT_"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 # vLLM engine arguments that have a setting of their own, which must be used instead.
 RESERVED_ENGINE_ARGS = ("model", "served_model_name", "max_model_len")
@@ -32,46 +34,6 @@ RESERVED_ENGINE_ARGS = ("model", "served_model_name", "max_model_len")
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
-
-
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
-
-
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-# Text forms: the environment and the CLI give strings; these types say how to read them.
-def _split_commas(value: Any) -> Any:
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return value
-
-
-def _json_object(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"is not valid JSON: {exc.msg}") from None
-    if not isinstance(value, Mapping):
-        raise ValueError("must be a JSON object")
-    return value
-
-
-def _expand_user(path: Path) -> Path:
-    return path.expanduser()
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
-JsonObject = Annotated[Mapping[str, Any], BeforeValidator(_json_object)]
-UserPath = Annotated[Path, AfterValidator(_expand_user)]
-LogLevel = Annotated[Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
 
 
 class Settings(BaseModel):
@@ -121,6 +83,46 @@ class Settings(BaseModel):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="seconds a replica keeps serving the streams in flight "
         "after SIGTERM before it stops (/ready answers 503 meanwhile)")
+    ssl_certfile: UserPath | None = Field(default=None, description="TLS certificate (PEM); "
+                                          "with ssl_keyfile, serve https and wss")
+    ssl_keyfile: UserPath | None = Field(default=None, description="TLS private key (PEM)")
+    # -- auth: on when any of api_keys, api_keys_file, jwt_* is set -----------------------
+    api_keys: str | None = Field(
+        default=None, repr=False, description="API keys, comma-separated id:secret:scope+scope "
+        "entries, e.g. alice:sk-alice-1:chat,ops:sk-ops-1:chat+admin (scopes: chat, admin)")
+    api_keys_file: UserPath | None = Field(
+        default=None, description="API keys file storing only hashes, one `id:sha256:HEX:scopes` "
+        "a line (`python -m app keys new` prints one)")
+    jwt_secret: str | None = Field(default=None, repr=False,
+                                   description="accept JWT bearer tokens signed HS256 with this")
+    jwt_public_key: str | None = Field(
+        default=None, description="accept JWT bearer tokens signed RS256: a PEM public key, or "
+        "the path of a file holding one")
+    jwt_audience: str | None = Field(default=None,
+                                     description="the `aud` a JWT must carry (required with JWT)")
+    metrics_public: bool = Field(default=False,
+                                 description="serve /metrics without a key (else: admin scope)")
+    # -- per-key limits (with auth on) ---------------------------------------------------
+    rate_limit_rpm: int = Field(default=600, ge=0,
+                                description="requests per minute per key; 0: no limit")
+    rate_limit_tpm: int = Field(default=200_000, ge=0,
+                                description="generated tokens per minute per key; 0: no limit")
+    max_sessions_per_key: int = Field(default=1000, ge=1, description="sessions a key may hold")
+    max_streams_per_key: int = Field(default=8, ge=1,
+                                     description="generations a key may run at once")
+    max_message_chars: int = Field(
+        default=100_000, ge=1, description="longest message content (or prompt) in characters")
+    max_reply_tokens: int = Field(default=4096, ge=1,
+                                  description="largest max_tokens a request may ask for")
+    max_reply_seconds: float = Field(
+        default=300.0, gt=0, description="a reply still generating after this many seconds is "
+        "stopped (finish_reason length)")
+    # -- logs -----------------------------------------------------------------------------
+    log_format: LogFormat | None = Field(
+        default=None, description="json (one JSON line per request or stream) | text; unset: "
+        "json when stdout is not a terminal")
+    log_content: bool = Field(default=False,
+                              description="log prompt and reply text (never by default)")
 
     @field_validator("model")
     @classmethod
@@ -145,6 +147,20 @@ class Settings(BaseModel):
                                  f"{env_name(reserved)} or {flag_name(reserved)}")
         return value
 
+    @model_validator(mode="after")
+    def _pairs_complete(self) -> Settings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("STREAMCHAT_SSL_CERTFILE and STREAMCHAT_SSL_KEYFILE go together")
+        if self.jwt_secret is not None and self.jwt_public_key is not None:
+            raise ValueError("set STREAMCHAT_JWT_SECRET or STREAMCHAT_JWT_PUBLIC_KEY, not both")
+        if (self.jwt_secret or self.jwt_public_key) and not self.jwt_audience:
+            raise ValueError("JWT needs STREAMCHAT_JWT_AUDIENCE (the `aud` tokens must carry)")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.api_keys_file or self.jwt_secret or self.jwt_public_key)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
@@ -165,43 +181,6 @@ class Settings(BaseModel):
         if self.model is None:
             return DEFAULT_MODEL_NAME
         return self.model.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _number(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">",
-           "less_than_equal": "<=", "less_than": "<"}
-_KINDS = {"int_parsing": "a whole number", "int_type": "a whole number",
-          "int_from_float": "a whole number", "float_parsing": "a number",
-          "float_type": "a number", "bool_parsing": "true or false", "bool_type": "true or false",
-          "string_type": "text", "path_type": "a path"}
-
-
-def describe(exc: ValidationError) -> str:
-    """pydantic's errors as one line naming each variable, e.g. `STREAMCHAT_PORT must be ...`."""
-    parts: list[str] = []
-    for err in exc.errors(include_url=False):
-        name = env_name(str(err["loc"][0])) if err["loc"] else "settings"
-        kind, ctx, got = err["type"], err.get("ctx", {}), err["input"]
-        if kind in _BOUNDS:
-            bound = _number(ctx[next(iter(ctx))])
-            what = f"must be {_BOUNDS[kind]} {bound}, got {got}"
-        elif kind in _KINDS:
-            what = f"must be {_KINDS[kind]}, got {got!r}"
-        elif kind == "literal_error":
-            what = f"must be one of {ctx['expected']}, got {got!r}"
-        elif kind == "string_too_short":
-            what = "must not be empty"
-        elif kind == "value_error":
-            what = str(ctx["error"])
-        elif kind == "extra_forbidden":
-            what = "is not a setting"
-        else:
-            what = f"is invalid ({err['msg']}), got {got!r}"
-        parts.append(f"{name} {what}")
-    return "; ".join(parts)
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -23,7 +23,10 @@ HTTP_STATUS: list[tuple[type[errors.StreamchatError], int]] = [
     (errors.BodyTooLarge, 413),
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
     (errors.Conflict, 409),
+    (errors.RateLimited, 429),
     (errors.NotReady, 503),
 ]
 

@@ -1,0 +1,91 @@
+"""How settings are read from text (the environment, CLI flags), and how a bad value is told:
+one line naming the variable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, ValidationError
+
+ENV_PREFIX = "STREAMCHAT_"
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# Text forms: the environment and the CLI give strings; these types say how to read them.
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _json_object(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+def _expand_user(path: Path) -> Path:
+    return path.expanduser()
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
+JsonObject = Annotated[Mapping[str, Any], BeforeValidator(_json_object)]
+UserPath = Annotated[Path, AfterValidator(_expand_user)]
+LogLevel = Annotated[Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
+LogFormat = Annotated[Literal["json", "text"], BeforeValidator(_lower)]
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">",
+           "less_than_equal": "<=", "less_than": "<"}
+_KINDS = {"int_parsing": "a whole number", "int_type": "a whole number",
+          "int_from_float": "a whole number", "float_parsing": "a number",
+          "float_type": "a number", "bool_parsing": "true or false", "bool_type": "true or false",
+          "string_type": "text", "path_type": "a path"}
+
+
+def describe(exc: ValidationError) -> str:
+    """pydantic's errors as one line naming each variable, e.g. `STREAMCHAT_PORT must be ...`."""
+    parts: list[str] = []
+    for err in exc.errors(include_url=False):
+        name = env_name(str(err["loc"][0])) if err["loc"] else "settings"
+        kind, ctx, got = err["type"], err.get("ctx", {}), err["input"]
+        if kind in _BOUNDS:
+            bound = _number(ctx[next(iter(ctx))])
+            what = f"must be {_BOUNDS[kind]} {bound}, got {got}"
+        elif kind in _KINDS:
+            what = f"must be {_KINDS[kind]}, got {got!r}"
+        elif kind == "literal_error":
+            what = f"must be one of {ctx['expected']}, got {got!r}"
+        elif kind == "string_too_short":
+            what = "must not be empty"
+        elif kind == "value_error":
+            what = str(ctx["error"])
+        elif kind == "extra_forbidden":
+            what = "is not a setting"
+        else:
+            what = f"is invalid ({err['msg']}), got {got!r}"
+        parts.append(f"{name} {what}" if err["loc"] else what)  # a rule across settings
+    return "; ".join(parts)
