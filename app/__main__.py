@@ -78,26 +78,37 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["keys"]:  # key management, not serving: no settings, no engine
+        from app.auth.cli import main as keys_main
+
+        return keys_main(args[1:])
     try:
         settings = settings_from_args(argv)
     except SettingsError as exc:
         print(f"streamchat: invalid setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.logs import setup_logging
+
+    log_format = setup_logging(settings.log_level, settings.log_format, settings.log_content)
+    from app.auth import Authenticator
     from app.lifecycle import Lifecycle
     from app.main import build_engine, create_app
     from app.server import serve
 
     try:
+        authenticator = Authenticator.from_settings(settings)  # before the slow part: fail fast
         engine = build_engine(settings)
+        lifecycle = Lifecycle(engine)
+        app = create_app(settings, engine, lifecycle=lifecycle)
     except ConfigError as exc:
         print(f"streamchat: {exc.message}", file=sys.stderr)
         return 2
-    lifecycle = Lifecycle(engine)
-    app = create_app(settings, engine, lifecycle=lifecycle)
+    scheme = "https" if settings.ssl_certfile else "http"
     logging.getLogger("streamchat").info(
-        "serving %s on http://%s:%d", settings.model_name, settings.host, settings.port)
+        "serving %s on %s://%s:%d (auth: %s; logs: %s)", settings.model_name, scheme,
+        settings.host, settings.port, authenticator.describe() if authenticator else "off",
+        log_format)
     code = serve(app, settings, lifecycle)
     if code:
         print("streamchat: stopped: the engine failed to start (see the log above)", file=sys.stderr)

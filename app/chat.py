@@ -14,9 +14,17 @@ from dataclasses import replace
 from typing import Any
 
 from app.engine.base import Engine, GenerationParams
-from app.errors import Conflict, InvalidRequest, MessageNotFound, ReplyInFlight, SessionNotFound
+from app.errors import (
+    Conflict,
+    InvalidRequest,
+    MessageNotFound,
+    RateLimited,
+    ReplyInFlight,
+    SessionNotFound,
+)
 from app.history import fit_history
 from app.lifecycle import Lifecycle
+from app.limits import KeyLimits
 from app.params import ReplyParams, merge_params, requested_max_tokens
 from app.replies.live import LiveReply, Replies
 from app.replies.replicas import ReplicaCoordinator
@@ -27,17 +35,25 @@ from app.streams import Event, ReplyGone, ReplyLogs
 from app.token_budget import history_reserve, reply_max_tokens
 
 Listened = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat interval
+SESSION_RETRY_S = 60.0  # a key at its session quota: nothing frees by itself sooner
 
 
 class ChatService:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 *, default_max_tokens: int = 512, orphan_grace_s: float = 10.0) -> None:
+                 *, default_max_tokens: int = 512, orphan_grace_s: float = 10.0,
+                 limits: KeyLimits | None = None, max_reply_tokens: int | None = None,
+                 max_reply_seconds: float | None = None,
+                 max_sessions_per_key: int | None = None) -> None:
         self.engine = engine
         self.store = store
         self.logs = logs
         self.lifecycle = lifecycle
         self.default_max_tokens = default_max_tokens
-        self.replies = Replies(engine, store, logs, lifecycle, orphan_grace_s=orphan_grace_s)
+        self.limits = limits
+        self.max_reply_tokens = max_reply_tokens
+        self.max_sessions_per_key = max_sessions_per_key
+        self.replies = Replies(engine, store, logs, lifecycle, orphan_grace_s=orphan_grace_s,
+                               max_seconds=max_reply_seconds, limits=limits)
         self.replicas = ReplicaCoordinator(self.replies, store, logs)
 
     async def start(self) -> None:
@@ -51,6 +67,11 @@ class ChatService:
 
     async def create_session(self, *, system: str | None = None, params: ReplyParams | None = None,
                              title: str | None = None, owner: str | None = None) -> Session:
+        if owner is not None and self.max_sessions_per_key is not None and len(
+                await self.store.summaries(owner)) >= self.max_sessions_per_key:
+            raise RateLimited(f"this key holds {self.max_sessions_per_key} sessions, the most "
+                              "it may; delete one first", retry_after_s=SESSION_RETRY_S,
+                              code="too_many_sessions")
         session = Session.new(system=system, params=params.stored() if params else {},
                               title=title, owner=owner)
         await self.store.create(session)
@@ -99,23 +120,34 @@ class ChatService:
         context = self.engine.max_model_len
         user = Message.new("user", content, "done")
         reply = Message.new("assistant", "", "queued", model=self.engine.model_name)
-        holder = await self.replicas.claim(session_id, reply.id)
-        if holder is not None:
-            raise ReplyInFlight(f"session {session_id} already has a reply in flight ({holder}); "
-                                "cancel it or wait for it", param="content")
+        # Per-key limits apply to keys (auth on); the count is released if the reply never starts.
+        limits, key = (self.limits, owner) if owner is not None else (None, "")
+        if limits is not None:
+            await limits.start_generation(key)
+        claimed = False
         try:
+            holder = await self.replicas.claim(session_id, reply.id)
+            if holder is not None:
+                raise ReplyInFlight(f"session {session_id} already has a reply in flight "
+                                    f"({holder}); cancel it or wait for it", param="content")
+            claimed = True
             prompt_ids = await fit_history(
                 self.engine, session, content,
                 history_reserve(context, requested, self.default_max_tokens))
             max_tokens = reply_max_tokens(context, len(prompt_ids), requested,
-                                          self.default_max_tokens, prompt_param="content")
+                                          self.default_max_tokens, prompt_param="content",
+                                          cap=self.max_reply_tokens)
             await self.store.append(session_id, [user, reply])
         except BaseException:
-            await self.store.release_claim(session_id, reply.id)
+            if claimed:
+                await self.store.release_claim(session_id, reply.id)
+            if limits is not None:
+                await limits.end_generation(key, 0)
             raise
         return self.replies.start(session_id, reply, prompt_ids,
                                   replace(generation, max_tokens=max_tokens),
-                                  transport=transport, accepted_at=accepted_at)
+                                  transport=transport, accepted_at=accepted_at, owner=owner,
+                                  content=content)
 
     async def cancel_message(self, session_id: str, message_id: str, owner: str | None = None) -> Message:
         message = await self.get_message(session_id, message_id, owner)

@@ -102,5 +102,9 @@ class NotReady(StreamchatError):
         self.retry_after_s = retry_after_s
 
 
+class Draining(NotReady):
+    """This replica is shutting down: new work goes elsewhere."""
+
+
 class EngineFailure(StreamchatError):
     code = "engine_error"

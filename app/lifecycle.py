@@ -2,15 +2,16 @@
 
 The one owner of that answer: `/ready`, every transport that starts a generation, and the
 server's SIGTERM handling all ask it. It also counts the generations in progress, so that a
-draining replica knows when its last stream has finished."""
+draining replica knows when its last stream has finished, and aborts those still running
+when the drain times out."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from app.engine.base import Engine
-from app.errors import NotReady
+from app.errors import Draining, NotReady
 
 # What a client is told to wait before retrying while the engine loads or the replica drains.
 RETRY_AFTER_S = 5.0
@@ -22,6 +23,8 @@ class Lifecycle:
         self.draining = False
         self.failure: str | None = None  # why the engine failed to start
         self.generations = 0
+        self.aborting = False  # the drain timed out: generations in progress are being stopped
+        self._aborters: set[Callable[[], None]] = set()
 
     def not_ready_reason(self) -> str | None:
         if self.draining:
@@ -36,11 +39,23 @@ class Lifecycle:
         """Raise NotReady (503 with Retry-After) unless a new generation may start."""
         reason = self.not_ready_reason()
         if reason is not None:
-            raise NotReady(f"not ready: {reason}; retry later", retry_after_s=RETRY_AFTER_S)
+            error = Draining if self.draining else NotReady
+            raise error(f"not ready: {reason}; retry later", retry_after_s=RETRY_AFTER_S)
 
     def drain(self) -> None:
         """Stop taking new generations; those in progress go on."""
         self.draining = True
+
+    def on_abort(self, aborter: Callable[[], None]) -> Callable[[], None]:
+        """Call `aborter` if the drain times out; returns the function that unregisters it."""
+        self._aborters.add(aborter)
+        return lambda: self._aborters.discard(aborter)
+
+    def abort_all(self) -> None:
+        """The drain timed out: stop every generation still running (each stores its reply)."""
+        self.aborting = True
+        for aborter in list(self._aborters):
+            aborter()
 
     @property
     def idle(self) -> bool:

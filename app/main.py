@@ -11,19 +11,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.api import openai, ops, sessions, ws
+from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.request_log import RequestLog
 from app.api.state import Services, State
+from app.auth import Authenticator
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
 from app.errors import ConfigError
 from app.lifecycle import Lifecycle
+from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
 from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
 from app.settings import Settings
@@ -42,11 +47,12 @@ def build_engine(settings: Settings) -> Engine:
                          settings.engine_args, settings.cache_dir)
 
 
-def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs]:
-    """The session store and reply logs these settings ask for: memory, or shared Redis."""
+def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBuckets]:
+    """The session store, reply logs and rate-limit buckets these settings ask for: memory,
+    or Redis shared by every replica."""
     if settings.redis_url is None:
         return (MemorySessionStore(settings.max_sessions, settings.session_ttl_s),
-                MemoryReplyLogs())
+                MemoryReplyLogs(), MemoryBuckets())
     from redis.asyncio import Redis
 
     from app.sessions.redis import RedisSessionStore
@@ -58,17 +64,20 @@ def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs]:
     async def is_live(session_id: str, message_id: str) -> bool:
         return await store.in_flight(session_id) == message_id
 
-    return store, RedisReplyLogs(redis, is_live)
+    return store, RedisReplyLogs(redis, is_live), RedisBuckets(redis)
 
 
 def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | None = None,
                store: SessionStore | None = None, logs: ReplyLogs | None = None) -> Starlette:
     """The ASGI app. The engine starts in the background once the app starts: /health answers
-    and /ready says 503 meanwhile."""
+    and /ready says 503 meanwhile. A bad auth configuration raises ConfigError here."""
     lifecycle = lifecycle if lifecycle is not None else Lifecycle(engine)
-    if store is None or logs is None:
-        default_store, default_logs = build_state(settings)
-        store, logs = store or default_store, logs or default_logs
+    default_store, default_logs, buckets = build_state(settings)
+    store, logs = store or default_store, logs or default_logs
+    authenticator = Authenticator.from_settings(settings)
+    limits = None if authenticator is None else KeyLimits(
+        buckets, rpm=settings.rate_limit_rpm, tpm=settings.rate_limit_tpm,
+        max_streams=settings.max_streams_per_key)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -76,13 +85,19 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             await _check_redis(store, settings.redis_url)
         chat = ChatService(engine, store, logs, lifecycle,
                            default_max_tokens=settings.default_max_tokens,
-                           orphan_grace_s=settings.orphan_grace_s)
+                           orphan_grace_s=settings.orphan_grace_s, limits=limits,
+                           max_reply_tokens=settings.max_reply_tokens,
+                           max_reply_seconds=settings.max_reply_seconds,
+                           max_sessions_per_key=settings.max_sessions_per_key)
         await chat.start()
         completions = CompletionService(engine, lifecycle,
-                                        default_max_tokens=settings.default_max_tokens)
+                                        default_max_tokens=settings.default_max_tokens,
+                                        max_reply_tokens=settings.max_reply_tokens,
+                                        max_seconds=settings.max_reply_seconds, limits=limits)
         starter = asyncio.create_task(_start_engine(engine, lifecycle))
         try:
-            yield {"services": Services(settings, engine, lifecycle, chat, completions, time.time())}
+            yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
+                                        time.time())}
         finally:
             lifecycle.drain()
             starter.cancel()
@@ -97,6 +112,9 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                 Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        middleware=[Middleware(RequestLog),
+                    Middleware(AuthMiddleware, authenticator=authenticator, limits=limits,
+                               metrics_public=settings.metrics_public)],
     )
 
 

@@ -1,18 +1,22 @@
-"""One generation's counts and times, recorded in the service's metrics as they happen.
+"""One generation's counts and times, recorded as they happen in the service's metrics, and in
+one log line when it ends.
 
 Session replies and OpenAI completions both stream engine deltas through a `StreamMeter`, so
-usage, timings and the Prometheus series mean the same thing on every transport."""
+usage, timings, the Prometheus series and the logs mean the same thing on every transport."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from app import metrics
 from app.engine.base import Delta
+from app.logs import content_logged, log_line
 
 
 class StreamMeter:
-    def __init__(self, transport: str, prompt_tokens: int, accepted_at: float | None = None) -> None:
+    def __init__(self, transport: str, prompt_tokens: int, accepted_at: float | None = None,
+                 **log_fields: Any) -> None:
         self.transport = transport
         self.accepted_at = time.monotonic() if accepted_at is None else accepted_at
         self.prompt_tokens = prompt_tokens
@@ -21,6 +25,7 @@ class StreamMeter:
         self.queue_s = 0.0
         self.finish_reason: str | None = None
         self.first_token_at: float | None = None
+        self.log_fields = log_fields  # session and message ids, for the stream's log line
         self._last_token_at = 0.0
         self._itl = metrics.INTER_TOKEN_LATENCY.labels(transport)
         self._finished = False
@@ -63,8 +68,8 @@ class StreamMeter:
             "tokens_per_s": round(self.completion_tokens / total_s, 3) if total_s > 0 else 0.0,
         }
 
-    def finish(self, outcome: str) -> None:
-        """Record the request once: done | cancelled | disconnected | error."""
+    def finish(self, outcome: str, *, text: str | None = None) -> None:
+        """Record the generation once: done | cancelled | disconnected | error."""
         if self._finished:
             return
         self._finished = True
@@ -75,3 +80,13 @@ class StreamMeter:
         metrics.GENERATED_TOKENS.inc(self.completion_tokens)
         metrics.PROMPT_TOKENS.inc(self.prompt_tokens)
         metrics.CACHED_PROMPT_TOKENS.inc(self.cached_tokens)
+        timings = self.timings()
+        fields = {**self.log_fields}
+        if text is not None and content_logged():
+            fields["reply"] = text
+        elif not content_logged():
+            fields.pop("content", None)
+        log_line("stream", transport=self.transport, outcome=outcome, **fields,
+                 queue_ms=timings["queue_ms"], ttft_ms=timings["ttft_ms"],
+                 duration_ms=timings["total_ms"], finish_reason=self.finish_reason,
+                 **self.usage())

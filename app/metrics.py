@@ -32,5 +32,19 @@ ENGINE_WAITING = Gauge("streamchat_engine_waiting_requests", "Requests waiting i
 ENGINE_KV_CACHE_USAGE = Gauge(
     "streamchat_engine_kv_cache_usage_ratio", "Fraction of the KV cache in use.")
 
+# Admission control: refused before a generation starts (the 401/403, 429, 503 and 413 answers).
+REJECT_REASONS = ("auth", "rate_limit", "queue_full", "draining", "too_large")
+REJECTED = Counter(
+    "streamchat_rejected_requests", "Requests refused before generating, by reason.", ["reason"])
+# Generations stopped before their end: the client left, asked to cancel, the replica drained
+# past its timeout, or a request ran out of time.
+ABORT_CAUSES = ("client_left", "cancel", "drain", "timeout")
+ABORTED = Counter("streamchat_aborted_streams", "Generations aborted, by cause.", ["cause"])
+
+# Every series shows at 0 from the first scrape: rate() and alerts need a baseline sample.
 for _transport in ("sse", "ws", "openai"):
     ACTIVE_STREAMS.labels(_transport)
+for _reason in REJECT_REASONS:
+    REJECTED.labels(_reason)
+for _cause in ABORT_CAUSES:
+    ABORTED.labels(_cause)

@@ -4,7 +4,9 @@ Plain uvicorn closes its listening socket the moment SIGTERM arrives, so a load 
 sees the replica say it is going: connections are refused while streams drain. Here the first
 SIGTERM only starts draining: /ready answers 503 at once and new generations get 503 with
 Retry-After, while everything else (streams in flight, reads, resumes) is served as before.
-The server stops once no generation is left, or after `drain_timeout_s`. A second SIGTERM, or
+The server stops once no generation is left. At `drain_timeout_s` the generations still running
+are aborted (session replies are stored as cancelled and end with an `error` event, OpenAI
+streams with an error chunk), and the server stops once they are stored. A second SIGTERM, or
 Ctrl-C, stops it at once (uvicorn's own graceful shutdown)."""
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from app.settings import Settings
 log = logging.getLogger("streamchat")
 # What uvicorn still gives open connections once it stops; the drain came first.
 GRACEFUL_SHUTDOWN_S = 5
+# After the drain timeout, how long aborted generations get to store their replies.
+ABORT_GRACE_S = 5.0
 
 
 class DrainingServer(uvicorn.Server):
@@ -44,20 +48,30 @@ class DrainingServer(uvicorn.Server):
         if self.lifecycle.failure is not None:
             return True  # nothing can be served without an engine
         if self.drain_deadline is not None and not self.should_exit:
-            if counter % 10 == 0:
-                log.info("draining: %d generation(s) in flight", self.lifecycle.generations)
-            if self.lifecycle.idle or time.monotonic() >= self.drain_deadline:
-                log.info("drained; stopping" if self.lifecycle.idle else
-                         "drain timeout reached; stopping with generations in flight")
+            now = time.monotonic()
+            if self.lifecycle.idle:
+                log.info("drained; stopping")
                 self.should_exit = True
+            elif now >= self.drain_deadline + ABORT_GRACE_S:
+                log.warning("stopping with %d generation(s) not stored",
+                            self.lifecycle.generations)
+                self.should_exit = True
+            elif now >= self.drain_deadline and not self.lifecycle.aborting:
+                log.warning("drain timeout: aborting %d generation(s)", self.lifecycle.generations)
+                self.lifecycle.abort_all()
+            elif counter % 10 == 0:
+                log.info("draining: %d generation(s) in flight", self.lifecycle.generations)
         return await super().on_tick(counter)
 
 
 def serve(app: Starlette, settings: Settings, lifecycle: Lifecycle) -> int:
     """Serve until stopped; the process's exit code (1 if the engine failed to start)."""
-    config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                            log_level=settings.log_level, loop="uvloop", http="httptools",
-                            ws="websockets-sansio", ws_max_size=settings.max_body_bytes,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        # Logging is configured once (app/logs.py); requests are logged by app/api/request_log.py.
+        log_config=None, access_log=False,
+        loop="uvloop", http="httptools", ws="websockets-sansio",
+        ws_max_size=settings.max_body_bytes, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile)
     DrainingServer(config, lifecycle, settings.drain_timeout_s).run()
     return 1 if lifecycle.failure is not None else 0

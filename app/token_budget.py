@@ -1,8 +1,9 @@
 """One rule for a reply's max_tokens against the model's context, on every path (sessions,
 WebSocket, OpenAI chat and completions):
 
-- max_tokens set by the client: the prompt plus max_tokens must fit the context, else a 400
-  `context_length_exceeded` (a session first drops its oldest turns to make room);
+- max_tokens set by the client: at most `max_reply_tokens`, and the prompt plus max_tokens must
+  fit the context, else a 400 `context_length_exceeded` (a session first drops its oldest turns
+  to make room);
 - not set: the reply gets what the context leaves, up to the default (`default_max_tokens`);
   a prompt that leaves no room at all is the same 400.
 A session's history is trimmed to leave the reply `history_reserve` tokens, so that a long
@@ -10,7 +11,7 @@ conversation never squeezes its replies to a handful of tokens."""
 
 from __future__ import annotations
 
-from app.errors import ContextTooLong
+from app.errors import ContextTooLong, InvalidRequest
 
 
 def history_reserve(context: int, requested: int | None, default: int) -> int:
@@ -22,8 +23,14 @@ def history_reserve(context: int, requested: int | None, default: int) -> int:
 
 
 def reply_max_tokens(context: int, prompt_tokens: int, requested: int | None, default: int,
-                     *, prompt_param: str) -> int:
-    """max_tokens for a reply to a prompt of `prompt_tokens`, or ContextTooLong."""
+                     *, prompt_param: str, cap: int | None = None) -> int:
+    """max_tokens for a reply to a prompt of `prompt_tokens`, or ContextTooLong; `cap` is the
+    most a request may ask for (`max_reply_tokens`)."""
+    if cap is not None:
+        if requested is not None and requested > cap:
+            raise InvalidRequest(f"'max_tokens' may be at most {cap} on this server, got "
+                                 f"{requested}", param="max_tokens")
+        default = min(default, cap)
     room = context - prompt_tokens
     if requested is None:
         if room < 1:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 from pydantic_core import ErrorDetails
 
 from app.errors import InvalidRequest
@@ -23,6 +23,17 @@ Model = TypeVar("Model", bound=BaseModel)
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def within_message_limit(text: str, info: ValidationInfo) -> str:
+    """The service's `max_message_chars`, given in the validation context."""
+    limit = (info.context or {}).get("max_message_chars")
+    if limit is not None and len(text) > limit:
+        raise ValueError(f"must be at most {limit} characters, got {len(text)}")
+    return text
+
+
+MessageText = Annotated[str, AfterValidator(within_message_limit)]
 
 
 def validate(model: type[Model], data: Any, context: dict[str, Any] | None = None) -> Model:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -34,35 +35,50 @@ class LiveServer:
     log_path: Path
     max_model_len: int
     orphan_grace_s: float
+    ca_file: str | None = None  # the certificate of a TLS server started with its own
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx needs to trust this server."""
+        return True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int = 2048,
-                 orphan_grace_s: float = 1.0) -> LiveServer:
+                 orphan_grace_s: float = 1.0, tls: tuple[Path, Path] | None = None) -> LiveServer:
+    """The real service; with `tls` (certificate, key) it serves https and wss."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="streamchat-e2e-", suffix=".log")[1])
     env = {**os.environ, "STREAMCHAT_PORT": str(port),
            "STREAMCHAT_MAX_MODEL_LEN": str(max_model_len),
            "STREAMCHAT_ORPHAN_GRACE_S": str(orphan_grace_s),
            "STREAMCHAT_MODEL_ALIASES": "open-autoglm", **(extra_env or {})}
+    if tls is not None:
+        env.update(STREAMCHAT_SSL_CERTFILE=str(tls[0]), STREAMCHAT_SSL_KEYFILE=str(tls[1]))
     with log_path.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
                                    stdout=log_file, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, max_model_len,
-                        orphan_grace_s)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(server.url + "/ready", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
+    scheme = "https" if tls is not None else "http"
+    server = LiveServer(f"{scheme}://127.0.0.1:{port}", process, log_path, max_model_len,
+                        orphan_grace_s, str(tls[0]) if tls is not None else None)
+    deadline, verify = time.monotonic() + START_TIMEOUT_S, server.verify
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the service exited with {process.returncode}:\n"
+                                   f"{server.log_tail()}")
+            try:
+                if httpx.get(server.url + "/ready", timeout=2, verify=verify).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+    except BaseException:
+        stop_server(server)
+        raise
     stop_server(server)
     raise RuntimeError(f"the service was not ready in {START_TIMEOUT_S} s:\n{server.log_tail()}")
 

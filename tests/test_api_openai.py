@@ -125,6 +125,7 @@ def test_neutral_values_of_unsupported_parameters_pass(client: TestClient) -> No
         {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 400,
      "messages[0].content[0].type"),
     ({**CHAT, "n": 5}, 400, "n"),
+    ({**CHAT, "max_tokens": 1000}, 400, "max_tokens"),
     ({**CHAT, "max_tokens": 10_000}, 400, "max_tokens"),
     ({**CHAT, "max_tokens": True}, 400, "max_tokens"),
     ({**CHAT, "messages": [{"role": "user", "content": "x" * 600}]}, 400, "messages"),
@@ -139,9 +140,11 @@ def test_neutral_values_of_unsupported_parameters_pass(client: TestClient) -> No
 def test_bad_chat_requests(client: TestClient, body: dict[str, Any], status: int,
                            param: str) -> None:
     error = assert_openai_error(client.post("/v1/chat/completions", json=body), status, param)
-    if param == "max_tokens" and body["max_tokens"] == 10_000:
-        assert "256" in error["message"] and "10000" in error["message"]
+    if param == "max_tokens" and body["max_tokens"] == 1000:
+        assert "256" in error["message"] and "1000" in error["message"]
         assert error["code"] == "context_length_exceeded"
+    if param == "max_tokens" and body["max_tokens"] == 10_000:  # over max_reply_tokens
+        assert "4096" in error["message"] and error["code"] == "invalid_request"
     if param in ("frobnicate", "tools", "repetition_penalty"):
         assert error["code"] == "unknown_parameter"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -13,18 +15,23 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from app.sessions.redis import RedisSessionStore
 from tests.e2e_server import REPO, free_port
+from tests.redis_server import RedisServer
 from tests.sse_parse import check_grammar, parse_frames
 
 SSE = {"Accept": "text/event-stream"}
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def scripted_server(*args: str, env: dict[str, str] | None = None
+                    ) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m tests.scripted_server PORT *args`, ready; env: more STREAMCHAT_* settings."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.scripted_server", str(port), "30"],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "tests.scripted_server", str(port), *args],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -37,11 +44,22 @@ def server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         process.kill()
         process.wait()
         pytest.fail(f"the scripted server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-    yield process, url
+    return process, url
+
+
+def stop(process: subprocess.Popen[bytes]) -> bytes:
+    """Its output, once it has exited (killed if still running)."""
     if process.poll() is None:
         process.kill()
-    process.wait()
-    process.stderr.close()  # type: ignore[union-attr]
+    out, _ = process.communicate()
+    return out
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    process, url = scripted_server("30")
+    yield process, url
+    stop(process)
 
 
 def test_sigterm_says_not_ready_at_once_and_lets_streams_finish(
@@ -82,3 +100,41 @@ def test_sigterm_says_not_ready_at_once_and_lets_streams_finish(
     assert events[-1]["event"] == "done" and events[-1]["data"]["finish_reason"] == "stop"
     assert len(events) == 102
     assert process.wait(15) == 0
+
+
+def test_at_the_drain_timeout_streams_end_with_an_error_and_replies_are_stored_cancelled(
+        redis_server: RedisServer) -> None:
+    redis_server.flush()
+    process, url = scripted_server("0.5", redis_server.url)
+    try:
+        sid = httpx.post(url + "/v1/sessions").json()["id"]
+        with httpx.stream("POST", f"{url}/v1/sessions/{sid}/messages", headers=SSE,
+                          json={"content": "go"}, timeout=30) as response:
+            body, signalled = bytearray(), False
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if b"event: token" in body and not signalled:
+                    os.kill(process.pid, signal.SIGTERM)
+                    signalled = True
+        events = check_grammar(parse_frames(bytes(body)))
+        assert events[-1]["event"] == "error", (len(events), events[-1])
+        assert events[-1]["data"]["code"] == "shutting_down"
+        assert len(events) < 102  # stopped, not finished
+        assert process.wait(15) == 0
+    finally:
+        output = stop(process)
+
+    async def stored() -> Any:
+        store = RedisSessionStore(Redis.from_url(redis_server.url))
+        try:
+            return await store.get(sid)
+        finally:
+            await store.close()
+
+    reply = asyncio.run(stored()).messages[-1]
+    assert reply.status == "cancelled" and reply.content == "w" * (len(events) - 2)
+    assert reply.error["code"] == "shutting_down"
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith(b"{")]
+    streams = [line for line in lines if line.get("event") == "stream"]
+    assert [s["outcome"] for s in streams] == ["cancelled"]
+    assert streams[0]["session_id"] == sid and "content" not in streams[0]

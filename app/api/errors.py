@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import errors
+from app import errors, metrics
 
 log = logging.getLogger("streamchat.api")
 
@@ -43,6 +43,25 @@ def status_of(exc: errors.StreamchatError) -> int:
     return 500
 
 
+def rejection_reason(exc: errors.StreamchatError) -> str | None:
+    """The `reason` label of streamchat_rejected_requests_total for a refused request."""
+    if isinstance(exc, (errors.Unauthenticated, errors.Forbidden)):
+        return "auth"
+    if isinstance(exc, errors.RateLimited):
+        return "rate_limit"
+    if isinstance(exc, errors.Draining):
+        return "draining"
+    if isinstance(exc, errors.BodyTooLarge):
+        return "too_large"
+    return None
+
+
+def count_rejection(exc: errors.StreamchatError) -> None:
+    reason = rejection_reason(exc)
+    if reason is not None:
+        metrics.REJECTED.labels(reason).inc()
+
+
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
@@ -64,6 +83,7 @@ def error_response(exc: errors.StreamchatError) -> Response:
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.StreamchatError)
+    count_rejection(exc)
     if status_of(exc) >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(exc)

@@ -15,10 +15,10 @@ from app.api import openai_format
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
-from app.api.schemas import parse_body
+from app.api.schemas import parse_body, validation_context
 from app.api.sse import EventStreamResponse
-from app.api.state import Services, services
-from app.completions import Completion
+from app.api.state import Services, owner, services
+from app.completions import Caller, Completion
 from app.errors import InvalidRequest, NotFound
 
 # What a client waits for when it left before the response: nginx's "client closed request".
@@ -28,27 +28,26 @@ CLIENT_CLOSED = 499
 async def chat_completions(request: Request) -> Response:
     accepted_at, svc = time.monotonic(), services(request)
     req = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes,
-                           context={"max_n": svc.settings.max_n})
+                           context=validation_context(svc.settings))
     model = _served_model(svc, req.model)
-    request_id = "chatcmpl-" + secrets.token_hex(12)
-    completion = await svc.completions.chat(
-        req.turns(), req.generation_params(), req.requested_max_tokens, request_id,
-        accepted_at=accepted_at)
+    asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request))
+    completion = await svc.completions.chat(req.turns(), req.generation_params(),
+                                            req.requested_max_tokens, asked)
     return await _respond(request, req, completion, openai_format.Shape(
-        request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0))
+        asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0))
 
 
 async def completions(request: Request) -> Response:
     accepted_at, svc = time.monotonic(), services(request)
     req = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes,
-                           context={"max_n": svc.settings.max_n})
+                           context=validation_context(svc.settings))
     model = _served_model(svc, req.model or request.path_params.get("model"))
-    request_id = "cmpl-" + secrets.token_hex(12)
-    completion = await svc.completions.text(
-        req.prompt, req.generation_params(), req.requested_max_tokens, request_id,
-        accepted_at=accepted_at)
+    asked = Caller("cmpl-" + secrets.token_hex(12), accepted_at, owner(request))
+    completion = await svc.completions.text(req.prompt, req.generation_params(),
+                                            req.requested_max_tokens, asked)
     return await _respond(request, req, completion, openai_format.Shape(
-        request_id, int(time.time()), model, False, req.logprobs is not None, req.logprobs or 0))
+        asked.request_id, int(time.time()), model, False, req.logprobs is not None,
+        req.logprobs or 0))
 
 
 async def models(request: Request) -> Response:
@@ -72,9 +71,13 @@ def _served_model(svc: Services, model: str | None) -> str:
 async def _respond(request: Request, req: OpenAIRequest, completion: Completion,
                    shape: openai_format.Shape) -> Response:
     if req.stream:
-        return EventStreamResponse(openai_format.chunks(completion, shape, req.include_usage))
-    finished, body = await unless_disconnected(request.receive,
-                                               openai_format.whole(completion, shape))
+        return EventStreamResponse(openai_format.chunks(completion, shape, req.include_usage),
+                                   on_close=completion.release)
+    try:
+        finished, body = await unless_disconnected(request.receive,
+                                                   openai_format.whole(completion, shape))
+    finally:
+        await completion.release()
     return json_response(body) if finished else Response(status_code=CLIENT_CLOSED)
 
 

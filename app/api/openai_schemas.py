@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, fie
 
 from app.engine.base import ChatTurn, GenerationParams
 from app.params import SamplingFields
-from app.validation import StrictModel
+from app.validation import MessageText, StrictModel, within_message_limit
 
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
@@ -27,7 +27,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 class TextPart(StrictModel):
     type: Literal["text"]
-    text: str
+    text: MessageText
 
 
 class ChatMessage(StrictModel):
@@ -133,14 +133,14 @@ class ChatCompletionRequest(OpenAIRequest):
         return [message.turn() for message in self.messages]
 
 
-def _prompt(value: Any) -> str | tuple[int, ...]:
+def _prompt(value: Any, info: ValidationInfo) -> str | tuple[int, ...]:
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
         value = value[0]  # one prompt in a list
     if isinstance(value, list) and value and all(
             isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
         return tuple(value)
     if isinstance(value, str) and value:
-        return value
+        return within_message_limit(value, info)
     raise ValueError("must be a non-empty string (or one list of token ids); send one prompt "
                      "per request")
 

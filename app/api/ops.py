@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import metrics
+from app import gpu_metrics, metrics
 from app.api.errors import error_response, json_response
 from app.api.state import services
 from app.errors import NotReady
@@ -34,6 +34,8 @@ async def prometheus(request: Request) -> Response:
     metrics.ENGINE_KV_CACHE_USAGE.set(stats.kv_cache_usage)
     # Read at scrape time: the store evicts and expires sessions on its own.
     metrics.SESSIONS.set(await svc.chat.session_count())
+    # GPU gauges exist only where NVML sees a device; probed on the first scrape, then cached.
+    gpu_metrics.installed()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -15,7 +15,8 @@ from starlette.requests import Request
 
 from app.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 from app.params import ReplyParams
-from app.validation import Model, StrictModel, invalid_request, validate_json
+from app.settings import Settings
+from app.validation import MessageText, Model, StrictModel, invalid_request, validate_json
 
 MAX_SYSTEM_CHARS = 100_000
 MAX_TITLE_CHARS = 200
@@ -27,7 +28,12 @@ def _not_blank(text: str) -> str:
     return text
 
 
-Content = Annotated[str, AfterValidator(_not_blank)]
+Content = Annotated[MessageText, AfterValidator(_not_blank)]
+
+
+def validation_context(settings: Settings) -> dict[str, Any]:
+    """The limits that request models check, from the settings."""
+    return {"max_n": settings.max_n, "max_message_chars": settings.max_message_chars}
 
 
 class NewSession(StrictModel):
@@ -69,11 +75,11 @@ _FRAMES: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")])
 
 
-def parse_frame(raw: bytes) -> ClientFrame:
+def parse_frame(raw: bytes, context: dict[str, Any] | None = None) -> ClientFrame:
     """A client frame, or InvalidRequest: `bad_frame` when it is not a JSON object with a
     string `type`, `unknown_type` for a type we do not know, else what is wrong in it."""
     try:
-        return _FRAMES.validate_json(raw)
+        return _FRAMES.validate_json(raw, context=context)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
     kind, loc = error["type"], tuple(error["loc"])

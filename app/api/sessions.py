@@ -7,7 +7,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.errors import json_response
-from app.api.schemas import NewMessage, NewSession, accepts_event_stream, parse_body
+from app.api.schemas import (
+    NewMessage,
+    NewSession,
+    accepts_event_stream,
+    parse_body,
+    validation_context,
+)
 from app.api.sse import PING_INTERVAL_S, EventStreamResponse, event_frames, parse_last_event_id
 from app.api.state import owner, services
 
@@ -16,7 +22,8 @@ TRANSPORT = "sse"
 
 async def create_session(request: Request) -> Response:
     svc = services(request)
-    body = await parse_body(request, NewSession, svc.settings.max_body_bytes, optional=True)
+    body = await parse_body(request, NewSession, svc.settings.max_body_bytes, optional=True,
+                            context=validation_context(svc.settings))
     session = await svc.chat.create_session(system=body.system, params=body.params,
                                             title=body.title, owner=owner(request))
     return json_response(session.public(), 201, headers={"Location": f"/v1/sessions/{session.id}"})
@@ -38,7 +45,8 @@ async def delete_session(request: Request) -> Response:
 
 async def post_message(request: Request) -> Response:
     svc, sid = services(request), request.path_params["sid"]
-    body = await parse_body(request, NewMessage, svc.settings.max_body_bytes)
+    body = await parse_body(request, NewMessage, svc.settings.max_body_bytes,
+                            context=validation_context(svc.settings))
     live = await svc.chat.post_message(sid, body.content, body.params, owner=owner(request),
                                        transport=TRANSPORT)
     if accepts_event_stream(request):

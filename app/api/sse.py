@@ -10,7 +10,7 @@ disconnect that stops the stream at once, even while it waits (app/api/disconnec
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from starlette.responses import Response
@@ -101,11 +101,13 @@ class EventStreamResponse(Response):
     """A response that sends `frames` as they come and stops when the client leaves."""
 
     def __init__(self, frames: AsyncIterator[bytes], *, status: int = 200,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None,
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.frames = frames
         self.status_code = status
         self.background = None
         self.stream_headers = {**HEADERS, **(headers or {})}
+        self.on_close = on_close  # runs once the response is over, however it ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({
@@ -113,7 +115,11 @@ class EventStreamResponse(Response):
             "status": self.status_code,
             "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
         })
-        await unless_disconnected(receive, self._pump(send))
+        try:
+            await unless_disconnected(receive, self._pump(send))
+        finally:
+            if self.on_close is not None:
+                await self.on_close()
 
     async def _pump(self, send: Send) -> None:
         async with contextlib.aclosing(self.frames) as frames:  # type: ignore[type-var]

@@ -12,6 +12,7 @@ from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
 from app.lifecycle import Lifecycle
+from app.limits import KeyLimits
 from app.settings import Settings
 
 
@@ -22,6 +23,7 @@ class Services:
     lifecycle: Lifecycle
     chat: ChatService
     completions: CompletionService
+    limits: KeyLimits | None  # per-key limits, with auth on
     started_at: float  # unix time, the `created` of /v1/models
 
 

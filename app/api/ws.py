@@ -18,9 +18,19 @@ import orjson
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.api.errors import status_of
-from app.api.schemas import CancelFrame, ClientFrame, MessageFrame, PingFrame, ResumeFrame, parse_frame
-from app.api.state import owner, services
+from app import metrics
+from app.api.auth import BEARER_PROTOCOL
+from app.api.errors import count_rejection, status_of
+from app.api.schemas import (
+    CancelFrame,
+    ClientFrame,
+    MessageFrame,
+    PingFrame,
+    ResumeFrame,
+    parse_frame,
+    validation_context,
+)
+from app.api.state import Services, owner, services
 from app.chat import ChatService
 from app.errors import InvalidRequest, SessionNotFound, StreamchatError
 from app.streams import Event
@@ -45,13 +55,15 @@ def error_frame(exc: StreamchatError) -> bytes:
 
 
 class SessionSocket:
-    def __init__(self, websocket: WebSocket, chat: ChatService, session_id: str,
-                 owner: str | None, max_frame_bytes: int) -> None:
+    def __init__(self, websocket: WebSocket, svc: Services, session_id: str,
+                 owner: str | None) -> None:
         self.websocket = websocket
-        self.chat = chat
+        self.chat: ChatService = svc.chat
+        self.limits = svc.limits if owner is not None else None
         self.session_id = session_id
         self.owner = owner
-        self.max_frame_bytes = max_frame_bytes
+        self.max_frame_bytes = svc.settings.max_body_bytes
+        self.context = validation_context(svc.settings)
         self._send_lock = asyncio.Lock()
         self._forwarder: asyncio.Task[None] | None = None
 
@@ -64,11 +76,13 @@ class SessionSocket:
                 text = message.get("text")
                 raw = text.encode() if text is not None else message.get("bytes") or b""
                 if len(raw) > self.max_frame_bytes:
+                    metrics.REJECTED.labels("too_large").inc()
                     await self.websocket.close(CLOSE_TOO_BIG, "frame too big")
                     return
                 try:
-                    await self._handle(parse_frame(raw))
+                    await self._handle(parse_frame(raw, self.context))
                 except StreamchatError as exc:
+                    count_rejection(exc)
                     await self._send(error_frame(exc))
         except WebSocketDisconnect:
             return
@@ -78,6 +92,8 @@ class SessionSocket:
     async def _handle(self, frame: ClientFrame) -> None:
         match frame:
             case MessageFrame():
+                if self.limits is not None and self.owner is not None:
+                    await self.limits.admit_request(self.owner)  # a message is a request
                 live = await self.chat.post_message(self.session_id, frame.content, frame.params,
                                                     owner=self.owner, transport=TRANSPORT)
                 await self._forward(live.message.id, live.log.follow(-1))
@@ -118,17 +134,24 @@ class SessionSocket:
             await self.websocket.send_text(data.decode())
 
 
+def subprotocol(offered: list[str]) -> str | None:
+    """The protocol to answer with: a browser that offered any (e.g. `bearer.<token>` to carry
+    its key) fails the handshake unless one is selected; prefer one that is not the token."""
+    plain = [p for p in offered if not p.startswith(BEARER_PROTOCOL)]
+    choices = plain or offered
+    return choices[0] if choices else None
+
+
 async def session_socket(websocket: WebSocket) -> None:
     svc, session_id = services(websocket), websocket.path_params["sid"]
-    await websocket.accept()
+    await websocket.accept(subprotocol(websocket.scope.get("subprotocols", [])))
     try:
         await svc.chat.get_session(session_id, owner(websocket))
     except SessionNotFound:
         await websocket.close(CLOSE_UNKNOWN_SESSION, "unknown session")
         return
     try:
-        await SessionSocket(websocket, svc.chat, session_id, owner(websocket),
-                            svc.settings.max_body_bytes).run()
+        await SessionSocket(websocket, svc, session_id, owner(websocket)).run()
     except Exception:
         log.exception("session socket %s failed", session_id)
         with contextlib.suppress(Exception):

@@ -10,11 +10,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app import metrics
 from app.engine.base import Engine, GenerationParams
 from app.errors import StreamchatError
 from app.lifecycle import Lifecycle
+from app.limits import KeyLimits
 from app.metering import StreamMeter
-from app.replies.transcript import Ending, Transcript, conclude, terminal_event
+from app.replies.transcript import SHUT_DOWN, Ending, Transcript, conclude, terminal_event
 from app.sessions.models import Message
 from app.sessions.store import SessionStore
 from app.streams import ReplyLog, ReplyLogs
@@ -30,7 +32,9 @@ class LiveReply:
     message: Message
     log: ReplyLog
     meter: StreamMeter
+    owner: str | None = None
     transcript: Transcript = field(default_factory=Transcript)
+    cancel_cause: str = "cancel"  # why it was cancelled: cancel | client_left | drain
     task: asyncio.Task[None] | None = None
     orphan_timer: asyncio.TimerHandle | None = None
     ending: bool = False  # its end is being stored
@@ -39,14 +43,18 @@ class LiveReply:
 
 class Replies:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 *, orphan_grace_s: float) -> None:
+                 *, orphan_grace_s: float, max_seconds: float | None = None,
+                 limits: KeyLimits | None = None) -> None:
         self.engine = engine
         self.store = store
         self.logs = logs
         self.lifecycle = lifecycle
         self.orphan_grace_s = orphan_grace_s
+        self.max_seconds = max_seconds
+        self.limits = limits
         self._live: dict[str, LiveReply] = {}  # session id -> its reply generated here
         self._checks: set[asyncio.Task[None]] = set()
+        lifecycle.on_abort(self._abort_for_shutdown)
 
     def of_session(self, session_id: str) -> LiveReply | None:
         return self._live.get(session_id)
@@ -55,10 +63,14 @@ class Replies:
         return list(self._live.values())
 
     def start(self, session_id: str, message: Message, prompt_ids: Sequence[int],
-              params: GenerationParams, *, transport: str, accepted_at: float) -> LiveReply:
-        """Generate `message` (stored as queued, its session claimed) in the background."""
-        live = LiveReply(session_id, message, self.logs.open(message.id, session_id),
-                         StreamMeter(transport, len(prompt_ids), accepted_at))
+              params: GenerationParams, *, transport: str, accepted_at: float,
+              owner: str | None = None, content: str = "") -> LiveReply:
+        """Generate `message` (stored as queued, its session claimed, its generation admitted
+        by the key's limits) in the background."""
+        meter = StreamMeter(transport, len(prompt_ids), accepted_at, session_id=session_id,
+                            message_id=message.id, content=content)
+        live = LiveReply(session_id, message, self.logs.open(message.id, session_id), meter,
+                         owner)
         live.log.on_orphaned = lambda: self._orphaned(live)
         live.log.on_listener = lambda: self._adopted(live)
         live.log.append("start", {"message_id": message.id, "session_id": session_id,
@@ -70,15 +82,22 @@ class Replies:
         live.task.add_done_callback(lambda _: self._never_ran(live))
         return live
 
-    async def cancel(self, live: LiveReply) -> None:
+    async def cancel(self, live: LiveReply, cause: str = "cancel") -> None:
         """Stop the reply; returns once its partial text is stored."""
         if live.task is not None and not live.task.done():
+            live.cancel_cause = cause
             live.task.cancel()
         await live.ended.wait()
 
     async def shutdown(self) -> None:
         for live in self.all():
-            await self.cancel(live)
+            await self.cancel(live, "drain")
+
+    def _abort_for_shutdown(self) -> None:
+        for live in self.all():
+            if live.task is not None and not live.task.done():
+                live.cancel_cause = "drain"
+                live.task.cancel()
 
     # -- the reply's life ----------------------------------------------------------------
 
@@ -102,17 +121,24 @@ class Replies:
         message, events, meter = live.message, live.log, live.meter
         pending_tokens = 0  # tokens since the last event (an end-of-sequence token has no text)
         try:
-            async for delta in self.engine.stream(prompt_ids, params, message.id):
-                meter.count(delta)
-                pending_tokens += delta.token_count
-                if not delta.text:
-                    continue
-                if meter.shown():
-                    message.status = "streaming"
-                live.transcript.add(delta.text, pending_tokens)
-                events.append("token", {"text": delta.text, "n": pending_tokens})
-                pending_tokens = 0
+            async with asyncio.timeout(self.max_seconds):
+                async for delta in self.engine.stream(prompt_ids, params, message.id):
+                    meter.count(delta)
+                    pending_tokens += delta.token_count
+                    if not delta.text:
+                        continue
+                    if meter.shown():
+                        message.status = "streaming"
+                    live.transcript.add(delta.text, pending_tokens)
+                    events.append("token", {"text": delta.text, "n": pending_tokens})
+                    pending_tokens = 0
+        except TimeoutError:  # max_reply_seconds: ends as if it had reached max_tokens
+            metrics.ABORTED.labels("timeout").inc()
+            return Ending("done", "length")
         except asyncio.CancelledError:
+            metrics.ABORTED.labels(live.cancel_cause).inc()
+            if live.cancel_cause == "drain":
+                return Ending("cancelled", "cancelled", SHUT_DOWN)
             return Ending("cancelled", "cancelled")
         except StreamchatError as exc:
             return Ending("error", "error", {"code": exc.code, "message": exc.message})
@@ -136,7 +162,9 @@ class Replies:
             if live.orphan_timer is not None:
                 live.orphan_timer.cancel()
             await self.store.release_claim(live.session_id, message.id)
-            live.meter.finish(message.status)
+            if self.limits is not None and live.owner is not None:
+                await self.limits.end_generation(live.owner, live.meter.completion_tokens)
+            live.meter.finish(message.status, text=message.content)
             live.log.append(*terminal_event(message))
             self.logs.release(message.id)
             self.lifecycle.ended()
@@ -171,4 +199,5 @@ class Replies:
         if live.log.listeners == 0 and live.task is not None and not live.task.done():
             log.info("reply %s: no listener for %.1f s, aborting", live.message.id,
                      self.orphan_grace_s)
+            live.cancel_cause = "client_left"
             live.task.cancel()

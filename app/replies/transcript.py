@@ -19,6 +19,8 @@ from app.sessions.models import FINAL_STATUSES, Message, Status
 from app.streams.log import Event
 
 INTERRUPTED = {"code": "interrupted", "message": "the replica generating this reply stopped"}
+SHUT_DOWN = {"code": "shutting_down",
+             "message": "the server stopped before this reply finished; send the message again"}
 
 
 @dataclass(slots=True)
@@ -73,8 +75,9 @@ def conclude(message: Message, transcript: Transcript, ending: Ending, *,
 
 
 def terminal_event(message: Message) -> tuple[str, dict[str, Any]]:
-    """The terminal event of a stored reply: `done`, or `error` with its code."""
-    if message.status == "done" or message.status == "cancelled":
+    """The terminal event of a stored reply: `done`, or `error` with its code (a reply that
+    failed, was interrupted, or was stopped by a shutdown)."""
+    if message.error is None and message.status in ("done", "cancelled"):
         return "done", {"finish_reason": message.finish_reason or message.status,
                         "usage": message.usage or {}, "timings": message.timings or {}}
     return "error", dict(message.error or INTERRUPTED)
