@@ -85,7 +85,7 @@ def parse_frame(raw: bytes, context: dict[str, Any] | None = None) -> ClientFram
     kind, loc = error["type"], tuple(error["loc"])
     if kind == "json_invalid":
         raise InvalidRequest("frame is not valid JSON", code="bad_frame")
-    if kind == "union_tag_invalid":
+    if kind == "union_tag_invalid" and isinstance(error["input"].get("type"), str):
         raise InvalidRequest(f"unknown frame type {error['input'].get('type')!r}; expected one "
                              f"of: {', '.join(FRAME_TYPES)}", code="unknown_type", param="type")
     if not loc or kind == "union_tag_not_found":

@@ -10,6 +10,7 @@ disconnect that stops the stream at once, even while it waits (app/api/disconnec
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -46,10 +47,13 @@ def event_frame(event: Event) -> bytes:
     return frame(event.payload, event.type, event.seq)
 
 
+_SEQ = re.compile(r"-?[0-9]{1,18}")  # ASCII digits, and few enough for any real reply
+
+
 def parse_last_event_id(header: str | None, query: str | None) -> int:
     """The seq after which to resume; -1 (from the start) when absent or unreadable."""
     for raw in (header, query):
-        if raw is not None and raw.strip().lstrip("-").isdigit():
+        if raw is not None and _SEQ.fullmatch(raw.strip()):
             return max(-1, int(raw.strip()))
     return -1
 
