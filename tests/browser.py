@@ -77,6 +77,20 @@ class Browser:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for: {condition}")
 
+    def send_message(self, text: str) -> None:
+        """Type `text` into the page's composer and send it, as a person would."""
+        self.js(f"""(() => {{
+            const prompt = document.querySelector('#prompt');
+            prompt.value = {json.dumps(text)};
+            prompt.dispatchEvent(new Event('input', {{bubbles: true}}));
+            document.querySelector('#send').click();
+        }})()""")
+
+    def wait_for_reply(self) -> None:
+        """Until the reply's stats show and the Stop button is Send again."""
+        self.wait_for("document.querySelector('.stats') && "
+                      "document.querySelector('#send').textContent.trim() !== 'Stop'")
+
     def close(self) -> None:
         if hasattr(self, "_stack"):
             with contextlib.suppress(Exception):

@@ -25,14 +25,8 @@ def test_chat_page_streams_a_reply_and_keeps_it_across_a_reload(live_server: Liv
     browser.open(live_server.url + "/")
     browser.wait_for("document.querySelector('#status').dataset.state === 'ready'")
     assert "SmolLM2" in browser.js("document.body.innerText")
-    browser.js("""(() => {
-        const prompt = document.querySelector('#prompt');
-        prompt.value = 'Say hello in five words.';
-        prompt.dispatchEvent(new Event('input', {bubbles: true}));
-        document.querySelector('#send').click();
-    })()""")
-    browser.wait_for("document.querySelector('.stats') && "
-                     "document.querySelector('#send').textContent.trim() !== 'Stop'")
+    browser.send_message("Say hello in five words.")
+    browser.wait_for_reply()
     reply = browser.js("[...document.querySelectorAll('.msg.assistant')].at(-1).textContent")
     assert reply.strip()
     assert "tokens" in browser.js("document.querySelector('.stats').textContent")

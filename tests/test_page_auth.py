@@ -31,14 +31,8 @@ def test_the_page_asks_for_a_key_once_and_keeps_it(browser: Browser) -> None:
         browser.call("Page.addScriptToEvaluateOnNewDocument", source=PROMPT_STUB)
         browser.open(url + "/")
         browser.wait_for("document.querySelector('#status').dataset.state === 'ready'")
-        browser.js("""(() => {
-            const prompt = document.querySelector('#prompt');
-            prompt.value = 'Hello';
-            prompt.dispatchEvent(new Event('input', {bubbles: true}));
-            document.querySelector('#send').click();
-        })()""")
-        browser.wait_for("document.querySelector('.stats') && "
-                         "document.querySelector('#send').textContent.trim() !== 'Stop'")
+        browser.send_message("Hello")
+        browser.wait_for_reply()
         assert browser.js("window.__prompts") == 1
         assert browser.js("localStorage.getItem('streamchat.key')") == KEY
         session_id = browser.js("localStorage.getItem('streamchat.session')")
