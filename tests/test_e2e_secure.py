@@ -122,7 +122,7 @@ def test_wss_with_the_header_or_the_browser_subprotocol(secure: tuple[LiveServer
     url = server.url.replace("https://", "wss://") + f"/v1/sessions/{sid}/ws"
     for options in ({"additional_headers": {"Authorization": f"Bearer {key}"}},
                     {"subprotocols": ["streamchat", f"bearer.{key}"]}):
-        with connect(url, ssl=context, **options) as ws:  # type: ignore[arg-type]
+        with connect(url, ssl=context, open_timeout=30, **options) as ws:  # type: ignore[arg-type]
             ws.send(json.dumps({"type": "message", "content": "Hi", "params": {"max_tokens": 4}}))
             while (frame := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
                 pass
