@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from typing import Any
+
+import httpx
 
 from app.api.sse import EventParser
 
@@ -25,3 +28,31 @@ def check_grammar(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     assert all(e["event"] == "token" for e in events[1:-1])
     assert [int(e["id"]) for e in events] == list(range(len(events)))
     return events
+
+
+class BackgroundStream:
+    """An SSE response read on a thread, so a test can act while it streams (send a signal,
+    make other requests); `first_token` is set once a token event has arrived."""
+
+    def __init__(self, client: httpx.Client, method: str, url: str, **kwargs: Any) -> None:
+        self.body = bytearray()
+        self.first_token = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(client, method, url, kwargs))
+        self._thread.start()
+
+    def _read(self, client: httpx.Client, method: str, url: str, kwargs: dict[str, Any]) -> None:
+        with client.stream(method, url, **kwargs) as response:
+            for chunk in response.iter_bytes():
+                self.body.extend(chunk)
+                if b"event: token" in self.body:
+                    self.first_token.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def events(self, timeout_s: float) -> list[dict[str, Any]]:
+        """The whole stream's events, once it has ended."""
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the stream did not end"
+        return parse_frames(bytes(self.body))

@@ -12,7 +12,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from websockets.sync.client import connect
 
 from tests.e2e_server import REPO, LiveServer, start_server, stop_server
-from tests.sse_parse import check_grammar, parse_frames
+from tests.sse_parse import BackgroundStream, check_grammar, parse_frames
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -151,21 +150,12 @@ def test_sigterm_drains_a_stream_in_flight_then_exits(secure: tuple[LiveServer, 
     with client(server, key) as alice:
         sid = alice.post("/v1/sessions").json()["id"]
         other = alice.post("/v1/sessions").json()["id"]
-    first_token, body = threading.Event(), bytearray()
-
-    def listen() -> None:
-        with client(server, key) as listener, listener.stream(
-                "POST", f"/v1/sessions/{sid}/messages", headers={"Accept": "text/event-stream"},
-                json={"content": "Count.", "params": {"max_tokens": 120, "ignore_eos": True}}
-        ) as response:
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if b"event: token" in body:
-                    first_token.set()
-
-    thread = threading.Thread(target=listen)
-    thread.start()
-    assert first_token.wait(60)
+    listener = client(server, key)
+    stream = BackgroundStream(listener, "POST", f"/v1/sessions/{sid}/messages",
+                              headers={"Accept": "text/event-stream"},
+                              json={"content": "Count.", "params": {"max_tokens": 120,
+                                                                    "ignore_eos": True}})
+    assert stream.first_token.wait(60)
     os.kill(server.process.pid, signal.SIGTERM)
     time.sleep(0.5)
     with client(server, key) as alice:
@@ -173,8 +163,8 @@ def test_sigterm_drains_a_stream_in_flight_then_exits(secure: tuple[LiveServer, 
         assert ready.status_code == 503 and ready.headers["retry-after"]
         refused = alice.post(f"/v1/sessions/{other}/messages", json={"content": "x"})
         assert refused.status_code == 503 and refused.headers["retry-after"]
-    thread.join(120)
-    events = check_grammar(parse_frames(bytes(body)))
+    events = check_grammar(stream.events(120))
+    listener.close()
     assert events[-1]["event"] == "done"
     assert events[-1]["data"]["usage"]["completion_tokens"] == 120
     assert server.process.wait(60) == 0

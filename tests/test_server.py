@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from redis.asyncio import Redis
 from app.sessions.redis import RedisSessionStore
 from tests.e2e_server import REPO, free_port
 from tests.redis_server import RedisServer
-from tests.sse_parse import check_grammar, parse_frames
+from tests.sse_parse import BackgroundStream, check_grammar, parse_frames
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -70,19 +69,10 @@ def test_sigterm_says_not_ready_at_once_and_lets_streams_finish(
     process, url = server
     sid = httpx.post(url + "/v1/sessions").json()["id"]
     other = httpx.post(url + "/v1/sessions").json()["id"]
-    first_token, body = threading.Event(), bytearray()
-
-    def listen() -> None:
-        with httpx.stream("POST", f"{url}/v1/sessions/{sid}/messages", headers=SSE,
-                          json={"content": "go"}, timeout=30) as response:
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if b"event: token" in body:
-                    first_token.set()
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    assert first_token.wait(10)
+    http = httpx.Client(timeout=30)
+    stream = BackgroundStream(http, "POST", f"{url}/v1/sessions/{sid}/messages", headers=SSE,
+                              json={"content": "go"})
+    assert stream.first_token.wait(10)
     os.kill(process.pid, signal.SIGTERM)
     time.sleep(0.3)  # the signal is handled between two event-loop steps
 
@@ -93,10 +83,10 @@ def test_sigterm_says_not_ready_at_once_and_lets_streams_finish(
     assert refused.status_code == 503 and refused.headers["retry-after"]
     assert refused.json()["error"]["code"] == "not_ready"
     assert httpx.get(url + "/health", timeout=5).status_code == 200
-    assert listener.is_alive(), "the reply should still be streaming"
+    assert stream.running, "the reply should still be streaming"
 
-    listener.join(30)
-    events: list[dict[str, Any]] = check_grammar(parse_frames(bytes(body)))
+    events: list[dict[str, Any]] = check_grammar(stream.events(30))
+    http.close()
     assert events[-1]["event"] == "done" and events[-1]["data"]["finish_reason"] == "stop"
     assert len(events) == 102
     assert process.wait(15) == 0
