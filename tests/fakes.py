@@ -14,10 +14,14 @@ class ScriptedEngine:
     model_name = "scripted"
 
     def __init__(self, tokens: Sequence[str] = ("Hel", "lo", " there", "!"), *,
-                 delay_s: float = 0.0, max_model_len: int = 256, ready: bool = True) -> None:
+                 delay_s: float = 0.0, max_model_len: int = 256, ready: bool = True,
+                 prefill_s: float = 0.0, max_num_seqs: int = 128) -> None:
         self.tokens = list(tokens)
         self.delay_s = delay_s
+        self.prefill_s = prefill_s  # before the first token, on top of delay_s
         self.max_model_len = max_model_len
+        self.max_num_seqs = max_num_seqs
+        self.priorities: list[int] = []
         self._ready = ready
         self.started = asyncio.Event()  # set when a stream begins
         self.aborted: list[str] = []
@@ -36,12 +40,13 @@ class ScriptedEngine:
     async def shutdown(self) -> None:
         self._ready = False
 
-    async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
+    async def render_chat(self, turns: Sequence[ChatTurn], *,
+                          add_generation_prompt: bool = True) -> list[int]:
         # One "token" per character plus a few per turn, like a real template's markers.
         ids: list[int] = []
         for turn in turns:
             ids += [1, 2] + [ord(c) % 1000 for c in turn.content] + [3]
-        return [*ids, 1, 2]
+        return [*ids, 1, 2] if add_generation_prompt else ids
 
     async def tokenize(self, text: str) -> list[int]:
         return [ord(c) for c in text]
@@ -50,13 +55,16 @@ class ScriptedEngine:
         return EngineStats(running=len(self.running))
 
     async def stream(self, prompt_token_ids: Sequence[int], params: GenerationParams,
-                     request_id: str) -> AsyncIterator[Delta]:
+                     request_id: str, priority: int = 0) -> AsyncIterator[Delta]:
         self.prompts.append(list(prompt_token_ids))
         self.params.append(params)
+        self.priorities.append(priority)
         self.running.add(request_id)
         self.started.set()
         tokens = self.tokens[: params.max_tokens]
         try:
+            if self.prefill_s:
+                await asyncio.sleep(self.prefill_s)
             for i, text in enumerate(tokens):
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)

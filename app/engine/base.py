@@ -68,6 +68,7 @@ class ChatTurn:
 class Engine(Protocol):
     model_name: str
     max_model_len: int
+    max_num_seqs: int  # the most requests it runs at once (known once started)
 
     @property
     def ready(self) -> bool: ...
@@ -77,14 +78,18 @@ class Engine(Protocol):
     async def shutdown(self) -> None: ...
 
     def stream(
-        self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str
+        self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str,
+        priority: int = 0,
     ) -> AsyncIterator[Delta]:
         """Deltas as the engine produces them. Closing or cancelling the iterator aborts the
-        request in the engine: that is how every caller stops a generation."""
+        request in the engine: that is how every caller stops a generation. `priority`
+        (lower first) orders the engine's own queue where its scheduler uses priorities."""
         ...
 
-    async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
-        """Token ids of the chat rendered with the model's template, ready for generation."""
+    async def render_chat(self, turns: Sequence[ChatTurn], *,
+                          add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of the chat rendered with the model's template: ready for generation, or
+        (without the generation prompt) the prefix the next turn's prompt will start with."""
         ...
 
     async def tokenize(self, text: str) -> list[int]: ...

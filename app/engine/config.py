@@ -4,13 +4,17 @@ suit the machine the service finds itself on (docs/VLLM-CPU.md)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.engine.cpu import default_dtype, dtype_reason, preload_libraries, read_cpu_info
 from app.engine.vllm import VllmEngine
 from app.errors import ConfigError
+
+log = logging.getLogger("streamchat.engine")
 
 # Defaults for a machine without a GPU; every one can be overridden through engine_args.
 # block_size 32 (the CPU backend's smallest; its default is 128): prefix-cache hits come in
@@ -19,6 +23,9 @@ from app.errors import ConfigError
 # tokens/s (bare engine, 16 chats: 300 with 128, 352 with 32 as shared system prompts hit).
 CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.5,
                                        "block_size": 32}
+# Everywhere: the engine's own queue orders by priority, so that admission's fair order
+# (app/admission.py) holds inside it too, and a prefix warm-up goes after every generation.
+ENGINE_DEFAULTS: dict[str, Any] = {"scheduling_policy": "priority"}
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
@@ -41,17 +48,40 @@ def build_engine_args(
             f"unknown vLLM engine argument(s) {', '.join(unknown)} in STREAMCHAT_ENGINE_ARGS "
             "(see `python -m vllm.entrypoints.openai.api_server --help` for the names, with _ for -)"
         )
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(ENGINE_DEFAULTS)
     if not gpu_available():
         kwargs.update(CPU_ENGINE_DEFAULTS)
         for key, value in CPU_ENV_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        cpu = read_cpu_info()
+        kwargs["dtype"] = default_dtype(cpu)
+        if "dtype" in extra:
+            log.info("engine: dtype %s (set by the engine arguments); CPU: %s", extra["dtype"],
+                     cpu.describe())
+        else:
+            log.info("engine: dtype %s because %s; CPU: %s (override: --engine-arg dtype=...)",
+                     kwargs["dtype"], dtype_reason(cpu, kwargs["dtype"]), cpu.describe())
+        preload_engine_libraries()
     kwargs.update(extra)
     kwargs.update(model=model, served_model_name=[served_model_name], max_model_len=max_model_len)
     try:
         return AsyncEngineArgs(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid engine arguments: {exc}") from None
+
+
+def preload_engine_libraries() -> None:
+    """Have the engine's processes (spawned, so they read the environment at start) preload
+    tcmalloc and Intel's OpenMP, as vLLM's CPU guide asks; a user's own LD_PRELOAD wins."""
+    if "LD_PRELOAD" in os.environ:
+        log.info("engine: LD_PRELOAD set by the user: %s", os.environ["LD_PRELOAD"])
+        return
+    libraries = preload_libraries()
+    if libraries:
+        os.environ["LD_PRELOAD"] = ":".join(libraries)
+    names = ", ".join(Path(lib).name for lib in libraries) or "none found"
+    log.info("engine: preloading %s into the engine (tcmalloc: apt-get install "
+             "libtcmalloc-minimal4)", names)
 
 
 def create_engine(

@@ -54,6 +54,8 @@ class VllmEngine:
         self._engine_args = engine_args
         self.model_name = model_name
         self.max_model_len = 0
+        self.max_num_seqs = 0  # known once started: the most requests it runs at once
+        self._priority_scheduling = False
         self._llm: Any = None
         self._tokenizer: Any = None
         # Every tokenizer call runs here: off the event loop, and never two at once.
@@ -86,10 +88,15 @@ class VllmEngine:
         self._reaper = EngineReaper.guard(descendants())
         self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
         self.max_model_len = int(self._llm.model_config.max_model_len)
+        scheduler = self._llm.vllm_config.scheduler_config
+        self.max_num_seqs = int(scheduler.max_num_seqs)
+        self._priority_scheduling = str(scheduler.policy) == "priority"
         self._ready = True
         log.info(
-            "engine: ready in %.1f s (max_model_len=%d)", time.monotonic() - started, self.max_model_len
-        )
+            "engine: ready in %.1f s (max_model_len=%d, max_num_seqs=%d, "
+            "max_num_batched_tokens=%d, scheduling %s)", time.monotonic() - started,
+            self.max_model_len, self.max_num_seqs, scheduler.max_num_batched_tokens,
+            scheduler.policy)
 
     def _load_tokenizer(self) -> Any:
         """Our own copy of the model's tokenizer, used from one thread only.
@@ -115,15 +122,17 @@ class VllmEngine:
             self._reaper.release()
             self._reaper = None
 
-    async def render_chat(self, turns: Sequence[ChatTurn]) -> list[int]:
+    async def render_chat(self, turns: Sequence[ChatTurn], *,
+                          add_generation_prompt: bool = True) -> list[int]:
         messages = [{"role": t.role, "content": t.content} for t in turns]
         # Long histories take milliseconds to tokenize: keep them off the event loop.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenizer_thread, self._render, messages)
+        return await loop.run_in_executor(self._tokenizer_thread, self._render, messages,
+                                          add_generation_prompt)
 
-    def _render(self, messages: list[dict[str, str]]) -> list[int]:
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
         text = self._tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
@@ -139,7 +148,8 @@ class VllmEngine:
         return _SchedulerStatsLogger.latest
 
     async def stream(
-        self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str
+        self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str,
+        priority: int = 0,
     ) -> AsyncIterator[Delta]:
         if not self.ready:
             raise NotReady("the engine is not ready")
@@ -163,7 +173,9 @@ class VllmEngine:
         first = True
         try:
             # Cancelling this generator (the consumer's task) makes vLLM abort the request.
-            async for out in self._llm.generate(prompt, sampling, request_id):
+            # vLLM refuses a priority unless its scheduler orders by priority.
+            extra = {"priority": priority} if self._priority_scheduling else {}
+            async for out in self._llm.generate(prompt, sampling, request_id, **extra):
                 queue_s = _queue_seconds(out.metrics) if out.finished else None
                 for choice in out.outputs:
                     delta = Delta(
