@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from typing import Any
 
+from app.admission import Admission
 from app.engine.base import Engine, GenerationParams
 from app.errors import (
     Conflict,
@@ -40,7 +41,8 @@ SESSION_RETRY_S = 60.0  # a key at its session quota: nothing frees by itself so
 
 class ChatService:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 *, default_max_tokens: int = 512, orphan_grace_s: float = 10.0,
+                 admission: Admission, *, default_max_tokens: int = 512,
+                 orphan_grace_s: float = 10.0,
                  limits: KeyLimits | None = None, max_reply_tokens: int | None = None,
                  max_reply_seconds: float | None = None,
                  max_sessions_per_key: int | None = None) -> None:
@@ -52,8 +54,10 @@ class ChatService:
         self.limits = limits
         self.max_reply_tokens = max_reply_tokens
         self.max_sessions_per_key = max_sessions_per_key
-        self.replies = Replies(engine, store, logs, lifecycle, orphan_grace_s=orphan_grace_s,
-                               max_seconds=max_reply_seconds, limits=limits)
+        self.admission = admission
+        self.replies = Replies(engine, store, logs, lifecycle, admission,
+                               orphan_grace_s=orphan_grace_s, max_seconds=max_reply_seconds,
+                               limits=limits)
         self.replicas = ReplicaCoordinator(self.replies, store, logs)
 
     async def start(self) -> None:
@@ -109,8 +113,11 @@ class ChatService:
         return message
 
     async def post_message(self, session_id: str, content: str, params: ReplyParams | None = None,
-                           *, owner: str | None = None, transport: str) -> LiveReply:
-        """Append a user turn and start the assistant reply in the background."""
+                           *, owner: str | None = None, transport: str,
+                           user: str | None = None) -> LiveReply:
+        """Append a user turn and start the assistant reply in the background. `user` is who
+        the admission queue is fair to (the owner when there is one); a full queue raises
+        QueueFull before anything is stored."""
         accepted_at = time.monotonic()
         session = await self.get_session(session_id, owner)
         self.lifecycle.check_accepting()
@@ -118,13 +125,13 @@ class ChatService:
         generation = merge_params(GenerationParams(), *layers)
         requested = requested_max_tokens(*layers)
         context = self.engine.max_model_len
-        user = Message.new("user", content, "done")
+        turn = Message.new("user", content, "done")
         reply = Message.new("assistant", "", "queued", model=self.engine.model_name)
         # Per-key limits apply to keys (auth on); the count is released if the reply never starts.
         limits, key = (self.limits, owner) if owner is not None else (None, "")
         if limits is not None:
             await limits.start_generation(key)
-        claimed = False
+        claimed, ticket = False, None
         try:
             holder = await self.replicas.claim(session_id, reply.id)
             if holder is not None:
@@ -137,15 +144,18 @@ class ChatService:
             max_tokens = reply_max_tokens(context, len(prompt_ids), requested,
                                           self.default_max_tokens, prompt_param="content",
                                           cap=self.max_reply_tokens)
-            await self.store.append(session_id, [user, reply])
+            ticket = self.admission.enqueue(user or owner or session_id)
+            await self.store.append(session_id, [turn, reply])
         except BaseException:
+            if ticket is not None:
+                self.admission.release(ticket)
             if claimed:
                 await self.store.release_claim(session_id, reply.id)
             if limits is not None:
                 await limits.end_generation(key, 0)
             raise
         return self.replies.start(session_id, reply, prompt_ids,
-                                  replace(generation, max_tokens=max_tokens),
+                                  replace(generation, max_tokens=max_tokens), ticket,
                                   transport=transport, accepted_at=accepted_at, owner=owner,
                                   content=content)
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, replace
 
 from app import metrics
+from app.admission import Admission, Ticket
 from app.engine.base import ChatTurn, Delta, Engine, GenerationParams
 from app.errors import Draining
 from app.lifecycle import RETRY_AFTER_S, Lifecycle
@@ -24,22 +25,25 @@ TRANSPORT = "openai"
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks (the key's owner, for its limits), and when the request was accepted (TTFT)."""
+    """Who asks (the key's owner, for its limits; `user`, whom the admission queue is fair to,
+    when there is no owner), and when the request was accepted (TTFT)."""
 
     request_id: str
     accepted_at: float
     owner: str | None = None
+    user: str = "-"
 
 
 class Completion:
     """One request: its deltas (`deltas()`, once), then its usage."""
 
     def __init__(self, service: CompletionService, prompt_ids: Sequence[int],
-                 params: GenerationParams, caller: Caller) -> None:
+                 params: GenerationParams, caller: Caller, ticket: Ticket) -> None:
         self._service = service
         self._prompt_ids = prompt_ids
         self._params = params
         self._caller = caller
+        self._ticket = ticket
         self._meter: StreamMeter | None = None
         self._released = False
 
@@ -50,7 +54,9 @@ class Completion:
                     "cached_tokens": 0}
         return self._meter.usage()
 
-    async def deltas(self) -> AsyncGenerator[Delta, None]:
+    async def deltas(self, heartbeat_s: float | None = None) -> AsyncGenerator[Delta | None, None]:
+        """The engine's deltas; with `heartbeat_s`, None after each such interval spent waiting
+        in the admission queue (a stream sends a keep-alive comment for it)."""
         service, caller = self._service, self._caller
         # Metered from the first iteration: a response never sent counts as no stream at all.
         meter = self._meter = StreamMeter(TRANSPORT, len(self._prompt_ids), caller.accepted_at)
@@ -64,9 +70,19 @@ class Completion:
         unregister = service.lifecycle.on_abort(abort)
         try:
             with service.lifecycle.generation():
-                async with asyncio.timeout(service.max_seconds):
-                    async for delta in service.engine.stream(self._prompt_ids, self._params,
-                                                             caller.request_id):
+                while not await service.admission.wait(self._ticket, heartbeat_s):
+                    yield None
+                # max_seconds counts from admission: the queue is bounded by its length.
+                async with asyncio.timeout(None) as deadline:
+                    loop = asyncio.get_running_loop()
+
+                    def admitted() -> None:
+                        if service.max_seconds is not None:
+                            deadline.reschedule(loop.time() + service.max_seconds)
+
+                    async for delta in service.admission.generate(
+                            self._ticket, service.engine, self._prompt_ids, self._params,
+                            caller.request_id, on_admitted=admitted):
                         meter.count(delta)
                         if delta.text:
                             meter.shown()
@@ -100,6 +116,7 @@ class Completion:
         if self._released:
             return
         self._released = True
+        self._service.admission.release(self._ticket)  # a response never started, too
         limits, owner = self._service.limits, self._caller.owner
         if limits is not None and owner is not None:
             tokens = self._meter.completion_tokens if self._meter is not None else 0
@@ -107,11 +124,12 @@ class Completion:
 
 
 class CompletionService:
-    def __init__(self, engine: Engine, lifecycle: Lifecycle, *, default_max_tokens: int = 512,
-                 max_reply_tokens: int | None = None, max_seconds: float | None = None,
-                 limits: KeyLimits | None = None) -> None:
+    def __init__(self, engine: Engine, lifecycle: Lifecycle, admission: Admission, *,
+                 default_max_tokens: int = 512, max_reply_tokens: int | None = None,
+                 max_seconds: float | None = None, limits: KeyLimits | None = None) -> None:
         self.engine = engine
         self.lifecycle = lifecycle
+        self.admission = admission
         self.default_max_tokens = default_max_tokens
         self.max_reply_tokens = max_reply_tokens
         self.max_seconds = max_seconds
@@ -138,4 +156,12 @@ class CompletionService:
                                       cap=self.max_reply_tokens)
         if self.limits is not None and caller.owner is not None:
             await self.limits.start_generation(caller.owner)
-        return Completion(self, prompt_ids, replace(params, max_tokens=max_tokens), caller)
+        try:
+            # A full queue answers now (429), before any response starts.
+            ticket = self.admission.enqueue(caller.user)
+        except BaseException:
+            if self.limits is not None and caller.owner is not None:
+                await self.limits.end_generation(caller.owner, 0)
+            raise
+        return Completion(self, prompt_ids, replace(params, max_tokens=max_tokens), caller,
+                          ticket)

@@ -91,6 +91,12 @@ class RateLimited(StreamchatError):
         self.retry_after_s = retry_after_s
 
 
+class QueueFull(RateLimited):
+    """Admission control's queue is full (app/admission.py): come back after `retry_after_s`."""
+
+    code = "queue_full"
+
+
 class NotReady(StreamchatError):
     """The engine is loading or the service is draining."""
 

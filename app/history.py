@@ -40,3 +40,16 @@ async def fit_history(engine: Engine, session: Session, content: str, reserve: i
         else:
             lo = mid + 1
     return best
+
+
+async def next_turn_prefix(engine: Engine, session: Session, reserve: int) -> list[int] | None:
+    """Token ids that the session's next prompt will start with: the whole history rendered
+    through the end of the last turn, without a generation prompt. None when the next turn is
+    bound to drop old turns (its prompt would then start differently)."""
+    history = [m for m in session.messages if m.status in FINAL_STATUSES and m.content]
+    if not history:
+        return None
+    system = [ChatTurn("system", session.system)] if session.system else []
+    ids = await engine.render_chat([*system, *(ChatTurn(m.role, m.content) for m in history)],
+                                   add_generation_prompt=False)
+    return ids if len(ids) + reserve < engine.max_model_len else None

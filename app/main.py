@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.admission import Admission
 from app.api import openai, ops, sessions, ws
 from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
@@ -30,6 +31,7 @@ from app.engine.base import Engine
 from app.errors import ConfigError
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
+from app.replies.warmup import PrefixWarmer
 from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
 from app.settings import Settings
@@ -37,6 +39,7 @@ from app.streams import ReplyLogs
 from app.streams.memory import MemoryReplyLogs
 
 log = logging.getLogger("streamchat")
+DEFAULT_MAX_ACTIVE = 128  # vLLM's max_num_seqs for an engine on a CPU, until it says its own
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
@@ -79,29 +82,38 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     limits = None if authenticator is None else KeyLimits(
         buckets, rpm=settings.rate_limit_rpm, tpm=settings.rate_limit_tpm,
         max_streams=settings.max_streams_per_key)
+    # Until the engine says how many requests it runs at once, the setting or vLLM's default.
+    admission = Admission(max_active=settings.max_concurrent_generations or DEFAULT_MAX_ACTIVE,
+                          max_queue=settings.max_queue, max_prefilling=settings.max_prefilling)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         if settings.redis_url is not None:
             await _check_redis(store, settings.redis_url)
-        chat = ChatService(engine, store, logs, lifecycle,
+        chat = ChatService(engine, store, logs, lifecycle, admission,
                            default_max_tokens=settings.default_max_tokens,
                            orphan_grace_s=settings.orphan_grace_s, limits=limits,
                            max_reply_tokens=settings.max_reply_tokens,
                            max_reply_seconds=settings.max_reply_seconds,
                            max_sessions_per_key=settings.max_sessions_per_key)
         await chat.start()
-        completions = CompletionService(engine, lifecycle,
+        warmer = PrefixWarmer(engine, store, admission, chat.replies, lifecycle,
+                              default_max_tokens=settings.default_max_tokens
+                              ) if settings.prefix_warmup else None
+        completions = CompletionService(engine, lifecycle, admission,
                                         default_max_tokens=settings.default_max_tokens,
                                         max_reply_tokens=settings.max_reply_tokens,
                                         max_seconds=settings.max_reply_seconds, limits=limits)
-        starter = asyncio.create_task(_start_engine(engine, lifecycle))
+        starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
+                                                    settings.max_concurrent_generations))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
-                                        time.time())}
+                                        admission, time.time())}
         finally:
             lifecycle.drain()
             starter.cancel()
+            if warmer is not None:
+                await warmer.close()
             await chat.shutdown()
             await engine.shutdown()
             await logs.close()
@@ -127,9 +139,15 @@ async def _check_redis(store: SessionStore, url: str) -> None:
         raise ConfigError(f"STREAMCHAT_REDIS_URL: cannot reach Redis at {url}: {exc}") from None
 
 
-async def _start_engine(engine: Engine, lifecycle: Lifecycle) -> None:
+async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admission,
+                        max_concurrent: int | None) -> None:
     try:
         await engine.start()
+        # The engine runs max_num_seqs requests at once: let in that many, no more.
+        admission.resize(max_concurrent or engine.max_num_seqs or DEFAULT_MAX_ACTIVE)
+        log.info("admission: %d generations in the engine at once (%d of them prefilling), "
+                 "%d more may wait", admission.max_active, admission.max_prefilling,
+                 admission.max_queue)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -27,6 +27,13 @@ CACHED_PROMPT_TOKENS = Counter(
     "streamchat_cached_prompt_tokens", "Prompt tokens served from the prefix cache.")
 REQUESTS = Counter("streamchat_requests", "Requests by outcome.", ["transport", "outcome"])
 SESSIONS = Gauge("streamchat_sessions", "Sessions held by this replica's store.")
+QUEUE_LENGTH = Gauge("streamchat_queue_length",
+                     "Generations waiting in the admission queue for the engine.")
+ADMITTED = Gauge("streamchat_admitted_generations",
+                 "Generations admitted into the engine (prefilling or decoding).")
+PREFIX_WARMUPS = Counter(
+    "streamchat_prefix_warmups", "Background prefills of a conversation's next prefix, by outcome.",
+    ["outcome"])
 ENGINE_RUNNING = Gauge("streamchat_engine_running_requests", "Requests the engine is running.")
 ENGINE_WAITING = Gauge("streamchat_engine_waiting_requests", "Requests waiting in the engine.")
 ENGINE_KV_CACHE_USAGE = Gauge(
@@ -48,3 +55,6 @@ for _reason in REJECT_REASONS:
     REJECTED.labels(_reason)
 for _cause in ABORT_CAUSES:
     ABORTED.labels(_cause)
+WARMUP_OUTCOMES = ("done", "stopped", "failed")  # stopped: a generation arrived
+for _outcome in WARMUP_OUTCOMES:
+    PREFIX_WARMUPS.labels(_outcome)

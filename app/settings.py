@@ -86,6 +86,21 @@ class Settings(BaseModel):
     ssl_certfile: UserPath | None = Field(default=None, description="TLS certificate (PEM); "
                                           "with ssl_keyfile, serve https and wss")
     ssl_keyfile: UserPath | None = Field(default=None, description="TLS private key (PEM)")
+    # -- admission control (app/admission.py) ---------------------------------------------
+    max_concurrent_generations: int | None = Field(
+        default=None, ge=1, description="generations in the engine at once; more wait in the "
+        "admission queue; unset: the engine's max_num_seqs")
+    max_prefilling: int = Field(
+        default=4, ge=1, description="generations in the engine still waiting for their first "
+        "token; more wait in the admission queue, in fair order, so a new prompt is not stuck "
+        "behind every other prompt in the engine")
+    max_queue: int = Field(
+        default=64, ge=0, description="generations that may wait for a place in the engine "
+        "when it is full; past it, 429 with Retry-After at once")
+    prefix_warmup: bool = Field(
+        default=True, description="once a session reply is stored, prefill the conversation's "
+        "next prefix in the background, only while nobody waits (the next turn's first token "
+        "comes sooner)")
     # -- auth: on when any of api_keys, api_keys_file, jwt_* is set -----------------------
     api_keys: str | None = Field(
         default=None, repr=False, description="API keys, comma-separated id:secret:scope+scope "

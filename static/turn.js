@@ -30,17 +30,24 @@ function handleEvent(turn, ev) {
     turn.lastId = ev.id;
   }
   const d = ev.data || {};
-  if (ev.event === 'start') {
+  if (ev.event === 'queued') { // progress carries no id: it never moves lastId
+    const ahead = Number(d.position) || 0;
+    view.setWaiting(turn.bubble, ahead ? `Waiting · ${ahead} ahead` : 'Waiting · next');
+  } else if (ev.event === 'prefill') {
+    view.setWaiting(turn.bubble, 'Reading your message…');
+  } else if (ev.event === 'start') {
     turn.mid = d.message_id || turn.mid;
     view.setModel(d.model);
     if (turn.stopRequested) cancel(turn);
   } else if (ev.event === 'token') {
+    if (!turn.text.length) view.setWaiting(turn.bubble, null);
     view.appendText(turn.text, d.text || '');
   } else if (ev.event === 'done') {
     turn.done = true;
     view.setStats(turn.bubble, d);
   } else if (ev.event === 'error') {
     turn.done = true;
+    view.setWaiting(turn.bubble, null);
     view.showError(turn.bubble, d.message || d.code || 'The reply failed.');
   }
 }

@@ -47,9 +47,26 @@ export function appendText(text, chunk) {
 export const endStreaming = (bubble) => bubble.classList.remove('streaming');
 export const hasError = (bubble) => bubble.classList.contains('error');
 
+/**
+ * Where a reply stands before its first token, under its bubble: "Waiting · 3 ahead" while it
+ * is queued, "Reading your message…" once the engine has it; cleared by the first token.
+ * @param {HTMLElement} bubble @param {string|null} text
+ */
+export function setWaiting(bubble, text) {
+  const row = bubble.parentElement;
+  let el = row.querySelector('.stats');
+  if (!text) { if (el && el.classList.contains('waiting')) el.remove(); return; }
+  const stick = nearBottom();
+  el = el || row.appendChild(div('stats'));
+  el.classList.add('waiting');
+  el.textContent = text;
+  scrollDown(stick);
+}
+
 export function setStats(bubble, data) {
   const row = bubble.parentElement, stick = nearBottom();
   const el = row.querySelector('.stats') || row.appendChild(div('stats'));
+  el.classList.remove('waiting');
   const parts = [], u = data.usage || {}, t = data.timings || {};
   if (u.completion_tokens != null) parts.push(`${u.completion_tokens} tokens`);
   if (t.ttft_ms != null) parts.push(`TTFT ${Math.round(t.ttft_ms)} ms`);

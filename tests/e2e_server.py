@@ -51,10 +51,13 @@ def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int 
     """The real service; with `tls` (certificate, key) it serves https and wss."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="streamchat-e2e-", suffix=".log")[1])
+    # Admission small enough that a burst test can go past it (test_e2e_admission.py).
     env = {**os.environ, "STREAMCHAT_PORT": str(port),
            "STREAMCHAT_MAX_MODEL_LEN": str(max_model_len),
            "STREAMCHAT_ORPHAN_GRACE_S": str(orphan_grace_s),
-           "STREAMCHAT_MODEL_ALIASES": "open-autoglm", **(extra_env or {})}
+           "STREAMCHAT_MODEL_ALIASES": "open-autoglm",
+           "STREAMCHAT_MAX_CONCURRENT_GENERATIONS": "4", "STREAMCHAT_MAX_QUEUE": "4",
+           **(extra_env or {})}
     if tls is not None:
         env.update(STREAMCHAT_SSL_CERTFILE=str(tls[0]), STREAMCHAT_SSL_KEYFILE=str(tls[1]))
     with log_path.open("wb") as log_file:

@@ -19,12 +19,28 @@ def parse_frames(text: str | bytes) -> list[dict[str, Any]]:
             for e in EventParser().feed(raw)]
 
 
+PROGRESS = ("queued", "prefill")
+
+
+def numbered(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reply's own events (start, token, done, error): without progress."""
+    return [e for e in frames if e["event"] not in PROGRESS]
+
+
 def check_grammar(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """start, token*, done|error with ids 0..n in order; returns the events."""
+    """start, progress (queued*, prefill?, without ids) before the first token, token*,
+    done|error, the numbered ones with ids 0..n in order; returns the numbered events."""
     events = list(frames)
     assert events, "no events"
     assert events[0]["event"] == "start"
     assert events[-1]["event"] in ("done", "error")
+    kinds = [e["event"] for e in events[1:-1]]
+    progress = [k for k in kinds if k in PROGRESS]
+    assert kinds[: len(progress)] == progress, "progress came after a token"
+    assert progress == sorted(progress, key=PROGRESS.index), "queued after prefill"
+    assert progress.count("prefill") <= 1
+    assert all(e["id"] is None for e in events if e["event"] in PROGRESS)
+    events = numbered(events)
     assert all(e["event"] == "token" for e in events[1:-1])
     assert [int(e["id"]) for e in events] == list(range(len(events)))
     return events

@@ -65,4 +65,4 @@ def test_an_idle_stream_sends_ping_comments(monkeypatch: pytest.MonkeyPatch) -> 
     parser = EventParser()
     events = list(parser.feed(response.content))
     assert parser.comments >= 3
-    assert [e.event for e in events] == ["start", "token", "token", "token", "done"]
+    assert [e.event for e in events] == ["start", "prefill", "token", "token", "token", "done"]

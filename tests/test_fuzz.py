@@ -220,9 +220,10 @@ def check_reply_stream(body: bytes) -> None:
     assert body.endswith(b"\n\n"), body[-200:]
     events = list(EventParser().feed(body))
     assert events, body[:300]
-    assert {e.event for e in events} <= {"start", "token", "done", "error"}, body[:300]
+    assert {e.event for e in events} <= {"start", "queued", "prefill", "token", "done",
+                                         "error"}, body[:300]
     assert events[-1].event in ("done", "error"), body[-300:]
-    seqs = [int(e.id or "") for e in events]
+    seqs = [int(e.id or "") for e in events if e.event not in ("queued", "prefill")]
     assert seqs == sorted(set(seqs)), seqs
     for event in events:
         assert isinstance(json.loads(event.data), dict)

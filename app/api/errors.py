@@ -47,6 +47,8 @@ def rejection_reason(exc: errors.StreamchatError) -> str | None:
     """The `reason` label of streamchat_rejected_requests_total for a refused request."""
     if isinstance(exc, (errors.Unauthenticated, errors.Forbidden)):
         return "auth"
+    if isinstance(exc, errors.QueueFull):
+        return "queue_full"
     if isinstance(exc, errors.RateLimited):
         return "rate_limit"
     if isinstance(exc, errors.Draining):

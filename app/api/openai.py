@@ -17,7 +17,7 @@ from app.api.errors import json_response
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
 from app.api.schemas import parse_body, validation_context
 from app.api.sse import EventStreamResponse
-from app.api.state import Services, owner, services
+from app.api.state import Services, fair_user, owner, services
 from app.completions import Caller, Completion
 from app.errors import InvalidRequest, NotFound
 
@@ -30,7 +30,8 @@ async def chat_completions(request: Request) -> Response:
     req = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes,
                            context=validation_context(svc.settings))
     model = _served_model(svc, req.model)
-    asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request))
+    asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request),
+                   fair_user(request, req.user))
     completion = await svc.completions.chat(req.turns(), req.generation_params(),
                                             req.requested_max_tokens, asked)
     return await _respond(request, req, completion, openai_format.Shape(
@@ -42,7 +43,8 @@ async def completions(request: Request) -> Response:
     req = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes,
                            context=validation_context(svc.settings))
     model = _served_model(svc, req.model or request.path_params.get("model"))
-    asked = Caller("cmpl-" + secrets.token_hex(12), accepted_at, owner(request))
+    asked = Caller("cmpl-" + secrets.token_hex(12), accepted_at, owner(request),
+                   fair_user(request, req.user))
     completion = await svc.completions.text(req.prompt, req.generation_params(),
                                             req.requested_max_tokens, asked)
     return await _respond(request, req, completion, openai_format.Shape(

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.api.sse import frame
+from app.api.sse import PING, PING_INTERVAL_S, frame
 from app.completions import Completion
 from app.engine.base import TokenLogprob
 from app.errors import StreamchatError
@@ -73,9 +73,12 @@ async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> A
         head["usage"] = None
     spoken: set[int] = set()  # choices whose role was sent
     offsets: dict[int, int] = {}
-    async with contextlib.aclosing(completion.deltas()) as deltas:
+    async with contextlib.aclosing(completion.deltas(PING_INTERVAL_S)) as deltas:
         try:
             async for delta in deltas:
+                if delta is None:  # waiting in the admission queue: keep proxies from timing out
+                    yield PING
+                    continue
                 finish = finish_reason(delta.finish_reason)
                 if not delta.text and finish is None:
                     continue  # counted; nothing to show yet
@@ -117,6 +120,8 @@ async def whole(completion: Completion, shape: Shape) -> dict[str, Any]:
     choices: dict[int, _Choice] = {}
     async with contextlib.aclosing(completion.deltas()) as deltas:
         async for delta in deltas:
+            if delta is None:
+                continue
             choice = choices.setdefault(delta.index, _Choice())
             choice.parts.append(delta.text)
             choice.logprobs.extend(delta.logprobs or [])

@@ -15,7 +15,7 @@ from app.api.schemas import (
     validation_context,
 )
 from app.api.sse import PING_INTERVAL_S, EventStreamResponse, event_frames, parse_last_event_id
-from app.api.state import owner, services
+from app.api.state import fair_user, owner, services
 
 TRANSPORT = "sse"
 
@@ -48,7 +48,7 @@ async def post_message(request: Request) -> Response:
     body = await parse_body(request, NewMessage, svc.settings.max_body_bytes,
                             context=validation_context(svc.settings))
     live = await svc.chat.post_message(sid, body.content, body.params, owner=owner(request),
-                                       transport=TRANSPORT)
+                                       transport=TRANSPORT, user=fair_user(request))
     if accepts_event_stream(request):
         return EventStreamResponse(event_frames(live.log.follow(-1, PING_INTERVAL_S)))
     base = f"/v1/sessions/{sid}/messages/{live.message.id}"

@@ -43,8 +43,10 @@ def frame(data: bytes, event: str | None = None, event_id: int | None = None) ->
 
 
 def event_frame(event: Event) -> bytes:
-    """A reply event: its type, its seq as the id (what `Last-Event-ID` resumes from), its JSON."""
-    return frame(event.payload, event.type, event.seq)
+    """A reply event: its type, its seq as the id (what `Last-Event-ID` resumes from), its JSON.
+    Progress (`queued`, `prefill`) has no id: a browser's `Last-Event-ID` stays the last
+    numbered event's, so a resume never skips or repeats text."""
+    return frame(event.payload, event.type, event.seq if event.numbered else None)
 
 
 _SEQ = re.compile(r"-?[0-9]{1,18}")  # ASCII digits, and few enough for any real reply

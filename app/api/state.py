@@ -8,6 +8,7 @@ from typing import TypedDict
 
 from starlette.requests import HTTPConnection
 
+from app.admission import Admission
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
@@ -24,6 +25,7 @@ class Services:
     chat: ChatService
     completions: CompletionService
     limits: KeyLimits | None  # per-key limits, with auth on
+    admission: Admission
     started_at: float  # unix time, the `created` of /v1/models
 
 
@@ -38,3 +40,15 @@ def services(connection: HTTPConnection) -> Services:
 def owner(connection: HTTPConnection) -> str | None:
     """Who the request acts for; None until authentication sets it."""
     return getattr(connection.state, "owner", None)
+
+
+def fair_user(connection: HTTPConnection, named: str | None = None) -> str:
+    """Whom the admission queue is fair to: the API key (auth on), else the user the client
+    names (OpenAI's `user`), else the client's address."""
+    key = owner(connection)
+    if key is not None:
+        return "key:" + key
+    if named:
+        return "user:" + named
+    client = connection.client
+    return "addr:" + (client.host if client is not None else "-")

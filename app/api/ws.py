@@ -30,7 +30,7 @@ from app.api.schemas import (
     parse_frame,
     validation_context,
 )
-from app.api.state import Services, owner, services
+from app.api.state import Services, fair_user, owner, services
 from app.chat import ChatService
 from app.errors import InvalidRequest, SessionNotFound, StreamchatError
 from app.streams import Event
@@ -43,9 +43,11 @@ PONG = b'{"type":"pong"}'
 
 
 def event_frame(event: Event, message_id: str) -> bytes:
-    """A reply event as a frame: {"type", "message_id", "seq", ...its data}."""
-    head = b'{"type":"%s","message_id":"%s","seq":%d' % (
-        event.type.encode(), message_id.encode(), event.seq)
+    """A reply event as a frame: {"type", "message_id", "seq", ...its data}; progress
+    (`queued`, `prefill`) without `seq`, as it is not part of the reply's numbering."""
+    head = b'{"type":"%s","message_id":"%s"' % (event.type.encode(), message_id.encode())
+    if event.numbered:
+        head += b',"seq":%d' % event.seq
     return head + (b"," + event.payload[1:] if len(event.payload) > 2 else b"}")
 
 
@@ -62,6 +64,7 @@ class SessionSocket:
         self.limits = svc.limits if owner is not None else None
         self.session_id = session_id
         self.owner = owner
+        self.user = fair_user(websocket)
         self.max_frame_bytes = svc.settings.max_body_bytes
         self.context = validation_context(svc.settings)
         self._send_lock = asyncio.Lock()
@@ -95,7 +98,8 @@ class SessionSocket:
                 if self.limits is not None and self.owner is not None:
                     await self.limits.admit_request(self.owner)  # a message is a request
                 live = await self.chat.post_message(self.session_id, frame.content, frame.params,
-                                                    owner=self.owner, transport=TRANSPORT)
+                                                    owner=self.owner, transport=TRANSPORT,
+                                                    user=self.user)
                 await self._forward(live.message.id, live.log.follow(-1))
             case CancelFrame():
                 message_id = frame.message_id or await self.chat.reply_in_flight(self.session_id)

@@ -1,16 +1,21 @@
 """Replies generated on this replica. Each runs in its own task, writing its events to a
 `ReplyLog` that transports follow, so a reply survives its listeners: after the last one left
 it goes on for `orphan_grace_s` (a client that reconnects resumes it), then it is aborted in
-the engine and stored as `cancelled` with the text it had."""
+the engine and stored as `cancelled` with the text it had.
+
+Before its first token a reply reports its progress: `queued` with its position while it waits
+for admission (app/admission.py), then `prefill` when it enters the engine. Once stored, the
+conversation's next prefix may be warmed (`on_stored`, app/replies/warmup.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from app import metrics
+from app.admission import Admission, Ticket
 from app.engine.base import Engine, GenerationParams
 from app.errors import StreamchatError
 from app.lifecycle import Lifecycle
@@ -32,6 +37,7 @@ class LiveReply:
     message: Message
     log: ReplyLog
     meter: StreamMeter
+    ticket: Ticket
     owner: str | None = None
     transcript: Transcript = field(default_factory=Transcript)
     cancel_cause: str = "cancel"  # why it was cancelled: cancel | client_left | drain
@@ -43,9 +49,12 @@ class LiveReply:
 
 class Replies:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 *, orphan_grace_s: float, max_seconds: float | None = None,
+                 admission: Admission, *, orphan_grace_s: float, max_seconds: float | None = None,
                  limits: KeyLimits | None = None) -> None:
         self.engine = engine
+        self.admission = admission
+        # Called with the session id once a reply is stored done.
+        self.on_stored: Callable[[str], None] | None = None
         self.store = store
         self.logs = logs
         self.lifecycle = lifecycle
@@ -63,18 +72,19 @@ class Replies:
         return list(self._live.values())
 
     def start(self, session_id: str, message: Message, prompt_ids: Sequence[int],
-              params: GenerationParams, *, transport: str, accepted_at: float,
+              params: GenerationParams, ticket: Ticket, *, transport: str, accepted_at: float,
               owner: str | None = None, content: str = "") -> LiveReply:
         """Generate `message` (stored as queued, its session claimed, its generation admitted
-        by the key's limits) in the background."""
+        by the key's limits, its place in the admission queue taken) in the background."""
         meter = StreamMeter(transport, len(prompt_ids), accepted_at, session_id=session_id,
                             message_id=message.id, content=content)
         live = LiveReply(session_id, message, self.logs.open(message.id, session_id), meter,
-                         owner)
+                         ticket, owner)
         live.log.on_orphaned = lambda: self._orphaned(live)
         live.log.on_listener = lambda: self._adopted(live)
         live.log.append("start", {"message_id": message.id, "session_id": session_id,
                                   "model": message.model or self.engine.model_name})
+        self.admission.watch(ticket, lambda ahead: _report_queued(live, ahead))
         self._live[session_id] = live
         self.lifecycle.started()  # counted from now: a drain must wait for it
         live.task = asyncio.create_task(self._run(live, prompt_ids, params),
@@ -120,9 +130,20 @@ class Replies:
         """Engine deltas -> token events, one per engine step; how the reply ended."""
         message, events, meter = live.message, live.log, live.meter
         pending_tokens = 0  # tokens since the last event (an end-of-sequence token has no text)
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.max_seconds):
-                async for delta in self.engine.stream(prompt_ids, params, message.id):
+            # max_seconds counts from admission: waiting in the queue is bounded by its length.
+            async with asyncio.timeout(None) as deadline:
+
+                def admitted() -> None:
+                    if self.max_seconds is not None:
+                        deadline.reschedule(loop.time() + self.max_seconds)
+                    events.report("prefill", {"prompt_tokens": len(prompt_ids),
+                                              "queue_ms": round(live.ticket.waited_s * 1000, 3)})
+
+                async for delta in self.admission.generate(live.ticket, self.engine, prompt_ids,
+                                                           params, message.id,
+                                                           on_admitted=admitted):
                     meter.count(delta)
                     pending_tokens += delta.token_count
                     if not delta.text:
@@ -146,6 +167,8 @@ class Replies:
             log.exception("reply %s failed", message.id)
             return Ending("error", "error", {"code": "engine_error",
                                              "message": f"generation failed: {type(exc).__name__}"})
+        finally:
+            self.admission.release(live.ticket)  # its place goes to the next one at once
         reason = meter.finish_reason or "stop"
         return Ending("cancelled", "cancelled") if reason == "abort" else Ending("done", reason)
 
@@ -159,6 +182,7 @@ class Replies:
             await self.store.update_message(live.session_id, message)
         finally:
             self._live.pop(live.session_id, None)
+            self.admission.release(live.ticket)  # a reply cancelled before it ran
             if live.orphan_timer is not None:
                 live.orphan_timer.cancel()
             await self.store.release_claim(live.session_id, message.id)
@@ -169,6 +193,8 @@ class Replies:
             self.logs.release(message.id)
             self.lifecycle.ended()
             live.ended.set()
+        if self.on_stored is not None and message.status == "done" and message.content:
+            self.on_stored(live.session_id)  # its user reads it now, then writes the next turn
 
     # -- orphans -------------------------------------------------------------------------
 
@@ -201,3 +227,7 @@ class Replies:
                      self.orphan_grace_s)
             live.cancel_cause = "client_left"
             live.task.cancel()
+
+
+def _report_queued(live: LiveReply, ahead: int) -> None:
+    live.log.report("queued", {"position": ahead})

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
+PROGRESS_SEQ = -1  # the seq of a progress event: not part of the reply's numbering
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +36,11 @@ class Event:
     def terminal(self) -> bool:
         return self.type in TERMINAL_EVENTS
 
+    @property
+    def numbered(self) -> bool:
+        """Part of the reply (start, token, done, error), not progress: it has an id."""
+        return self.seq >= 0
+
 
 class ReplyGone(Exception):
     """A reply followed on another replica is no longer generated anywhere; what its log did
@@ -51,8 +57,11 @@ class ReplyLog:
         # Called when the listener count drops to zero before the reply finished.
         self.on_orphaned: Callable[[], None] | None = None
         self.on_listener: Callable[[], None] | None = None
-        # Called with each appended event (a replicated log mirrors it to Redis).
+        # Called with each appended event, and each progress event (a replicated log mirrors
+        # them to Redis).
         self.on_append: Callable[[Event], None] | None = None
+        self.on_progress: Callable[[Event], None] | None = None
+        self.progress: Event | None = None  # the latest, until the first token
         self._wakeup = asyncio.Event()
 
     def append(self, type_: str, data: dict[str, Any]) -> Event:
@@ -61,11 +70,25 @@ class ReplyLog:
         event = Event.of(len(self.events), type_, data)
         self.events.append(event)
         self.finished = event.terminal
-        wakeup, self._wakeup = self._wakeup, asyncio.Event()
-        wakeup.set()
+        if len(self.events) > 1:
+            self.progress = None  # tokens (or the end) say more than any progress
+        self._wake()
         if self.on_append is not None:
             self.on_append(event)
         return event
+
+    def report(self, type_: str, data: dict[str, Any]) -> Event:
+        """Progress before the first token: replaces the previous one, is never numbered."""
+        event = Event.of(PROGRESS_SEQ, type_, data)
+        self.progress = event
+        self._wake()
+        if self.on_progress is not None:
+            self.on_progress(event)
+        return event
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, asyncio.Event()
+        wakeup.set()
 
     async def follow(self, after: int = -1, heartbeat_s: float | None = None
                      ) -> AsyncIterator[Event | None]:
@@ -78,12 +101,18 @@ class ReplyLog:
             self.on_listener()
         try:
             index = max(after + 1, 0)
+            shown: Event | None = None  # the progress this listener was given last
             while True:
                 wakeup = self._wakeup
                 while index < len(self.events):
                     event = self.events[index]
                     index += 1
                     yield event
+                progress = self.progress
+                if progress is not None and progress is not shown and index == len(self.events):
+                    shown = progress
+                    yield progress
+                    continue  # more may have come meanwhile
                 if self.finished:
                     if after >= len(self.events) - 1:  # it had seen the end: still end it
                         yield self.events[-1]

@@ -3,9 +3,11 @@
 The replica generating a reply keeps its log in memory (its own listeners read that, at memory
 speed) and mirrors each event to the stream `sc:r:{message_id}`, batched per wake-up in one
 pipeline. Entry ids are `0-{seq+1}`, so resuming after seq N is XREAD from id `0-{N+1}`.
-Listeners elsewhere XREAD with a short block, and keep `sc:w:{message_id}` alive so the owner
-knows the reply is still watched; when the reply is no longer generated anywhere (it ended, or
-its replica died) they raise ReplyGone and the chat service goes on from the stored message.
+Progress before the first token (not numbered) is the value of `sc:p:{message_id}`, which
+remote listeners read until tokens flow. Listeners elsewhere XREAD with a short block, and keep
+`sc:w:{message_id}` alive so the owner knows the reply is still watched; when the reply is no
+longer generated anywhere (it ended, or its replica died) they raise ReplyGone and the chat
+service goes on from the stored message.
 Cancel requests travel on the pub/sub channel `sc:cancel`.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from app.streams.log import Event, ReplyGone, ReplyLog
+from app.streams.log import PROGRESS_SEQ, Event, ReplyGone, ReplyLog
 from app.streams.memory import MemoryReplyLogs
 
 log = logging.getLogger("streamchat.streams")
@@ -33,6 +35,10 @@ IsLive = Callable[[str, str], Awaitable[bool]]
 
 def stream_key(message_id: str) -> str:
     return f"{PREFIX}r:{message_id}"
+
+
+def progress_key(message_id: str) -> str:
+    return f"{PREFIX}p:{message_id}"
 
 
 class RedisReplyLogs:
@@ -55,6 +61,7 @@ class RedisReplyLogs:
             self._writer = asyncio.create_task(self._write_loop(), name="reply-log-writer")
         reply_log = self.local.open(message_id, session_id)
         reply_log.on_append = lambda event: self._enqueue(message_id, event)
+        reply_log.on_progress = lambda event: self._enqueue(message_id, event)
         return reply_log
 
     def release(self, message_id: str) -> None:
@@ -80,10 +87,16 @@ class RedisReplyLogs:
     async def _write(self, batch: list[tuple[str, Event]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for message_id, event in batch:
+                if not event.numbered:  # progress: only the latest matters
+                    pipe.set(progress_key(message_id), event.type.encode() + b" " + event.payload,
+                             px=self.keep_ms)
+                    continue
                 key = stream_key(message_id)
                 pipe.xadd(key, {"t": event.type, "d": event.payload}, id=f"0-{event.seq + 1}")
                 if event.terminal or event.seq == 0:
                     pipe.pexpire(key, self.keep_ms)
+                if event.seq == 1 or event.terminal:  # tokens flow, or it ended: no progress
+                    pipe.delete(progress_key(message_id))
             await pipe.execute()
 
     async def flush(self) -> None:
@@ -111,8 +124,15 @@ class RedisReplyLogs:
         key, watch = stream_key(message_id), f"{PREFIX}w:{message_id}"
         last_id = f"0-{after + 1}"
         idle_ms = 0
+        shown: bytes | None = None  # the progress given last; None once tokens flow
+        progress = after < 1
         while True:
             await self.redis.set(watch, b"1", px=self.block_ms * 3)
+            if progress:
+                raw = await self.redis.get(progress_key(message_id))
+                if raw and raw != shown:
+                    shown = raw
+                    yield _progress(raw)
             reply = await self.redis.xread({key: last_id}, count=256, block=self.block_ms)
             if not reply:
                 idle_ms += self.block_ms
@@ -128,6 +148,7 @@ class RedisReplyLogs:
             for entry_id, fields in reply[0][1]:
                 event = _event(entry_id, fields)
                 last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                progress = progress and event.seq < 1
                 yield event
                 if event.terminal:
                     return
@@ -156,6 +177,11 @@ class RedisReplyLogs:
         if self._writer is not None:
             self._writer.cancel()
         await self.local.close()
+
+
+def _progress(raw: bytes) -> Event:
+    kind, _, payload = raw.partition(b" ")
+    return Event(PROGRESS_SEQ, kind.decode(), orjson.loads(payload), payload)
 
 
 def _event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
