@@ -5,8 +5,9 @@
 - `python -m benchmarks multiturn`: TTFT per turn of a growing conversation, server-side session
   vs a changed history each turn.
 - `python -m benchmarks memory`: bytes per idle session in the in-memory store, and its bound.
-- `python -m benchmarks openai`: /v1/chat/completions vs vLLM's own OpenAI server
-  (benchmarks/openai_compare.py), driven by vLLM's benchmark client.
+- `python -m benchmarks load`: streamchat vs vLLM's own OpenAI server under load
+  (benchmarks/load.py): vLLM's benchmark client at several concurrency levels, fairness
+  between a heavy and a light user, overload beyond the sustained rate.
 
 Run `python -m benchmarks --help`. Results are printed and written as JSON to
 benchmarks/results/ (git-ignored).

@@ -22,9 +22,10 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
     "memory": ("benchmarks.memory",
                "bytes per idle session in the in-memory session store (tracemalloc and RSS), "
                "and that max_sessions bounds it; no engine, no server"),
-    "openai": ("benchmarks.openai_compare",
-               "streamchat's /v1/chat/completions vs vLLM's own OpenAI server, both driven by "
-               "vLLM's benchmark client"),
+    "load": ("benchmarks.load",
+             "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
+             "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "
+             "the sustained rate (table, JSON, PNG plot)"),
 }
 
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"sub-commands (`python -m benchmarks NAME --help` for their options):\n{listing}\n\n"
         "Results are printed and written as JSON to benchmarks/results/\n"
         "(<timestamp>.json; <timestamp>-NAME.json for multiturn and memory;\n"
-        "openai writes a <timestamp>-openai/ folder).",
+        "load writes a <timestamp>-load/ folder).",
     )
     compare.add_arguments(parser)
     return parser

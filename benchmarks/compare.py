@@ -126,6 +126,7 @@ def check(args: argparse.Namespace) -> str | None:
 
 def print_and_save(args: argparse.Namespace, out: dict[str, Any]) -> None:
     print()
+    print(f"CPU: {out['environment']['cpu']}")
     print(f"prompt ~{args.prompt_tokens} tokens, max_tokens {args.max_tokens}, temperature 0, "
           "ignore_eos; TTFT from the generation request's send "
           "(SSE: the message POST; WS: the message frame)")

@@ -1,7 +1,8 @@
 """`python -m benchmarks multiturn`: does TTFT stay flat as a conversation grows?
 
-One server subprocess; conversations of N turns (default 10: ~50-token user turns, 50-token
-replies, so the history reaches about 1,000 tokens by the last turn), one at a time, in two modes:
+One server subprocess; conversations of N turns (default 10: ~80-token user turns, 80-token
+replies, so the history reaches about 1,700 tokens by the last turn), one at a time, with a
+pause between turns while the user reads and types (--think-s), in two modes:
 
 - session: one server-side session per conversation, each turn POSTed to its messages endpoint
   (SSE). The server keeps the history and renders it the same way every turn, so vLLM's prefix
@@ -15,6 +16,7 @@ replies, so the history reaches about 1,000 tokens by the last turn), one at a t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import statistics
 import sys
@@ -43,10 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conversations", type=int, default=3,
                         help="conversations per mode; medians are over these (default: 3)")
     parser.add_argument("--turns", type=int, default=10, help="turns per conversation (default: 10)")
-    parser.add_argument("--turn-tokens", type=int, default=50,
-                        help="approximate tokens of text in each user turn (default: 50)")
-    parser.add_argument("--max-tokens", type=int, default=50,
-                        help="max_tokens of each reply, with ignore_eos (default: 50)")
+    parser.add_argument("--turn-tokens", type=int, default=80,
+                        help="approximate tokens of text in each user turn (default: 80)")
+    parser.add_argument("--max-tokens", type=int, default=80,
+                        help="max_tokens of each reply, with ignore_eos (default: 80)")
+    parser.add_argument("--think-s", type=float, default=2.0,
+                        help="seconds between a reply's end and the next turn, as a user reads "
+                        "and types (default: 2)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="unmeasured one-turn chats before measuring (default: 2)")
     add_model_options(parser)
@@ -104,11 +109,13 @@ async def _turn(client: httpx.AsyncClient, sid: str, content: str, max_tokens: i
     return _record(turn, result), text
 
 
-def session_mode(texts: TurnText, turns: int, max_tokens: int) -> Conversation:
+def session_mode(texts: TurnText, turns: int, max_tokens: int, think_s: float) -> Conversation:
     async def conversation(client: httpx.AsyncClient, cid: str) -> list[dict[str, Any]]:
         sid = await create_session(client, system=SYSTEM, title=f"multiturn {cid}")
         records: list[dict[str, Any]] = []
         for k in range(1, turns + 1):
+            if k > 1:
+                await asyncio.sleep(think_s)  # the user reads the reply and types
             record, _ = await _turn(client, sid, texts.text(cid, k), max_tokens, k)
             records.append(record)
             if record["error"]:
@@ -118,11 +125,13 @@ def session_mode(texts: TurnText, turns: int, max_tokens: int) -> Conversation:
     return conversation
 
 
-def changed_mode(texts: TurnText, turns: int, max_tokens: int) -> Conversation:
+def changed_mode(texts: TurnText, turns: int, max_tokens: int, think_s: float) -> Conversation:
     async def conversation(client: httpx.AsyncClient, cid: str) -> list[dict[str, Any]]:
         transcript = ""
         records: list[dict[str, Any]] = []
         for k in range(1, turns + 1):
+            if k > 1:
+                await asyncio.sleep(think_s)
             # First line changes every turn: no cached prefix beyond the template's first tokens.
             system = f"Conversation id {secrets.token_hex(8)} turn {k}.\n{SYSTEM}\n{transcript}"
             sid = await create_session(client, system=system, title=f"multiturn {cid} turn {k}")
@@ -170,11 +179,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     texts = TurnText(args.model or str(ensure_default_model(cache_dir)), args.turn_tokens)
     turn_tokens = texts.count(texts.text(conversation_id("s", 0), 1))
     print(f"[bench] multiturn: user turns of {turn_tokens} tokens, "
-          f"replies of {args.max_tokens}, {args.turns} turns, {args.conversations} conversations "
-          "per mode", flush=True)
+          f"replies of {args.max_tokens}, {args.turns} turns {args.think_s:g} s apart, "
+          f"{args.conversations} conversations per mode", flush=True)
     stamp = timestamp()
-    modes = {"session": session_mode(texts, args.turns, args.max_tokens),
-             "changed": changed_mode(texts, args.turns, args.max_tokens)}
+    modes = {"session": session_mode(texts, args.turns, args.max_tokens, args.think_s),
+             "changed": changed_mode(texts, args.turns, args.max_tokens, args.think_s)}
     raw: dict[str, list[list[dict[str, Any]]]] = {}
     server = ServerProcess(port=args.port, cache_dir=cache_dir, model=args.model,
                            engine_args=engine_args,
@@ -203,7 +212,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "config": {"conversations": args.conversations, "turns": args.turns,
                        "turn_tokens_target": args.turn_tokens,
                        "turn_tokens": turn_tokens,
-                       "max_tokens": args.max_tokens, "warmup": args.warmup, "system": SYSTEM,
+                       "max_tokens": args.max_tokens, "think_s": args.think_s,
+                       "warmup": args.warmup, "system": SYSTEM,
                        "model": args.model or DEFAULT_MODEL_NAME, "engine_args": engine_args,
                        "temperature": 0, "ignore_eos": True, "concurrency": 1},
             "environment": environment(),
@@ -244,12 +254,15 @@ def report(out: dict[str, Any]) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
-    if min(args.conversations, args.turns, args.turn_tokens, args.max_tokens) < 1 or args.warmup < 0:
-        print("--conversations, --turns, --turn-tokens and --max-tokens must be >= 1, --warmup >= 0",
+    if min(args.conversations, args.turns, args.turn_tokens, args.max_tokens) < 1 or args.warmup < 0 \
+            or args.think_s < 0:
+        print("--conversations, --turns, --turn-tokens and --max-tokens must be >= 1, "
+              "--warmup and --think-s >= 0",
               file=sys.stderr)
         return 2
     out = await run(args)
     print()
+    print(f"CPU: {out['environment']['cpu']}")
     print(report(out))
     print(f"\nresults: {write_results(out['timestamp'], out, 'multiturn')}")
     return 0

