@@ -4,12 +4,14 @@ queue, and what every transport answers when the queue is full."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
 from app.admission import Admission, Ticket
+from app.api.sse import EventParser
 from app.engine.base import GenerationParams
 from app.errors import QueueFull
 from app.main import create_app
@@ -73,7 +75,10 @@ async def test_a_user_with_nothing_in_the_engine_does_not_wait_for_a_heavy_users
     assert not admitted(again)  # only while it has nothing in the engine
     admission.first_token(heavy[0])
     admission.first_token(heavy[1])
-    assert admitted(again) and not admitted(heavy[2])  # fewest in the engine first
+    # Fewest in the engine first; and no heavier prompt joins light's while they prefill.
+    assert admitted(again) and not admitted(heavy[2])
+    admission.first_token(light)  # light now has as many in the engine as heavy
+    assert admitted(heavy[2])
 
 
 async def test_users_take_turns_by_their_counts_in_the_engine() -> None:
@@ -274,10 +279,24 @@ def test_a_waiting_openai_stream_gets_keepalive_comments(monkeypatch: pytest.Mon
     with TestClient(create_app(settings, engine)) as client:
         sid = client.post("/v1/sessions").json()["id"]
         client.post(f"/v1/sessions/{sid}/messages", json={"content": "go"})
-        body = client.post("/v1/chat/completions", json={**CHAT, "stream": True}).text
+        with client.stream("POST", "/v1/chat/completions",
+                           json={**CHAT, "stream": True}) as response:
+            reads = list(response.iter_raw())  # one network read per frame sent
+    body = b"".join(reads).decode()
     head = body.split("data: ", 1)[0]
     assert head.count(": ping") >= 3  # while it waited, before its first chunk
     assert body.endswith("data: [DONE]\n\n")
+    # Each data chunk is intact for a parser that follows the SSE rules...
+    assert [e.data for e in EventParser().feed(body.encode())][-1] == "[DONE]"
+    # ...and for vLLM's benchmark client, which strips each read before splitting on blank
+    # lines: a ping read on its own must not swallow the first content chunk.
+    from vllm.benchmarks.lib.endpoint_request_func import StreamedResponseHandler
+
+    handler = StreamedResponseHandler()
+    messages = [m for read in reads if read.strip() for m in handler.add_chunk(read.strip())]
+    data = [m for m in messages if not m.startswith(":")]
+    assert json.loads(data[0].removeprefix("data: "))["choices"][0]["delta"]["content"] == "w"
+    assert data[-1] == "data: [DONE]" and len(data) == 11
 
 
 def test_a_queued_reply_whose_client_left_leaves_the_queue() -> None:

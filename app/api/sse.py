@@ -5,6 +5,12 @@ encoded once in its log and shared by every listener), sent without a per-event 
 timeout, which keeps about twice its events/s (docs/DESIGN.md). What sse-starlette would add is
 kept: a `: ping` comment after 15 s of silence (produced by the event source) and a client
 disconnect that stops the stream at once, even while it waits (app/api/disconnect.py).
+
+The first frame after a ping starts with an empty comment (`:` and a blank line). A compliant
+parser skips it; it is there for clients that strip each network read before splitting it on
+blank lines (vLLM's benchmark client, 0.32, does): a ping read on its own then loses its blank
+line and would glue itself to the next event, which such a client drops. The empty comment
+gives the glued ping its blank line back.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from app.api.disconnect import unless_disconnected
 from app.streams import Event
 
 PING = b": ping\n\n"
+AFTER_PING = b":\n\n"  # starts the first frame after a ping (see the module docstring)
 PING_INTERVAL_S = 15.0
 HEADERS: dict[str, str] = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -139,6 +146,14 @@ class EventStreamResponse(Response):
 
 async def event_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
     """A reply's events as SSE frames; a heartbeat (None) as a `: ping` comment."""
+    pinged = False
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         async for event in events:
-            yield PING if event is None else event_frame(event)
+            if event is None:
+                pinged = True
+                yield PING
+            elif pinged:
+                pinged = False
+                yield AFTER_PING + event_frame(event)
+            else:
+                yield event_frame(event)
