@@ -21,8 +21,10 @@ The queue is fair between users (an API key, else the OpenAI `user` field or the
 address): the next generation admitted is the one whose user has the fewest generations in
 the engine, the oldest first among equals. One user with 32 streams therefore waits behind a
 user with none, and a user's own requests keep their order. A user with nothing in the engine
-may also take one prompt place beyond `max_prefilling`: its first token does not wait for a
-heavy user's prompts to be prefilled (the engine's own queue puts it first too: `priority`).
+may also take one prompt place beyond `max_prefilling`, and while a user's prompt is being
+prefilled no prompt of a user with more generations in the engine joins it: its first token
+does not wait for a heavy user's prompts (the engine's own queue puts it first too:
+`priority`).
 
 Background work (warming a conversation's prefix) runs only while nobody waits and no prompt
 is being prefilled, and is stopped the moment a generation arrives.
@@ -45,9 +47,10 @@ from app.errors import QueueFull
 
 # A position callback: how many generations are ahead of this one (0: it goes next).
 OnPosition = Callable[[int], None]
-# How many rounds of prompts a queue may be paced in (see the module docstring). Measured on a
-# 2-core AVX2 CPU, 16 and 64 concurrent clients: 4 gave the lowest median TTFT of the values
-# whose slowest first token (the burst of a cold start) stayed near the engine's own.
+# How many rounds of prompts a deep queue is paced in (see the module docstring). On a 2-core
+# AVX2 CPU (docs/VLLM-CPU.md), pacing a cold burst of 64 prompts 4 at a time gave the lowest
+# median TTFT but a 30% longer tail than the engine's own big steps; a bounded number of rounds
+# keeps the small steps for a short queue and a few big ones for a burst.
 PACING_ROUNDS = 4
 
 
@@ -107,6 +110,7 @@ class Admission:
         self.active = 0
         self.prefilling = 0
         self._users = _Users()
+        self._prefilling_users = _Users()  # per user: its prompts in the engine, no token yet
         self._waiting: dict[str, deque[Ticket]] = defaultdict(deque)  # per user, oldest first
         self._waiting_count = 0
         self._seq = itertools.count()
@@ -215,9 +219,13 @@ class Admission:
     def first_token(self, ticket: Ticket) -> None:
         """The engine produced the ticket's first token: its prompt is prefilled."""
         if ticket.prefilling:
-            ticket.prefilling = False
-            self.prefilling -= 1
+            self._prefilled(ticket)
             self._pump()
+
+    def _prefilled(self, ticket: Ticket) -> None:
+        ticket.prefilling = False
+        self.prefilling -= 1
+        self._prefilling_users.add(ticket.user, -1)
 
     def release(self, ticket: Ticket, generation_s: float | None = None) -> None:
         """The generation ended (or gave up waiting): its place goes to the next one."""
@@ -241,8 +249,7 @@ class Admission:
         self._users.add(ticket.user, -1)
         metrics.ADMITTED.set(self.active)
         if ticket.prefilling:
-            ticket.prefilling = False
-            self.prefilling -= 1
+            self._prefilled(ticket)
         if generation_s is not None and generation_s > 0:
             # An exponential average: Retry-After follows what the engine does now.
             self.typical_generation_s += 0.1 * (generation_s - self.typical_generation_s)
@@ -254,8 +261,12 @@ class Admission:
         prefill_room = self.max_prefilling
         if PACING_ROUNDS:
             prefill_room = max(prefill_room, math.ceil(self._waiting_count / PACING_ROUNDS))
-        if self._users.get(user) == 0:
+        mine = self._users.get(user)
+        if mine == 0:
             prefill_room += 1  # a user with nothing in the engine never waits for a heavy one
+        elif any(self._users.get(other) < mine for other in self._prefilling_users.active
+                 if other != user):
+            return False  # a lighter user's prompt is being prefilled: it goes alone
         return self.active < self.max_active and self.prefilling < prefill_room
 
     def _admit(self, ticket: Ticket) -> None:
@@ -264,6 +275,7 @@ class Admission:
         ticket.priority = self._users.get(ticket.user)
         self.active += 1
         self.prefilling += 1
+        self._prefilling_users.add(ticket.user, 1)
         self._users.add(ticket.user, 1)
         metrics.ADMITTED.set(self.active)
         assert ticket.admitted is not None
