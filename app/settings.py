@@ -95,8 +95,10 @@ class Settings(BaseModel):
         "token; more wait in the admission queue, in fair order, so a new prompt is not stuck "
         "behind every other prompt in the engine")
     max_queue: int = Field(
-        default=64, ge=0, description="generations that may wait for a place in the engine "
-        "when it is full; past it, 429 with Retry-After at once")
+        default=0, ge=0, description="generations that may wait for a place in the engine "
+        "when every place is taken (waiting for one means waiting for a whole reply to end); "
+        "past it, 429 with Retry-After at once. Prompts waiting only for max_prefilling never "
+        "count against it")
     prefix_warmup: bool = Field(
         default=True, description="once a session reply is stored, prefill the conversation's "
         "next prefix in the background, only while nobody waits (the next turn's first token "
