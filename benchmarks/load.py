@@ -224,12 +224,20 @@ async def measure(server: ServerProcess, name: str, model_dir: Path, prompts: Pr
             sustained.setdefault("rate", float(top["request_throughput"]))
         if "fairness" in args.phases:
             result["fairness"] = await fairness_phase(server, name, prompts, args)
+            f = result["fairness"]
+            print(f"[load] {name}: light user TTFT p50 alone {f['light_alone_ttft_p50_ms']:.0f} "
+                  f"ms, loaded {f['light_loaded_ttft_p50_ms']:.0f} ms", flush=True)
         if "overload" in args.phases:
             rate = args.sustained_rate or sustained.get("rate")
             if rate is None:
                 raise SystemExit("overload needs a sustained rate: run the levels phase too, or "
                                  "give --sustained-rate")
             result["overload"] = await overload_phase(server, name, prompts, args, rate)
+            o = result["overload"]
+            print(f"[load] {name}: accepted {o['accepted']}, TTFT p99 "
+                  f"{o['accepted_ttft_p99_ms']:.0f} ms (unloaded {o['unloaded_ttft_p99_ms']:.0f}"
+                  f"); refused {o['rejected']}, p99 {o['rejected_p99_ms']:.1f} ms; hung "
+                  f"{o['hung']}", flush=True)
     finally:
         server.stop()
         await asyncio.sleep(2)  # let the engine core exit before the next server starts

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import secrets
 import statistics
 import sys
@@ -52,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--think-s", type=float, default=2.0,
                         help="seconds between a reply's end and the next turn, as a user reads "
                         "and types (default: 2)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated, of session and changed (default: both)")
+    parser.add_argument("--no-prefix-warmup", action="store_true",
+                        help="serve with STREAMCHAT_PREFIX_WARMUP=0: the before of the "
+                        "server's warm-up of the next turn's prefix")
     parser.add_argument("--warmup", type=int, default=2,
                         help="unmeasured one-turn chats before measuring (default: 2)")
     add_model_options(parser)
@@ -182,11 +189,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
           f"replies of {args.max_tokens}, {args.turns} turns {args.think_s:g} s apart, "
           f"{args.conversations} conversations per mode", flush=True)
     stamp = timestamp()
-    modes = {"session": session_mode(texts, args.turns, args.max_tokens, args.think_s),
+    every = {"session": session_mode(texts, args.turns, args.max_tokens, args.think_s),
              "changed": changed_mode(texts, args.turns, args.max_tokens, args.think_s)}
+    modes = {m: every[m] for m in args.modes}
     raw: dict[str, list[list[dict[str, Any]]]] = {}
+    env = {**os.environ, "STREAMCHAT_PREFIX_WARMUP": "0"} if args.no_prefix_warmup else None
     server = ServerProcess(port=args.port, cache_dir=cache_dir, model=args.model,
-                           engine_args=engine_args,
+                           engine_args=engine_args, env=env,
                            log_path=results_dir() / f"{stamp}-multiturn-server.log")
     try:
         print(f"[bench] server: starting on {server.base_url} (log {server.log_path})", flush=True)
@@ -207,12 +216,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("[bench] server: stopping", flush=True)
         server.stop()
     results = {mode: summarize_mode(mode, raw[mode], args.turns) for mode in modes}
-    session_ratio = results["session"]["ratio_last_first"]
+    session_ratio = results["session"]["ratio_last_first"] if "session" in results else math.nan
     return {"timestamp": stamp,
             "config": {"conversations": args.conversations, "turns": args.turns,
                        "turn_tokens_target": args.turn_tokens,
                        "turn_tokens": turn_tokens,
                        "max_tokens": args.max_tokens, "think_s": args.think_s,
+                       "prefix_warmup": not args.no_prefix_warmup,
                        "warmup": args.warmup, "system": SYSTEM,
                        "model": args.model or DEFAULT_MODEL_NAME, "engine_args": engine_args,
                        "temperature": 0, "ignore_eos": True, "concurrency": 1},
@@ -229,23 +239,24 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
 
 def report(out: dict[str, Any]) -> str:
     results, turns = out["results"], out["config"]["turns"]
+    modes = [m for m in MODES if m in results]
     lines = ["TTFT per turn in ms, median over conversations (client-side, and the server's own from "
              "the done event); prompt and cached tokens",
              f"{'turn':>4}" + "".join(f"{m + ' TTFT':>15}{'server':>8}{'prompt':>8}{'cached':>8}"
-                                      for m in MODES)]
+                                      for m in modes)]
     for k in range(turns):
-        row = [results[m]["per_turn"][k] for m in MODES]
+        row = [results[m]["per_turn"][k] for m in modes]
         lines.append(f"{k + 1:>4}" + "".join(
             f"{_fmt(r['ttft_ms']):>15}{_fmt(r['server_ttft_ms']):>8}"
             f"{_fmt(r['prompt_tokens'], '.0f'):>8}{_fmt(r['cached_tokens'], '.0f'):>8}" for r in row))
     lines += ["", f"{'mode':<10}{'TTFT t1 ms':>12}{f'TTFT t{turns} ms':>13}{f't{turns}/t1':>8}"
               f"{f'prompt t{turns}':>11}{f'cached t{turns}':>11}{'errors':>8}"]
-    for m in MODES:
+    for m in modes:
         r = results[m]
         lines.append(f"{m:<10}{_fmt(r['first_ttft_ms']):>12}{_fmt(r['last_ttft_ms']):>13}"
                      f"{_fmt(r['ratio_last_first'], '.2f'):>8}{_fmt(r['last_prompt_tokens'], '.0f'):>11}"
                      f"{_fmt(r['last_cached_tokens'], '.0f'):>11}{len(r['errors']):>8}")
-    for m in MODES:
+    for m in modes:
         lines += [f"{m} error: {e}" for e in results[m]["errors"][:3]]
     target = out["target"]
     lines.append(f"\ntarget: {target['check']}: ratio {_fmt(target['ratio'], '.2f')} -> "
@@ -254,6 +265,10 @@ def report(out: dict[str, Any]) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not args.modes or set(args.modes) - set(MODES):
+        print(f"--modes takes {', '.join(MODES)}", file=sys.stderr)
+        return 2
     if min(args.conversations, args.turns, args.turn_tokens, args.max_tokens) < 1 or args.warmup < 0 \
             or args.think_s < 0:
         print("--conversations, --turns, --turn-tokens and --max-tokens must be >= 1, "
