@@ -22,7 +22,7 @@ def browser() -> Iterator[Browser]:
 def test_a_waiting_reply_shows_its_place_in_the_queue(browser: Browser) -> None:
     # One generation at a time (each scripted reply takes 2 s): the page's reply waits.
     process, url = scripted_server("30", env={"STREAMCHAT_MAX_CONCURRENT_GENERATIONS": "1",
-                                              "STREAMCHAT_PREFIX_WARMUP": "0"})
+                                              "STREAMCHAT_MAX_QUEUE": "2"})
     try:
         browser.open(url + "/")
         browser.wait_for("document.querySelector('#status').dataset.state === 'ready'")
