@@ -100,9 +100,10 @@ class Settings(BaseModel):
         "past it, 429 with Retry-After at once. Prompts waiting only for max_prefilling never "
         "count against it")
     prefix_warmup: bool = Field(
-        default=True, description="once a session reply is stored, prefill the conversation's "
-        "next prefix in the background, only while nobody waits (the next turn's first token "
-        "comes sooner)")
+        default=False, description="once a session reply is stored, prefill the conversation's "
+        "next prefix in the background, only while nobody waits: for models whose template "
+        "renders a reply differently from the tokens generated (off: with the default model "
+        "the prefix cache already holds the whole history, measured in the README)")
     # -- auth: on when any of api_keys, api_keys_file, jwt_* is set -----------------------
     api_keys: str | None = Field(
         default=None, repr=False, description="API keys, comma-separated id:secret:scope+scope "

@@ -250,10 +250,19 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b and a == a and b == b else "-"
 
 
+def streamchat_settings() -> dict[str, str]:
+    """The STREAMCHAT_* variables this run's server inherits, secrets left out, so that a
+    report says when it did not measure the defaults."""
+    secret = ("KEY", "SECRET", "JWT", "REDIS_URL")
+    return {k: v for k, v in os.environ.items()
+            if k.startswith("STREAMCHAT_") and not any(word in k for word in secret)}
+
+
 def report(out: dict[str, Any], args: argparse.Namespace) -> str:
     res = out["results"]
     names = list(res)
     lines = [f"CPU: {out['cpu']}", f"streamchat engine: {out['streamchat_engine']}",
+             f"streamchat settings: {out['streamchat_settings']}",
              f"vLLM server flags: {' '.join(out['vllm_flags'])}"]
     if "levels" in args.phases:
         lines += ["", f"levels: vLLM's benchmark client, random {args.input_len} in / "
@@ -345,6 +354,7 @@ async def main(args: argparse.Namespace) -> int:
         results[name] = await measure(made[name](), name, model_dir, prompts, args, out_dir,
                                       sustained)
     out = {"cpu": read_cpu_info().describe(), "streamchat_engine": engine_args or "defaults",
+           "streamchat_settings": streamchat_settings() or "defaults",
            "vllm_flags": vllm_flags, "environment": environment(),
            "results": {n: results[n] for n in servers if n in results},
            "config": {k: v for k, v in vars(args).items() if k != "engine_arg"}}

@@ -1,12 +1,19 @@
 """Warming a conversation's next prefix while its user reads and types.
 
 Each turn's prompt is the whole conversation rendered with the model's template, and the
-engine's prefix cache skips what an earlier prompt already computed. What it cannot skip is
-the end of the last reply as the template renders it: the reply's text, its end-of-turn
-marker, and the last partial cache block (10 turns, a 1,730-token history on a 2-core AVX2
-CPU: about 160 tokens re-prefilled per turn, turn-10 TTFT 2.8x turn 1's). So once a reply is
-stored, the history through the end of that reply is prefilled in the background with a
-one-token request, and the next turn only prefills its own message.
+engine's prefix cache skips what an earlier prompt already computed: the earlier prompt and
+the tokens generated for the reply. Where the template renders the reply differently from
+those tokens (a re-tokenized text, an end-of-turn marker, a stripped thought), the next turn
+re-prefills from there; so once a reply is stored, the history through the end of that reply
+can be prefilled in the background with a one-token request, and the next turn only
+prefills its own message.
+
+Off by default (`prefix_warmup`): with the default model on vLLM 0.32 the reply re-renders as
+generated, and the next turn found the same history cached with and without it (10 turns on
+a 2-core AVX2 CPU: 1,536 of 1,629 prompt tokens at turn 10, the rest being the new message and
+the last partial block), while a warm-up still running when a request arrived delayed that
+first token by its step (353 ms -> 628 ms). `python -m benchmarks multiturn
+[--no-prefix-warmup]` measures it for another model.
 
 It must never delay anyone's first token: a warm-up starts only while the admission gate is
 idle (nobody waits, no prompt is being prefilled), goes last in the engine's own queue, and is
