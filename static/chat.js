@@ -12,12 +12,18 @@ function autosize() {
   ui.prompt.style.height = `${ui.prompt.scrollHeight + 2}px`;
 }
 
-function submit() {
-  if (activeTurn()) return;
+/** The remembered conversation being put on the page; until then a message waits for it. */
+let opening = Promise.resolve();
+
+async function submit() {
   const content = ui.prompt.value;
-  if (!content.trim()) return;
+  if (activeTurn() || !content.trim()) return;
   ui.prompt.value = '';
   autosize();
+  // Sent while the page opens (e.g. while it asks for a key): rendering the conversation
+  // afterwards would wipe this turn from the page, and a second session would be made for it.
+  await opening;
+  if (activeTurn()) { ui.prompt.value = content; autosize(); return; } // it reopened a reply in flight
   addRow('user', content);
   const bubble = addRow('assistant');
   scrollDown(true);
@@ -25,6 +31,7 @@ function submit() {
 }
 
 async function newChat() {
+  await opening;
   const active = activeTurn();
   if (active) { await cancel(active); active.ctrl.abort(); }
   ui.newChat.disabled = true;
@@ -51,15 +58,19 @@ ui.prompt.addEventListener('keydown', (e) => { // Enter sends, Shift+Enter is a 
 ui.prompt.addEventListener('input', autosize);
 ui.newChat.addEventListener('click', newChat);
 
-pollReady();
-try {
-  const pending = renderSession(await loadSession());
-  // A reply still in flight (e.g. the page was reloaded mid-stream): follow it again.
-  if (pending) {
-    pending.bubble.textContent = '';
-    run(pending.bubble, null, pending.m.id);
+async function openConversation() {
+  try {
+    const pending = renderSession(await loadSession());
+    // A reply still in flight (e.g. the page was reloaded mid-stream): follow it again.
+    if (pending) {
+      pending.bubble.textContent = '';
+      run(pending.bubble, null, pending.m.id);
+    }
+  } catch (err) {
+    notice(`Could not load the conversation: ${err.message}`);
   }
-} catch (err) {
-  notice(`Could not load the conversation: ${err.message}`);
 }
+
+pollReady();
+opening = openConversation();
 ui.prompt.focus();
