@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from app.settings import from_env
 from benchmarks.cli import add_model_options, add_server_options, default_cache_dir
 from benchmarks.output import environment, results_dir, timestamp, write_results
 from benchmarks.session_api import create_session, reply_params
@@ -56,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and types (default: 2)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated, of session and changed (default: both)")
-    parser.add_argument("--no-prefix-warmup", action="store_true",
-                        help="serve with STREAMCHAT_PREFIX_WARMUP=0: the before of the "
-                        "server's warm-up of the next turn's prefix")
+    parser.add_argument("--prefix-warmup", action=argparse.BooleanOptionalAction,
+                        default=None, help="serve with STREAMCHAT_PREFIX_WARMUP on or off "
+                        "(default: the server's setting, off unless set in the environment)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="unmeasured one-turn chats before measuring (default: 2)")
     add_model_options(parser)
@@ -193,7 +194,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
              "changed": changed_mode(texts, args.turns, args.max_tokens, args.think_s)}
     modes = {m: every[m] for m in args.modes}
     raw: dict[str, list[list[dict[str, Any]]]] = {}
-    env = {**os.environ, "STREAMCHAT_PREFIX_WARMUP": "0"} if args.no_prefix_warmup else None
+    env = dict(os.environ)
+    if args.prefix_warmup is not None:
+        env["STREAMCHAT_PREFIX_WARMUP"] = "1" if args.prefix_warmup else "0"
+    prefix_warmup = from_env(env).prefix_warmup  # what the server will run with, for the report
     server = ServerProcess(port=args.port, cache_dir=cache_dir, model=args.model,
                            engine_args=engine_args, env=env,
                            log_path=results_dir() / f"{stamp}-multiturn-server.log")
@@ -222,7 +226,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                        "turn_tokens_target": args.turn_tokens,
                        "turn_tokens": turn_tokens,
                        "max_tokens": args.max_tokens, "think_s": args.think_s,
-                       "prefix_warmup": not args.no_prefix_warmup,
+                       "prefix_warmup": prefix_warmup,
                        "warmup": args.warmup, "system": SYSTEM,
                        "model": args.model or DEFAULT_MODEL_NAME, "engine_args": engine_args,
                        "temperature": 0, "ignore_eos": True, "concurrency": 1},

@@ -13,7 +13,7 @@ generated, and the next turn found the same history cached with and without it (
 a 2-core AVX2 CPU: 1,536 of 1,629 prompt tokens at turn 10, the rest being the new message and
 the last partial block), while a warm-up still running when a request arrived delayed that
 first token by its step (353 ms -> 628 ms). `python -m benchmarks multiturn
-[--no-prefix-warmup]` measures it for another model.
+--prefix-warmup` and `--no-prefix-warmup` measure it for another model.
 
 It must never delay anyone's first token: a warm-up starts only while the admission gate is
 idle (nobody waits, no prompt is being prefilled), goes last in the engine's own queue, and is
