@@ -24,7 +24,10 @@ user with none, and a user's own requests keep their order. A user with nothing 
 may also take one prompt place beyond `max_prefilling`, and while a user's prompt is being
 prefilled no prompt of a user with more generations in the engine joins it: its first token
 does not wait for a heavy user's prompts (the engine's own queue puts it first too:
-`priority`).
+`priority`). And while a lighter user is present (in the engine or waiting), a heavier user's
+prompts are prefilled one at a time: a light user's prompt arrives between engine steps, so it
+waits for the step running then and shares its own with the heavy prompts already in the
+engine; keeping those to one keeps both steps short.
 
 Background work (warming a conversation's prefix) runs only while nobody waits and no prompt
 is being prefilled, and is stopped the moment a generation arrives.
@@ -267,6 +270,10 @@ class Admission:
         elif any(self._users.get(other) < mine for other in self._prefilling_users.active
                  if other != user):
             return False  # a lighter user's prompt is being prefilled: it goes alone
+        elif self._prefilling_users.get(user) and any(
+                self._users.get(other) < mine
+                for other in itertools.chain(self._users.active, self._waiting) if other != user):
+            return False  # beside a lighter user, a heavier one's prompts go one at a time
         return self.active < self.max_active and self.prefilling < prefill_room
 
     def _admit(self, ticket: Ticket) -> None:

@@ -81,6 +81,22 @@ async def test_a_user_with_nothing_in_the_engine_does_not_wait_for_a_heavy_users
     assert admitted(heavy[2])
 
 
+async def test_beside_a_lighter_user_a_heavy_users_prompts_are_prefilled_one_at_a_time() -> None:
+    admission = gate(active=16, queue=10, prefilling=4)
+    alone = [admission.enqueue("heavy") for _ in range(4)]
+    assert all(admitted(t) for t in alone)  # alone, a user fills every prompt place
+    for ticket in alone:
+        admission.first_token(ticket)
+    light = admission.enqueue("light")
+    admission.first_token(light)  # the light user streams one reply
+    heavy = [admission.enqueue("heavy") for _ in range(3)]
+    assert [admitted(t) for t in heavy] == [True, False, False]
+    admission.first_token(heavy[0])
+    assert [admitted(t) for t in heavy] == [True, True, False]
+    admission.release(light)  # the light user has gone: the heavy one fills the places again
+    assert admitted(heavy[2])
+
+
 async def test_users_take_turns_by_their_counts_in_the_engine() -> None:
     admission = gate(active=1, queue=10)
     blocker = admission.enqueue("x")
