@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.api.sse import AFTER_PING, PING, PING_INTERVAL_S, frame
+from app.api.sse import PING, PING_INTERVAL_S, frame
 from app.completions import Completion
 from app.engine.base import TokenLogprob
 from app.errors import StreamchatError
@@ -73,12 +73,10 @@ async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> A
         head["usage"] = None
     spoken: set[int] = set()  # choices whose role was sent
     offsets: dict[int, int] = {}
-    pinged = False
     async with contextlib.aclosing(completion.deltas(PING_INTERVAL_S)) as deltas:
         try:
             async for delta in deltas:
                 if delta is None:  # waiting in the admission queue: keep proxies from timing out
-                    pinged = True
                     yield PING
                     continue
                 finish = finish_reason(delta.finish_reason)
@@ -99,13 +97,10 @@ async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> A
                 choice["logprobs"] = shape.logprobs_of(delta.logprobs or [], offset)
                 offsets[delta.index] = offset + len(delta.text)
                 choice["finish_reason"] = finish
-                chunk = frame(orjson.dumps({**head, "choices": [choice]}))
-                yield AFTER_PING + chunk if pinged else chunk  # app/api/sse.py says why
-                pinged = False
+                yield frame(orjson.dumps({**head, "choices": [choice]}))
         except StreamchatError as exc:
-            error = frame(orjson.dumps({"error": {"message": exc.message, "type": exc.kind,
-                                                  "code": exc.code, "param": None}}))
-            yield AFTER_PING + error if pinged else error
+            yield frame(orjson.dumps({"error": {"message": exc.message, "type": exc.kind,
+                                                "code": exc.code, "param": None}}))
             yield DONE
             return
     if include_usage:

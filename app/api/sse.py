@@ -6,8 +6,8 @@ timeout, which keeps about twice its events/s (docs/DESIGN.md). What sse-starlet
 kept: a `: ping` comment after 15 s of silence (produced by the event source) and a client
 disconnect that stops the stream at once, even while it waits (app/api/disconnect.py).
 
-The first frame after a ping starts with an empty comment (`:` and a blank line). A compliant
-parser skips it; it is there for clients that strip each network read before splitting it on
+The first frame after a ping starts with an empty comment (`:` and a blank line), added by
+`EventStreamResponse` to every stream. A compliant parser skips it; it is there for clients that strip each network read before splitting it on
 blank lines (vLLM's benchmark client, 0.32, does): a ping read on its own then loses its blank
 line and would glue itself to the next event, which such a client drops. The empty comment
 gives the glued ping its blank line back.
@@ -137,7 +137,11 @@ class EventStreamResponse(Response):
     async def _pump(self, send: Send) -> None:
         async with contextlib.aclosing(self.frames) as frames:  # type: ignore[type-var]
             try:
+                pinged = False
                 async for chunk in frames:
+                    if pinged and chunk != PING:
+                        chunk = AFTER_PING + chunk  # see the module docstring
+                    pinged = chunk == PING
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
@@ -146,14 +150,6 @@ class EventStreamResponse(Response):
 
 async def event_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
     """A reply's events as SSE frames; a heartbeat (None) as a `: ping` comment."""
-    pinged = False
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         async for event in events:
-            if event is None:
-                pinged = True
-                yield PING
-            elif pinged:
-                pinged = False
-                yield AFTER_PING + event_frame(event)
-            else:
-                yield event_frame(event)
+            yield PING if event is None else event_frame(event)
