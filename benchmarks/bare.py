@@ -13,11 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_closed_loop
-
-# After shutdown the engine core child needs a moment to exit and free its core and memory
-# before the server's own engine starts on the same 2 cores.
-SETTLE_S = 2.0
+from benchmarks.server import SETTLE_S
+from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 
 
 async def run_bare(
@@ -59,15 +56,9 @@ async def run_bare(
         result.end_s = time.perf_counter()
         return result
 
-    results: dict[int, list[RequestResult]] = {}
     await engine.start()
     try:
-        if warmup:
-            await run_closed_loop(one, [f"warm-{i}" for i in range(warmup)], warmup)
-        for concurrency, tags in levels:
-            print(f"[bench] bare: concurrency {concurrency}, {len(tags)} requests", flush=True)
-            results[concurrency] = await run_closed_loop(one, tags, concurrency)
+        return await run_levels("bare", one, levels, warmup)
     finally:
         await engine.shutdown()
         await asyncio.sleep(SETTLE_S)
-    return results

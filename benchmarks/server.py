@@ -1,4 +1,5 @@
-"""Start and stop `python -m app` as a subprocess for the SSE side."""
+"""Start and stop the servers the benchmarks measure as subprocesses: `python -m app`, and
+vLLM's own OpenAI server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # uvicorn's graceful shutdown is 30 s; after that the engine core still has to exit.
 STOP_TIMEOUT_S = 45.0
+# After a stop, the engine core needs a moment to free its core and memory before the next
+# engine starts on the same 2 cores.
+SETTLE_S = 2.0
 
 
 def free_port() -> int:
@@ -116,3 +120,16 @@ class VllmServer(ServerProcess):
                         return
                 await asyncio.sleep(0.5)
         raise RuntimeError(f"vLLM's server was not ready within {timeout_s:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def running(server: ServerProcess, ready_timeout_s: float) -> AsyncIterator[ServerProcess]:
+    """The server, started and ready; stopped and settled afterwards, also on errors and
+    Ctrl-C (asyncio.run cancels the task; this still runs), so that engines never overlap."""
+    server.start()
+    try:
+        await server.wait_ready(ready_timeout_s)
+        yield server
+    finally:
+        server.stop()
+        await asyncio.sleep(SETTLE_S)

@@ -30,6 +30,12 @@ def make_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
     )
 
 
+def level_client(base_url: str, levels: Sequence[tuple[int, list[str]]],
+                 warmup: int) -> httpx.AsyncClient:
+    """One client for a side's every level: a connection for each user of the biggest."""
+    return make_client(base_url, max(max((c for c, _ in levels), default=1), warmup))
+
+
 async def stream_reply(client: httpx.AsyncClient, sid: str, body: dict[str, Any],
                        result: RequestResult) -> str:
     """POST one message with Accept: text/event-stream and read the reply to its end.
@@ -74,8 +80,7 @@ async def run_sse(
     max_tokens: int,
 ) -> dict[int, list[RequestResult]]:
     """Run every (concurrency, tags) level against a running server."""
-    biggest = max((c for c, _ in levels), default=1)
-    async with make_client(base_url, max(biggest, warmup)) as client:
+    async with level_client(base_url, levels, warmup) as client:
 
         async def one(tag: str) -> RequestResult:
             return await one_chat(client, tag, prompts.text(tag), max_tokens)

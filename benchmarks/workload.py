@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -111,15 +112,20 @@ class TokenClock:
 
 
 async def run_closed_loop(
-    one: Callable[[str], Awaitable[RequestResult]], tags: Sequence[str], concurrency: int
+    one: Callable[[str], Awaitable[RequestResult]], tags: Sequence[str], concurrency: int,
+    on_done: Callable[[RequestResult], object] | None = None,
 ) -> list[RequestResult]:
-    """`concurrency` simulated users, each starting its next chat as soon as the last ended."""
+    """`concurrency` simulated users, each starting its next chat as soon as the last ended;
+    `on_done` sees each result as it comes (progress)."""
     queue = list(reversed(tags))
     results: list[RequestResult] = []
 
     async def user() -> None:
         while queue:
-            results.append(await one(queue.pop()))
+            result = await one(queue.pop())
+            results.append(result)
+            if on_done is not None:
+                on_done(result)
 
     await asyncio.gather(*(user() for _ in range(min(concurrency, len(tags)))))
     return results
@@ -181,5 +187,31 @@ async def run_levels(name: str, one: Callable[[str], Awaitable[RequestResult]],
     results: dict[int, list[RequestResult]] = {}
     for concurrency, tags in levels:
         print(f"[bench] {name}: concurrency {concurrency}, {len(tags)} requests", flush=True)
-        results[concurrency] = await run_closed_loop(one, tags, concurrency)
+        with Progress(name, concurrency, len(tags)) as bar:
+            results[concurrency] = await run_closed_loop(one, tags, concurrency, bar.done)
     return results
+
+
+class Progress:
+    """Requests completed in one level, as a tqdm bar on stderr. Only on a terminal
+    (`disable=None`): a log file or a suite runner's capture gets the plain `[bench]` lines,
+    not carriage-return redraws."""
+
+    def __init__(self, name: str, concurrency: int, total: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=f"{name} c{concurrency}", unit="req",
+                         file=sys.stderr, disable=None, leave=True, dynamic_ncols=True)
+        self._errors = 0
+
+    def done(self, result: RequestResult) -> None:
+        if result.error is not None:
+            self._errors += 1
+            self._bar.set_postfix(errors=self._errors, refresh=False)
+        self._bar.update(1)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()

@@ -15,7 +15,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from benchmarks.session_api import apply_event, measured_chat, reply_params
-from benchmarks.sse_client import make_client
+from benchmarks.sse_client import level_client
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 
 # Far above any expected TTFT: a slow reply is a data point, not a timeout.
@@ -57,8 +57,7 @@ async def run_ws(
 ) -> dict[int, list[RequestResult]]:
     """Run every (concurrency, tags) level against a running server (base_url is http://...)."""
     ws_url = "ws" + base_url.removeprefix("http")
-    biggest = max((c for c, _ in levels), default=1)
-    async with make_client(base_url, max(biggest, warmup)) as client:
+    async with level_client(base_url, levels, warmup) as client:
 
         async def one(tag: str) -> RequestResult:
             return await one_chat(client, ws_url, tag, prompts.text(tag), max_tokens)
