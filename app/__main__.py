@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m app",
         description="streamchat: a streaming-first LLM chat service on an in-process vLLM engine. "
         "Each option can also be set with the environment variable shown; flags win.",
+        epilog="other commands: `python -m app keys new --help` (API keys); "
+        "`python -m app prepare-model --help` (convert the default model into the cache folder "
+        "and exit, for a build step)",
     )
     for name, info in Settings.model_fields.items():
         # Flags stay text (default None = not given): the settings read them as the environment.
@@ -83,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.auth.cli import main as keys_main
 
         return keys_main(args[1:])
+    if args[:1] == ["prepare-model"]:  # a build step: the default model, no engine
+        from app.prepare_model import main as prepare_main
+
+        return prepare_main(args[1:])
     try:
         settings = settings_from_args(argv)
     except SettingsError as exc:

@@ -3,6 +3,7 @@
 vLLM's CPU backend cannot load GGUF, so the file is dequantized once with transformers and saved
 as a safetensors folder in the cache. The folder is written under a temporary name and renamed
 into place, so a crash half-way never leaves a folder that looks usable.
+`python -m app prepare-model` (app/prepare_model.py) converts it ahead of the first start.
 """
 
 from __future__ import annotations
@@ -97,12 +98,3 @@ def _progress(started: float, total: int = 4):  # type: ignore[no-untyped-def]
 
     return step
 
-
-if __name__ == "__main__":  # python -m app.engine.model [CACHE_DIR]
-    import sys
-
-    from app.settings import Settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Settings().cache_dir
-    print(ensure_default_model(cache))
