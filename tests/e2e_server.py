@@ -47,9 +47,11 @@ class LiveServer:
 
 
 def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int = 2048,
-                 orphan_grace_s: float = 1.0, tls: tuple[Path, Path] | None = None) -> LiveServer:
-    """The real service; with `tls` (certificate, key) it serves https and wss."""
-    port = free_port()
+                 orphan_grace_s: float = 1.0, tls: tuple[Path, Path] | None = None,
+                 port: int | None = None) -> LiveServer:
+    """The real service; with `tls` (certificate, key) it serves https and wss; on `port`
+    when given (a replica started again where a proxy expects it), else on a free one."""
+    port = port or free_port()
     log_path = Path(tempfile.mkstemp(prefix="streamchat-e2e-", suffix=".log")[1])
     # Admission small enough that a burst test can go past it (test_e2e_admission.py).
     env = {**os.environ, "STREAMCHAT_PORT": str(port),

@@ -1,40 +1,22 @@
 """End to end with Redis: real service processes, real engines, a real redis-server.
 
-Two replicas share one Redis; one of them is killed with SIGKILL mid-reply and started again."""
+Two replicas share one Redis (tests/replicas.py, shared with test_e2e_nginx.py); one of them is
+killed with SIGKILL mid-reply and started again."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.e2e_server import LiveServer, start_server, stop_server
+from tests.e2e_server import LiveServer
 from tests.redis_server import RedisServer
+from tests.replicas import kill, replica
 from tests.sse_parse import check_grammar, parse_frames
 
 pytestmark = pytest.mark.e2e
 SSE = {"Accept": "text/event-stream"}
-
-
-def replica(redis: RedisServer, core: int) -> LiveServer:
-    # Each engine gets its own core: two engines on one core measure nothing but contention.
-    return start_server({"STREAMCHAT_REDIS_URL": redis.url,
-                         "VLLM_CPU_OMP_THREADS_BIND": str(core)})
-
-
-@pytest.fixture(scope="module")
-def two_replicas(redis_server: RedisServer) -> Iterator[list[LiveServer]]:
-    redis_server.flush()
-    servers = [replica(redis_server, 0), replica(redis_server, 1)]
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            stop_server(server)
 
 
 def ask(server: LiveServer, sid: str, content: str, max_tokens: int = 12) -> list[dict]:  # type: ignore[type-arg]
@@ -89,22 +71,10 @@ def test_sigkill_mid_reply_loses_no_finished_turn(two_replicas: list[LiveServer]
         if status == "streaming":
             break
         time.sleep(0.1)
-    # Only the service process: its engine (child processes) must not outlive it.
-    os.kill(victim.process.pid, signal.SIGKILL)
-    victim.process.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(victim.process.pid, 0)  # anyone left in the service's process group?
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.killpg(victim.process.pid, signal.SIGKILL)
-        raise AssertionError("the engine processes outlived the killed service")
+    kill(victim)  # only the service process: its engine must not outlive it
 
     restarted = replica(redis_server, 0)
-    two_replicas[0] = restarted  # the fixture stops it at the end
+    two_replicas[0] = restarted  # the pool stops it at the end
     messages = httpx.get(f"{restarted.url}/v1/sessions/{sid}").json()["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"] * 3
     for stored, events in zip(messages[1:4:2], finished, strict=True):
