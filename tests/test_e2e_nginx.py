@@ -188,6 +188,14 @@ def test_body_limit_is_the_services(nginx: Nginx, two_replicas: list[LiveServer]
     assert [rejected_too_large(server) for server in two_replicas] == refused_before
 
 
+def test_metrics_stay_with_the_replicas(nginx: Nginx, two_replicas: list[LiveServer]) -> None:
+    # Scraped from each replica; through nginx they would be either's at random, and public.
+    response = httpx.get(nginx.url + "/metrics")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert all(httpx.get(server.url + "/metrics").status_code == 200 for server in two_replicas)
+
+
 def rejected_too_large(server: LiveServer) -> float:
     metrics = httpx.get(server.url + "/metrics").text
     found = re.search(r'^streamchat_rejected_requests_total\{reason="too_large"\} (\S+)$',
