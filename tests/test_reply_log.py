@@ -73,6 +73,41 @@ async def test_heartbeat_yields_none_while_idle() -> None:
     await follower.aclose()
 
 
+async def test_heartbeat_only_after_a_quiet_period_even_after_progress() -> None:
+    log = ReplyLog("m", "s")
+    log.report("queued", {"position": 0})
+    received: list[str | None] = []
+
+    async def listen() -> None:
+        async for event in log.follow(heartbeat_s=0.05):
+            received.append(None if event is None else event.type)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.01)
+    log.append("start", {})
+    for _ in range(8):  # an event every 20 ms: never 50 ms quiet
+        await asyncio.sleep(0.02)
+        log.append("token", {"text": "a"})
+    assert None not in received
+    await asyncio.sleep(0.08)  # quiet after tokens (the progress is gone): a heartbeat comes
+    assert received[-1] is None
+    log.append("done", {})
+    await listener
+    assert received[:2] == ["queued", "start"] and received[-1] == "done"
+    assert received.count("token") == 8
+
+
+async def test_a_cancelled_listener_does_not_stop_the_others() -> None:
+    log = ReplyLog("m", "s")
+    first = asyncio.create_task(collect(log))
+    second = asyncio.create_task(collect(log))
+    await asyncio.sleep(0)
+    first.cancel()
+    log.append("start", {})
+    log.append("done", {})
+    assert await second == [0, 1]
+
+
 async def test_a_released_log_is_no_longer_found_but_its_followers_read_on() -> None:
     logs = MemoryReplyLogs()
     log = logs.open("m", "s")

@@ -62,7 +62,10 @@ class ReplyLog:
         self.on_append: Callable[[Event], None] | None = None
         self.on_progress: Callable[[Event], None] | None = None
         self.progress: Event | None = None  # the latest, until the first token
-        self._wakeup = asyncio.Event()
+        # One future per waiting listener, resolved by the next event. Cheaper than an
+        # asyncio.Event replaced per event (the transport ceiling's profile: waking listeners
+        # through Events was a fifth of the app's time per token).
+        self._waiters: list[asyncio.Future[None]] = []
 
     def append(self, type_: str, data: dict[str, Any]) -> Event:
         if self.finished:
@@ -87,8 +90,10 @@ class ReplyLog:
         return event
 
     def _wake(self) -> None:
-        wakeup, self._wakeup = self._wakeup, asyncio.Event()
-        wakeup.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a listener cancelled while it waited leaves a done one
+                waiter.set_result(None)
 
     async def follow(self, after: int = -1, heartbeat_s: float | None = None
                      ) -> AsyncIterator[Event | None]:
@@ -99,34 +104,52 @@ class ReplyLog:
         self.listeners += 1
         if self.on_listener is not None:
             self.on_listener()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] | None = None
+        # The heartbeat's timer is armed once per quiet period, not once per event: an event
+        # only moves `quiet_since`, and a timer that fires early finds it moved and is re-armed.
+        timer: asyncio.TimerHandle | None = None
+        quiet_since = loop.time()
+
+        def heartbeat_due() -> None:
+            nonlocal timer
+            timer = None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
         try:
             index = max(after + 1, 0)
             shown: Event | None = None  # the progress this listener was given last
             while True:
-                wakeup = self._wakeup
-                while index < len(self.events):
-                    event = self.events[index]
-                    index += 1
-                    yield event
+                if index < len(self.events):
+                    while index < len(self.events):
+                        event = self.events[index]
+                        index += 1
+                        yield event
+                    quiet_since = loop.time()
                 progress = self.progress
                 if progress is not None and progress is not shown and index == len(self.events):
                     shown = progress
                     yield progress
+                    quiet_since = loop.time()
                     continue  # more may have come meanwhile
                 if self.finished:
                     if after >= len(self.events) - 1:  # it had seen the end: still end it
                         yield self.events[-1]
                     return
-                if heartbeat_s is None:
-                    await wakeup.wait()
-                    continue
-                try:
-                    # asyncio.timeout arms a timer on this task: no extra task per wait.
-                    async with asyncio.timeout(heartbeat_s):
-                        await wakeup.wait()
-                except TimeoutError:
-                    yield None
+                if heartbeat_s is not None:
+                    if loop.time() >= quiet_since + heartbeat_s:  # nothing new, for that long
+                        yield None
+                        quiet_since = loop.time()
+                        continue
+                    if timer is None:
+                        timer = loop.call_at(quiet_since + heartbeat_s, heartbeat_due)
+                waiter = loop.create_future()
+                self._waiters.append(waiter)
+                await waiter
         finally:
+            if timer is not None:
+                timer.cancel()
             self.listeners -= 1
             if self.listeners == 0 and not self.finished and self.on_orphaned is not None:
                 self.on_orphaned()
