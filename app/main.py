@@ -22,6 +22,7 @@ from app.admission import Admission
 from app.api import openai, ops, sessions, ws
 from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.raw_send import StreamchatApp
 from app.api.request_log import RequestLog
 from app.api.state import Services, State
 from app.auth import Authenticator
@@ -119,7 +120,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             await logs.close()
             await store.close()
 
-    return Starlette(
+    return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes,
                 Route("/", WholeFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", WholeFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),

@@ -7,10 +7,11 @@ kept: a `: ping` comment after 15 s of silence (produced by the event source) an
 disconnect that stops the stream at once, even while it waits (app/api/disconnect.py).
 
 The first frame after a ping starts with an empty comment (`:` and a blank line), added by
-`EventStreamResponse` to every stream. A compliant parser skips it; it is there for clients that strip each network read before splitting it on
-blank lines (vLLM's benchmark client, 0.32, does): a ping read on its own then loses its blank
-line and would glue itself to the next event, which such a client drops. The empty comment
-gives the glued ping its blank line back.
+`EventStreamResponse` to every stream. A compliant parser skips it; it is there for clients
+that strip each network read before splitting it on blank lines (vLLM's benchmark client,
+0.32, does): a ping read on its own then loses its blank line and would glue itself to the
+next event, which such a client drops. The empty comment gives the glued ping its blank line
+back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api.disconnect import unless_disconnected
+from app.api.raw_send import body_send
 from app.streams import Event
 
 PING = b": ping\n\n"
@@ -129,7 +131,7 @@ class EventStreamResponse(Response):
             "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
         })
         try:
-            await unless_disconnected(receive, self._pump(send))
+            await unless_disconnected(receive, self._pump(body_send(scope, send)))
         finally:
             if self.on_close is not None:
                 await self.on_close()

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import metrics
 from app.api.auth import BEARER_PROTOCOL
 from app.api.errors import count_rejection, status_of
+from app.api.raw_send import body_send
 from app.api.schemas import (
     CancelFrame,
     ClientFrame,
@@ -68,6 +69,8 @@ class SessionSocket:
         self.max_frame_bytes = svc.settings.max_body_bytes
         self.context = validation_context(svc.settings)
         self._send_lock = asyncio.Lock()
+        # Frames after the accept go straight to the server (app/api/raw_send.py).
+        self._send_frame = body_send(websocket.scope, websocket.send)
         self._forwarder: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -135,7 +138,7 @@ class SessionSocket:
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
-            await self.websocket.send_text(data.decode())
+            await self._send_frame({"type": "websocket.send", "text": data.decode()})
 
 
 def subprotocol(offered: list[str]) -> str | None:
