@@ -22,6 +22,10 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
     "memory": ("benchmarks.memory",
                "bytes per idle session in the in-memory session store (tracemalloc and RSS), "
                "and that max_sessions bounds it; no engine, no server"),
+    "transport": ("benchmarks.transport",
+                  "the transport's ceiling on one core: the real app on a token source with no "
+                  "model, SSE and WebSocket at 100, 1,000, 2,000 streams (events/s flat out, "
+                  "added latency at 20 tok/s each), against sse-starlette and bare Starlette"),
     "load": ("benchmarks.load",
              "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
              "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "
