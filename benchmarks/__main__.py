@@ -16,6 +16,10 @@ from benchmarks import compare
 
 # name -> (module, one-line summary for --help)
 SUB_COMMANDS: dict[str, tuple[str, str]] = {
+    "suite": ("benchmarks.suite",
+              "everything below and the default run, one after the other (`make bench`): "
+              "benchmarks/results/<date>.json, plots in benchmarks/plots/, the table in "
+              "benchmarks/README.md"),
     "multiturn": ("benchmarks.multiturn",
                   "TTFT of every turn of a 10-turn conversation: one server-side session (prefix "
                   "cache hits) vs a client that sends a changed history each turn"),
