@@ -24,6 +24,8 @@ CHECKS = [
     ("cached", "mean_cached_tokens", "{:.0f}"),
     ("errors", "errors", "{:d}"),
 ]
+# Above this many cores used by other processes, a side's figures are flagged as noisy.
+NOISY_OTHER_CORES = 0.2
 LABELS = {"bare": "bare engine", "sse": "SSE", "ws": "WebSocket",
           "openai": "OpenAI", "vllm": "vLLM server"}
 
@@ -68,4 +70,8 @@ def report(concurrency: int, sides: Mapping[str, Mapping[str, Any] | None]) -> s
                      + "".join(f"{_cell(summary, key, fmt):>10}" for _, key, fmt in COLUMNS)
                      + f"{'-' if r is None else f'{r:.3f}':>8}"
                      + "".join(f"{_cell(summary, key, fmt):>8}" for _, key, fmt in CHECKS))
+    noisy = [f"{LABELS.get(name, name)} {s['other_cpu_cores']:.2f}" for name, s in sides.items()
+             if s and (s.get("other_cpu_cores") or 0) > NOISY_OTHER_CORES]
+    if noisy:
+        lines.append("noisy: other processes used cores meanwhile (" + ", ".join(noisy) + ")")
     return "\n".join(lines)

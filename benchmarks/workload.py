@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from benchmarks.cpu_share import OtherCpu
+
 # Repeated to reach the prompt length; plain prose keeps the tokenizer's count predictable.
 SENTENCE = "The quick brown fox jumps over the lazy dog beside the quiet river bank. "
 QUESTION = "Describe what the fox does, in your own words."
@@ -167,6 +169,8 @@ def summarize(side: str, concurrency: int, results: Sequence[RequestResult]) -> 
         "mean_cached_tokens": sum(cached) / len(cached) if cached else math.nan,
         "mean_completion_tokens": tokens / len(ok) if ok else math.nan,
         "finish_reasons": _count(r.finish_reason or "none" for r in ok),
+        # Cores other processes used meanwhile (benchmarks/cpu_share.py): noise, if well above 0.
+        "other_cpu_cores": getattr(results, "other_cpu_cores", None),
         "per_request": [r.summary() for r in results],
     }
 
@@ -187,9 +191,18 @@ async def run_levels(name: str, one: Callable[[str], Awaitable[RequestResult]],
     results: dict[int, list[RequestResult]] = {}
     for concurrency, tags in levels:
         print(f"[bench] {name}: concurrency {concurrency}, {len(tags)} requests", flush=True)
+        others = OtherCpu()
         with Progress(name, concurrency, len(tags)) as bar:
-            results[concurrency] = await run_closed_loop(one, tags, concurrency, bar.done)
+            level = LevelResults(await run_closed_loop(one, tags, concurrency, bar.done))
+        level.other_cpu_cores = others.cores()
+        results[concurrency] = level
     return results
+
+
+class LevelResults(list[RequestResult]):
+    """One level's results, with the cores other processes used while it ran."""
+
+    other_cpu_cores: float | None = None
 
 
 class Progress:
