@@ -17,11 +17,14 @@ the app share (as the real engine's output handler shares it).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams
 
+RECENT = 1024  # steps kept for streams that fell behind
 TOKEN_PREFIX = "~"
 TOKEN_SUFFIX = ";"
 
@@ -42,10 +45,13 @@ class TokenSource:
         self.max_model_len = max_model_len
         self.running = 0
         self._stepper: asyncio.Task[None] | None = None
-        # The steps so far (their tokens), and the streams waiting for the next one: a future
-        # each, as a shared one would be cancelled for all by one stream's cancellation.
-        self._tokens: list[str] = []
+        # The recent steps' tokens (a stream further behind gets the last RECENT merged), and
+        # the streams waiting for the next step: a future each, as a shared one would be
+        # cancelled for all by one stream's cancellation.
+        self._steps_done = 0
+        self._recent: deque[str] = deque(maxlen=RECENT)
         self._waiting: list[asyncio.Future[None]] = []
+        self._someone_waits = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -79,10 +85,13 @@ class TokenSource:
                 # A fixed schedule: a late step is not pushed back, so lag shows as latency.
                 due += interval
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-            else:  # flat out: a step per turn of the event loop
+            else:  # flat out: a step per turn of the event loop, while a stream waits for one
+                await self._someone_waits.wait()
                 await asyncio.sleep(0)
                 due = time.monotonic()
-            self._tokens.append(stamp_token(int(due * 1e6)))
+            self._recent.append(stamp_token(int(due * 1e6)))
+            self._steps_done += 1
+            self._someone_waits.clear()
             waiting, self._waiting = self._waiting, []
             for waiter in waiting:
                 if not waiter.done():
@@ -91,14 +100,16 @@ class TokenSource:
     async def _steps(self, max_tokens: int) -> AsyncIterator[list[str]]:
         """Each step's token from the first step after the request came; steps it was too busy
         to wait for come merged into one delta, as vLLM's output collector merges them."""
-        seen = len(self._tokens)
+        seen = self._steps_done
         while max_tokens > 0:
-            if seen == len(self._tokens):
+            if seen == self._steps_done:
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiting.append(waiter)
+                self._someone_waits.set()
                 await waiter
-            texts = self._tokens[seen: seen + max_tokens]
-            seen += len(texts)
+            behind = min(self._steps_done - seen, len(self._recent), max_tokens)
+            texts = list(itertools.islice(self._recent, len(self._recent) - behind, None))
+            seen = self._steps_done
             max_tokens -= len(texts)
             yield texts
 
