@@ -187,7 +187,8 @@ def _publish_plots(steps: dict[str, dict[str, Any]]) -> list[Path]:
     published = []
     for name, step in steps.items():
         for plot in step.get("plots", []):
-            target = PLOTS / f"{name}-{Path(plot).name}"
+            stem = Path(plot).name
+            target = PLOTS / (stem if stem.startswith(name) else f"{name}-{stem}")
             shutil.copyfile(plot, target)
             published.append(target)
         if step.get("exit_code") == 0 and "data" in step:
