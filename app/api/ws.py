@@ -138,7 +138,10 @@ class SessionSocket:
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
-            await self._send_frame({"type": "websocket.send", "text": data.decode()})
+            try:
+                await self._send_frame({"type": "websocket.send", "text": data.decode()})
+            except OSError:  # the client left: what Starlette's own send would raise
+                raise WebSocketDisconnect(code=1006) from None
 
 
 def subprotocol(offered: list[str]) -> str | None:
