@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.errors import SessionNotFound
+from app.errors import MessageNotFound, SessionNotFound
 from app.sessions.memory import MemorySessionStore
 from app.sessions.models import Message, Session
 from app.sessions.store import SessionStore
@@ -83,7 +83,7 @@ async def test_list_newest_first_and_by_owner(store: SessionStore) -> None:
     assert [x["id"] for x in await store.summaries()] == [c.id, b.id, a.id]
     assert [x["id"] for x in await store.summaries("alice")] == [c.id, a.id]
     assert (await store.summaries("alice"))[0] == {"id": c.id, "created": c.created, "title": "c",
-                                              "messages": 0}
+                                              "model": None, "messages": 0}
 
 
 async def test_delete(store: SessionStore) -> None:
@@ -104,6 +104,101 @@ async def test_update_after_delete_does_not_resurrect(store: SessionStore) -> No
     reply.status = "done"
     await store.update_message(s.id, reply)
     assert await store.get(s.id) is None
+
+
+async def test_update_meta_changes_only_the_keys_given(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    await store.append(s.id, [Message.new("user", "hi", "done")])
+    assert await store.update_meta(s.id, {"title": "renamed", "model": "alias"}) is True
+    loaded = await store.get(s.id)
+    assert loaded is not None
+    assert (loaded.title, loaded.model, loaded.system, loaded.params, loaded.created) == (
+        "renamed", "alias", "sys", {"temperature": 0.5}, s.created)
+    assert [m.content for m in loaded.messages] == ["hi"]  # never the messages
+    assert await store.update_meta(s.id, {"system": None, "params": {}, "title": None}) is True
+    cleared = await store.get(s.id)
+    assert cleared is not None
+    assert (cleared.title, cleared.system, cleared.params, cleared.model) == (
+        None, None, {}, "alias")
+    assert (await store.summaries())[0]["model"] == "alias"
+    assert await store.update_meta("ses_nope", {"title": "x"}) is False
+    assert await store.get("ses_nope") is None  # not created by an update
+
+
+async def test_update_meta_after_delete_does_not_resurrect(store: SessionStore) -> None:
+    s = session(owner="alice")
+    await store.create(s)
+    await store.delete(s.id)
+    assert await store.update_meta(s.id, {"title": "x"}) is False
+    assert await store.get(s.id) is None and await store.summaries("alice") == []
+
+
+async def test_concurrent_updates_of_different_keys_both_land(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    for i in range(5):
+        await asyncio.gather(store.update_meta(s.id, {"title": f"t{i}"}),
+                             store.update_meta(s.id, {"system": f"s{i}"}),
+                             store.update_meta(s.id, {"params": {"top_k": i}}))
+        loaded = await store.get(s.id)
+        assert loaded is not None
+        assert (loaded.title, loaded.system, loaded.params) == (f"t{i}", f"s{i}", {"top_k": i})
+
+
+def turns(*contents: str) -> list[Message]:
+    return [Message.new("user" if i % 2 == 0 else "assistant", c, "done")
+            for i, c in enumerate(contents)]
+
+
+async def test_replace_from_removes_that_message_and_the_rest(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    old = turns("q1", "a1", "q2", "a2")
+    await store.append(s.id, old)
+    new = turns("q2 edited", "")
+    await store.replace_from(s.id, old[2].id, new)
+    loaded = await store.get(s.id)
+    assert loaded is not None
+    assert [(m.id, m.content) for m in loaded.messages] == [
+        (old[0].id, "q1"), (old[1].id, "a1"), (new[0].id, "q2 edited"), (new[1].id, "")]
+    assert loaded.find(old[2].id) is None and loaded.find(old[3].id) is None
+    # The replaced messages are gone for good: updating one does not bring it back.
+    await store.update_message(s.id, old[3])
+    again = await store.get(s.id)
+    assert again is not None and [m.id for m in again.messages] == [
+        old[0].id, old[1].id, new[0].id, new[1].id]
+    new[1].content = "a2 again"
+    await store.update_message(s.id, new[1])  # the new reply is updated in place
+    last = await store.get(s.id)
+    assert last is not None and last.messages[-1].content == "a2 again"
+
+
+async def test_replace_from_the_first_message(store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    old = turns("q1", "a1")
+    await store.append(s.id, old)
+    new = turns("again", "")
+    await store.replace_from(s.id, old[0].id, new)
+    loaded = await store.get(s.id)
+    assert loaded is not None and [m.id for m in loaded.messages] == [m.id for m in new]
+    assert (await store.summaries())[0]["messages"] == 2
+
+
+async def test_replace_from_an_unknown_message_or_session_changes_nothing(
+        store: SessionStore) -> None:
+    s = session()
+    await store.create(s)
+    old = turns("q1", "a1")
+    await store.append(s.id, old)
+    with pytest.raises(MessageNotFound):
+        await store.replace_from(s.id, "msg_nope", turns("x"))
+    loaded = await store.get(s.id)
+    assert loaded is not None and [m.id for m in loaded.messages] == [m.id for m in old]
+    with pytest.raises(SessionNotFound):
+        await store.replace_from("ses_nope", old[0].id, turns("x"))
+    assert await store.get("ses_nope") is None
 
 
 async def test_one_claim_per_session(store: SessionStore) -> None:

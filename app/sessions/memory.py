@@ -8,8 +8,8 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
-from app.errors import SessionNotFound
-from app.sessions.models import Message, Session
+from app.errors import MessageNotFound, SessionNotFound
+from app.sessions.models import Message, Session, SessionChanges
 
 
 class MemorySessionStore:
@@ -67,6 +67,24 @@ class MemorySessionStore:
         if session is None:
             raise SessionNotFound(f"session {session_id} not found")
         session.messages.extend(messages)
+
+    async def update_meta(self, session_id: str, changes: SessionChanges) -> bool:
+        session = self._touch(session_id)
+        if session is None:
+            return False
+        session.change(changes)
+        return True
+
+    async def replace_from(self, session_id: str, message_id: str,
+                           messages: list[Message]) -> None:
+        session = self._touch(session_id)
+        if session is None:
+            raise SessionNotFound(f"session {session_id} not found")
+        ids = [m.id for m in session.messages]
+        if message_id not in ids:
+            raise MessageNotFound(f"message {message_id} not found in session {session_id}",
+                                  param="replaces")
+        session.messages[ids.index(message_id):] = messages
 
     async def update_message(self, session_id: str, message: Message) -> None:
         session = self._touch(session_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Role = Literal["user", "assistant"]
 Status = Literal["queued", "streaming", "done", "cancelled", "error"]
@@ -53,6 +53,15 @@ class Message:
         return cls(**data)
 
 
+class SessionChanges(TypedDict, total=False):
+    """What may change in a session's metadata (not its messages); a key absent is kept."""
+
+    title: str | None
+    system: str | None
+    params: dict[str, Any]
+    model: str | None  # None: the base model
+
+
 @dataclass(slots=True)
 class Session:
     id: str
@@ -62,13 +71,28 @@ class Session:
     params: dict[str, Any] = field(default_factory=dict)
     owner: str | None = None
     messages: list[Message] = field(default_factory=list)
+    # The model its replies are written by, as the client named it; None: the base model.
+    model: str | None = None
 
     @classmethod
     def new(
-        cls, *, system: str | None, params: dict[str, Any], title: str | None, owner: str | None
+        cls, *, system: str | None, params: dict[str, Any], title: str | None, owner: str | None,
+        model: str | None = None,
     ) -> Session:
         return cls(id=new_id("ses"), created=time.time(), title=title, system=system,
-                   params=params, owner=owner)
+                   params=params, owner=owner, model=model)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], messages: list[Message]) -> Session:
+        """The session from its stored `meta()` (older sessions lack newer keys)."""
+        return cls(id=meta["id"], created=meta["created"], title=meta.get("title"),
+                   system=meta.get("system"), params=meta.get("params") or {},
+                   owner=meta.get("owner"), messages=messages, model=meta.get("model"))
+
+    def change(self, changes: SessionChanges) -> None:
+        """Apply `changes` to its metadata."""
+        for key, value in changes.items():
+            setattr(self, key, value)
 
     def find(self, message_id: str) -> Message | None:
         for message in reversed(self.messages):
@@ -77,15 +101,21 @@ class Session:
         return None
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "created": self.created, "title": self.title,
-                "messages": len(self.messages)}
+        return summary_of(self.meta(), len(self.messages))
 
     def meta(self) -> dict[str, Any]:
         """The session without its messages, as stored."""
         return {"id": self.id, "created": self.created, "title": self.title, "system": self.system,
-                "params": self.params, "owner": self.owner}
+                "params": self.params, "owner": self.owner, "model": self.model}
 
     def public(self) -> dict[str, Any]:
         """What clients see (docs/API.md)."""
         return {"id": self.id, "created": self.created, "title": self.title, "system": self.system,
-                "params": self.params, "messages": [m.public() for m in self.messages]}
+                "params": self.params, "model": self.model,
+                "messages": [m.public() for m in self.messages]}
+
+
+def summary_of(meta: dict[str, Any], message_count: int) -> dict[str, Any]:
+    """A session's entry in a list, from its stored `meta()`."""
+    return {"id": meta["id"], "created": meta["created"], "title": meta.get("title"),
+            "model": meta.get("model"), "messages": message_count}

@@ -7,7 +7,8 @@ Layout (prefix `sc:`):
   s:{sid}:inflight  id of the reply being generated, with a lease (PX) its replica refreshes
   index             sorted set of session ids by creation time (owner:{owner} per owner)
 Every session key expires after `idle_ttl_s` without use; index entries of expired sessions are
-dropped when listed.
+dropped when listed. Changes that read before they write are atomic: the metadata's under
+WATCH, replacing a turn and what followed it in one Lua script.
 """
 
 from __future__ import annotations
@@ -16,11 +17,30 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
-from app.errors import SessionNotFound
-from app.sessions.models import Message, Session
+from app.errors import MessageNotFound, SessionNotFound
+from app.sessions.models import Message, Session, SessionChanges, summary_of
 
 PREFIX = "sc:"
+
+# KEYS: meta, order, msgs. ARGV: the TTL in ms, the first message to remove, then the new
+# messages' id and JSON, in turn. -1: no such session; 0: no such message; 1: replaced.
+REPLACE_FROM = """
+if redis.call('exists', KEYS[1]) == 0 then return -1 end
+local at = redis.call('lpos', KEYS[2], ARGV[2])
+if not at then return 0 end
+for _, id in ipairs(redis.call('lrange', KEYS[2], at, -1)) do
+  redis.call('hdel', KEYS[3], id)
+end
+if at == 0 then redis.call('del', KEYS[2]) else redis.call('ltrim', KEYS[2], 0, at - 1) end
+for i = 3, #ARGV, 2 do
+  redis.call('hset', KEYS[3], ARGV[i], ARGV[i + 1])
+  redis.call('rpush', KEYS[2], ARGV[i])
+end
+for i = 1, 3 do redis.call('pexpire', KEYS[i], ARGV[1]) end
+return 1
+"""
 
 
 class RedisSessionStore:
@@ -29,6 +49,7 @@ class RedisSessionStore:
         self.redis: Any = redis
         self.ttl_ms = int(idle_ttl_s * 1000)
         self.max_list = max_list
+        self._replace_from = redis.register_script(REPLACE_FROM)
 
     @staticmethod
     def _keys(sid: str) -> tuple[str, str, str]:
@@ -57,11 +78,8 @@ class RedisSessionStore:
             raw, ids, by_id, *_ = await pipe.execute()
         if raw is None:
             return None
-        data: dict[str, Any] = orjson.loads(raw)
         messages = [Message.from_dict(orjson.loads(by_id[mid])) for mid in ids if mid in by_id]
-        return Session(id=data["id"], created=data["created"], title=data.get("title"),
-                       system=data.get("system"), params=data.get("params") or {},
-                       owner=data.get("owner"), messages=messages)
+        return Session.from_meta(orjson.loads(raw), messages)
 
     async def summaries(self, owner: str | None = None) -> list[dict[str, Any]]:
         index = PREFIX + "index" if owner is None else f"{PREFIX}owner:{owner}"
@@ -79,9 +97,7 @@ class RedisSessionStore:
             if raw is None:
                 gone.append(sid)
                 continue
-            data = orjson.loads(raw)
-            summaries.append({"id": sid, "created": data["created"], "title": data.get("title"),
-                              "messages": int(count)})
+            summaries.append(summary_of(orjson.loads(raw), int(count)))
         if gone:
             await self.redis.zrem(index, *gone)
             if owner is not None:
@@ -109,6 +125,41 @@ class RedisSessionStore:
             for key in (meta, order, msgs):
                 pipe.pexpire(key, self.ttl_ms)
             await pipe.execute()
+
+    async def update_meta(self, session_id: str, changes: SessionChanges) -> bool:
+        meta, order, msgs = self._keys(session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # Read, change and write back under WATCH: a change made meanwhile (or the
+                    # session deleted) retries, so no other key's change is lost.
+                    await pipe.watch(meta)
+                    raw = await pipe.get(meta)
+                    if raw is None:
+                        return False
+                    session = Session.from_meta(orjson.loads(raw), [])
+                    session.change(changes)
+                    pipe.multi()
+                    pipe.set(meta, orjson.dumps(session.meta()), px=self.ttl_ms)
+                    for key in (order, msgs):
+                        pipe.pexpire(key, self.ttl_ms)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    async def replace_from(self, session_id: str, message_id: str,
+                           messages: list[Message]) -> None:
+        keys = self._keys(session_id)
+        args: list[Any] = [self.ttl_ms, message_id]
+        for m in messages:
+            args += [m.id, orjson.dumps(m.to_dict())]
+        done = await self._replace_from(keys=list(keys), args=args)
+        if done == -1:
+            raise SessionNotFound(f"session {session_id} not found")
+        if done == 0:
+            raise MessageNotFound(f"message {message_id} not found in session {session_id}",
+                                  param="replaces")
 
     async def update_message(self, session_id: str, message: Message) -> None:
         _meta, _, msgs = self._keys(session_id)
