@@ -30,9 +30,10 @@ from app.params import ReplyParams, merge_params, requested_max_tokens
 from app.replies.live import LiveReply, Replies
 from app.replies.replicas import ReplicaCoordinator
 from app.replies.transcript import is_final, replay
-from app.sessions.models import Message, Session
+from app.served_models import ServedModels
+from app.sessions.models import Message, Session, SessionChanges
 from app.sessions.store import SessionStore
-from app.streams import Event, ReplyGone, ReplyLogs
+from app.streams import Event, ReplyLogs
 from app.token_budget import history_reserve, reply_max_tokens
 
 Listened = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat interval
@@ -45,8 +46,10 @@ class ChatService:
                  orphan_grace_s: float = 10.0,
                  limits: KeyLimits | None = None, max_reply_tokens: int | None = None,
                  max_reply_seconds: float | None = None,
-                 max_sessions_per_key: int | None = None) -> None:
+                 max_sessions_per_key: int | None = None,
+                 models: ServedModels | None = None) -> None:
         self.engine = engine
+        self.models = models if models is not None else ServedModels(engine)
         self.store = store
         self.logs = logs
         self.lifecycle = lifecycle
@@ -70,21 +73,26 @@ class ChatService:
     # -- sessions -------------------------------------------------------------------------
 
     async def create_session(self, *, system: str | None = None, params: ReplyParams | None = None,
-                             title: str | None = None, owner: str | None = None) -> Session:
+                             title: str | None = None, owner: str | None = None,
+                             model: str | None = None) -> Session:
+        """A new session; `model` (a served name, else the base model) writes its replies."""
+        if model is not None:
+            self.models.resolve(model)
         if owner is not None and self.max_sessions_per_key is not None and len(
                 await self.store.summaries(owner)) >= self.max_sessions_per_key:
             raise RateLimited(f"this key holds {self.max_sessions_per_key} sessions, the most "
                               "it may; delete one first", retry_after_s=SESSION_RETRY_S,
                               code="too_many_sessions")
         session = Session.new(system=system, params=params.stored() if params else {},
-                              title=title, owner=owner)
+                              title=title, owner=owner, model=model)
         await self.store.create(session)
-        return session
+        return replace(session, messages=[], model=self._model_of(session.model))
 
     async def get_session(self, session_id: str, owner: str | None = None) -> Session:
         session = await self.store.get(session_id)
         if session is None or (owner is not None and session.owner != owner):
             raise SessionNotFound(f"session {session_id} not found", param="session_id")
+        session.model = self._model_of(session.model)  # a view: what its replies are written by
         live = self.replies.of_session(session_id)
         if live is not None:
             _show_progress(session, live)
@@ -93,7 +101,23 @@ class ChatService:
         return session
 
     async def list_sessions(self, owner: str | None = None) -> list[dict[str, Any]]:
-        return await self.store.summaries(owner)
+        return [{**s, "model": self._model_of(s.get("model"))}
+                for s in await self.store.summaries(owner)]
+
+    async def update_session(self, session_id: str, changes: SessionChanges,
+                             owner: str | None = None) -> Session:
+        """Change the keys of `changes` (title, system, params, model: None is the base
+        model), even while a reply is in flight: they apply from the next reply on."""
+        await self.get_session(session_id, owner)
+        if changes.get("model") is not None:
+            self.models.resolve(changes["model"])
+        if not await self.store.update_meta(session_id, changes):
+            raise SessionNotFound(f"session {session_id} not found", param="session_id")
+        return await self.get_session(session_id, owner)
+
+    def _model_of(self, stored: str | None) -> str:
+        """A session's model as clients see it: None is the base model, whatever it is now."""
+        return stored or self.models.base
 
     async def delete_session(self, session_id: str, owner: str | None = None) -> None:
         await self.get_session(session_id, owner)
@@ -114,19 +138,25 @@ class ChatService:
 
     async def post_message(self, session_id: str, content: str, params: ReplyParams | None = None,
                            *, owner: str | None = None, transport: str,
-                           user: str | None = None) -> LiveReply:
-        """Append a user turn and start the assistant reply in the background. `user` is who
-        the admission queue is fair to (the owner when there is one); a full queue raises
-        QueueFull before anything is stored."""
+                           user: str | None = None, replaces: str | None = None) -> LiveReply:
+        """Append a user turn and start the assistant reply in the background. With `replaces`
+        (a user turn's id) the new turn takes that turn's place: it and every message after it
+        go (regenerate: the same content again; edit: new content). `user` is who the
+        admission queue is fair to (the owner when there is one). Nothing is stored or removed
+        unless the reply starts: a full queue raises QueueFull first."""
         accepted_at = time.monotonic()
         session = await self.get_session(session_id, owner)
         self.lifecycle.check_accepting()
+        model = self.models.resolve(session.model)
+        if replaces is not None:
+            # The prompt is the conversation without the turns replaced.
+            session.messages = session.turns_before(replaces)
         layers = (session.params, params.stored() if params else {})
         generation = merge_params(GenerationParams(), *layers)
         requested = requested_max_tokens(*layers)
         context = self.engine.max_model_len
         turn = Message.new("user", content, "done")
-        reply = Message.new("assistant", "", "queued", model=self.engine.model_name)
+        reply = Message.new("assistant", "", "queued", model=model)
         # Per-key limits apply to keys (auth on); the count is released if the reply never starts.
         limits, key = (self.limits, owner) if owner is not None else (None, "")
         if limits is not None:
@@ -145,7 +175,10 @@ class ChatService:
                                           self.default_max_tokens, prompt_param="content",
                                           cap=self.max_reply_tokens)
             ticket = self.admission.enqueue(user or owner or session_id)
-            await self.store.append(session_id, [turn, reply])
+            if replaces is None:
+                await self.store.append(session_id, [turn, reply])
+            else:
+                await self.store.replace_from(session_id, replaces, [turn, reply])
         except BaseException:
             if ticket is not None:
                 self.admission.release(ticket)
@@ -189,28 +222,10 @@ class ChatService:
                 return local.follow(after, heartbeat_s)
             events = await self.logs.follow(message_id, session_id, after, heartbeat_s)
             if events is not None:
-                return self._until_gone(session_id, message_id, events, after)
+                return self.replicas.until_gone(session_id, message_id, events, after,
+                                                self.engine.model_name)
             message = await self.get_message(session_id, message_id, owner)  # it just ended
         return _listened(replay(message, session_id, self.engine.model_name, after))
-
-    async def _until_gone(self, session_id: str, message_id: str, events: Listened,
-                          after: int) -> Listened:
-        """Follow `events`; if the reply's replica stops before its end, go on from the stored
-        message (repaired as an error if that replica died)."""
-        seen = after
-        try:
-            async for event in events:
-                if event is not None:
-                    seen = event.seq
-                yield event
-        except ReplyGone:
-            session = await self.store.get(session_id)
-            message = session.find(message_id) if session is not None else None
-            if session is None or message is None:
-                return  # deleted meanwhile
-            await self.replicas.repair_if_abandoned(session)
-            for event in replay(message, session_id, self.engine.model_name, seen):
-                yield event
 
 
 def _show_progress(session: Session, live: LiveReply) -> None:

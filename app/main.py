@@ -33,6 +33,7 @@ from app.errors import ConfigError
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
 from app.replies.warmup import PrefixWarmer
+from app.served_models import ServedModels
 from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
 from app.settings import Settings
@@ -86,6 +87,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     # Until the engine says how many requests it runs at once, the setting or vLLM's default.
     admission = Admission(max_active=settings.max_concurrent_generations or DEFAULT_MAX_ACTIVE,
                           max_queue=settings.max_queue, max_prefilling=settings.max_prefilling)
+    models = ServedModels(engine, settings.model_aliases)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -96,7 +98,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                            orphan_grace_s=settings.orphan_grace_s, limits=limits,
                            max_reply_tokens=settings.max_reply_tokens,
                            max_reply_seconds=settings.max_reply_seconds,
-                           max_sessions_per_key=settings.max_sessions_per_key)
+                           max_sessions_per_key=settings.max_sessions_per_key,
+                           models=models)
         await chat.start()
         warmer = PrefixWarmer(engine, store, admission, chat.replies, lifecycle,
                               default_max_tokens=settings.default_max_tokens
@@ -109,7 +112,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                                     settings.max_concurrent_generations))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
-                                        admission, time.time())}
+                                        admission, time.time(), models)}
         finally:
             lifecycle.drain()
             starter.cancel()

@@ -58,6 +58,7 @@ CHAT_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/sessions", {}),
     ("GET", "/v1/sessions", None),
     ("GET", "/v1/sessions/{sid}", None),
+    ("PATCH", "/v1/sessions/{sid}", {"title": "taken"}),
     ("DELETE", "/v1/sessions/{sid}", None),
     ("POST", "/v1/sessions/{sid}/messages", {"content": "x"}),
     ("GET", "/v1/sessions/{sid}/messages/{mid}", None),
@@ -120,7 +121,8 @@ def test_another_keys_session_is_404_as_if_it_did_not_exist(
         response = call(client, method, path, body, other, alices)
         assert response.status_code == 404, response.text
         assert response.json()["error"]["code"] == "session_not_found"
-    assert client.get(f"/v1/sessions/{alices['sid']}", headers=auth(ALICE)).status_code == 200
+    mine = client.get(f"/v1/sessions/{alices['sid']}", headers=auth(ALICE))
+    assert mine.status_code == 200 and mine.json()["title"] is None  # untouched
 
 
 def test_each_key_lists_only_its_own_sessions(client: TestClient, alices: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -282,3 +283,174 @@ def test_core_does_not_import_starlette() -> None:
             "app.admission, app.replies.warmup, app.engine.cpu, app.engine.config; "
             "assert 'starlette' not in sys.modules, 'core imports starlette'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- a session's model, PATCH, and replacing a turn -------------------------------------------
+
+@pytest.fixture
+def aliased(engine: ScriptedEngine) -> Iterator[TestClient]:
+    settings = Settings(orphan_grace_s=0.2, default_max_tokens=16, model_aliases=("alias",))
+    with TestClient(create_app(settings, engine)) as test_client:
+        yield test_client
+
+
+def test_a_sessions_model_is_shown_and_writes_its_replies(aliased: TestClient) -> None:
+    created = aliased.post("/v1/sessions", json={"model": "alias"})
+    assert created.status_code == 201 and created.json()["model"] == "alias"
+    sid = created.json()["id"]
+    plain = new_session(aliased)
+    assert aliased.get(f"/v1/sessions/{plain}").json()["model"] == "scripted"  # the base model
+    listed = {s["id"]: s["model"] for s in aliased.get("/v1/sessions").json()["data"]}
+    assert listed == {sid: "alias", plain: "scripted"}
+    events = check_grammar(parse_frames(aliased.post(
+        f"/v1/sessions/{sid}/messages", json={"content": "Hi"}, headers=SSE).text))
+    assert events[0]["data"]["model"] == "alias"
+    session = aliased.get(f"/v1/sessions/{sid}").json()
+    assert session["model"] == "alias" and session["messages"][1]["model"] == "alias"
+
+
+def test_an_unknown_model_is_404(aliased: TestClient) -> None:
+    error = assert_error(aliased.post("/v1/sessions", json={"model": "gpt-9"}), 404,
+                         "model_not_found")
+    assert error["param"] == "model"
+    assert aliased.get("/v1/sessions").json()["data"] == []  # nothing created
+    sid = new_session(aliased)
+    error = assert_error(aliased.patch(f"/v1/sessions/{sid}", json={"model": "gpt-9"}), 404,
+                         "model_not_found")
+    assert error["param"] == "model"
+    assert aliased.get(f"/v1/sessions/{sid}").json()["model"] == "scripted"
+    assert_error(aliased.post("/v1/sessions", json={"model": 5}), 400, "invalid_request")
+
+
+def test_patch_changes_only_the_keys_present(aliased: TestClient) -> None:
+    sid = new_session(aliased, title="t", system="S", params={"temperature": 0.1, "top_k": 5})
+    renamed = aliased.patch(f"/v1/sessions/{sid}", json={"title": "renamed"})
+    assert renamed.status_code == 200
+    body = renamed.json()
+    assert (body["title"], body["system"], body["params"], body["model"]) == (
+        "renamed", "S", {"temperature": 0.1, "top_k": 5}, "scripted")
+    assert body == aliased.get(f"/v1/sessions/{sid}").json()  # the same shape as GET
+    replaced = aliased.patch(f"/v1/sessions/{sid}", json={"params": {"max_tokens": 2},
+                                                           "model": "alias"}).json()
+    assert (replaced["params"], replaced["model"], replaced["title"]) == (
+        {"max_tokens": 2}, "alias", "renamed")  # params replaced whole
+    cleared = aliased.patch(f"/v1/sessions/{sid}", json={
+        "title": None, "system": None, "params": {}, "model": None}).json()
+    assert (cleared["title"], cleared["system"], cleared["params"], cleared["model"]) == (
+        None, None, {}, "scripted")
+    assert aliased.patch(f"/v1/sessions/{sid}").json() == cleared  # an empty body changes nothing
+    assert [s["title"] for s in aliased.get("/v1/sessions").json()["data"]] == [None]
+
+
+@pytest.mark.parametrize(("body", "code", "param"), [
+    ({"colour": "red"}, "unknown_parameter", "colour"),
+    ({"title": "x" * 201}, "invalid_request", "title"),
+    ({"title": 5}, "invalid_request", "title"),
+    ({"system": "x" * 100_001}, "invalid_request", "system"),
+    ({"params": {"temperature": "0.5"}}, "invalid_request", "params.temperature"),
+    ({"params": {"bogus": 1}}, "unknown_parameter", "params.bogus"),
+    ({"model": ["alias"]}, "invalid_request", "model"),
+])
+def test_bad_patches_are_400_and_change_nothing(aliased: TestClient, body: dict[str, Any],
+                                               code: str, param: str) -> None:
+    sid = new_session(aliased, title="t", params={"top_k": 5})
+    before = aliased.get(f"/v1/sessions/{sid}").json()
+    error = assert_error(aliased.patch(f"/v1/sessions/{sid}", json=body), 400, code)
+    assert error["param"] == param
+    assert aliased.get(f"/v1/sessions/{sid}").json() == before
+
+
+def test_patch_of_an_unknown_session_is_404(client: TestClient) -> None:
+    assert_error(client.patch("/v1/sessions/ses_nope", json={"title": "x"}), 404,
+                 "session_not_found")
+
+
+def test_patch_while_a_reply_is_in_flight_applies_to_the_next_reply() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 20, delay_s=0.01)
+    settings = Settings(model_aliases=("alias",), default_max_tokens=16)
+    with TestClient(create_app(settings, engine)) as client:
+        sid = new_session(client, params={"temperature": 0.1})
+        first = client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).json()
+        patched = client.patch(f"/v1/sessions/{sid}", json={"params": {"temperature": 0.9},
+                                                            "model": "alias"})
+        assert patched.status_code == 200
+        client.get(first["stream_url"])  # until it ends
+        assert client.get(first["status_url"]).json()["model"] == "scripted"
+        events = check_grammar(parse_frames(client.post(
+            f"/v1/sessions/{sid}/messages", json={"content": "b"}, headers=SSE).text))
+        assert events[0]["data"]["model"] == "alias"
+        assert [p.temperature for p in engine.params if p.max_tokens > 1] == [0.1, 0.9]
+
+
+def test_replaces_puts_the_new_turn_in_place_of_the_old_ones(client: TestClient,
+                                                            engine: ScriptedEngine) -> None:
+    sid = new_session(client, system="S")
+    for content in ("first question", "second question"):
+        client.post(f"/v1/sessions/{sid}/messages", json={"content": content}, headers=SSE)
+    old = client.get(f"/v1/sessions/{sid}").json()["messages"]
+    response = client.post(f"/v1/sessions/{sid}/messages",
+                           json={"content": "edited", "replaces": old[0]["id"]}, headers=SSE)
+    events = check_grammar(parse_frames(response.text))
+    assert events[-1]["event"] == "done"
+    messages = client.get(f"/v1/sessions/{sid}").json()["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "edited"), ("assistant", "Hello there!")]
+    assert messages[1]["id"] == events[0]["data"]["message_id"]
+    prompt = "".join(chr(i) for i in engine.prompts[-1] if i > 3)
+    assert "edited" in prompt and "question" not in prompt and "Hello" not in prompt
+    for message in old:  # a removed message's URLs are gone
+        base = f"/v1/sessions/{sid}/messages/{message['id']}"
+        assert_error(client.get(base), 404, "message_not_found")
+        assert_error(client.get(base + "/stream"), 404, "message_not_found")
+
+
+def test_regenerate_the_last_reply_with_a_202(client: TestClient) -> None:
+    sid = new_session(client)
+    for content in ("one", "two"):
+        client.post(f"/v1/sessions/{sid}/messages", json={"content": content}, headers=SSE)
+    old = client.get(f"/v1/sessions/{sid}").json()["messages"]
+    response = client.post(f"/v1/sessions/{sid}/messages",
+                           json={"content": "two", "replaces": old[2]["id"]})
+    assert response.status_code == 202
+    client.get(response.json()["stream_url"])
+    messages = client.get(f"/v1/sessions/{sid}").json()["messages"]
+    assert [m["id"] for m in messages[:2]] == [m["id"] for m in old[:2]]
+    assert [m["content"] for m in messages] == ["one", "Hello there!", "two", "Hello there!"]
+    assert messages[3]["id"] == response.json()["message_id"] != old[3]["id"]
+
+
+def test_bad_replaces_are_refused_and_remove_nothing(client: TestClient) -> None:
+    sid = new_session(client)
+    client.post(f"/v1/sessions/{sid}/messages", json={"content": "one"}, headers=SSE)
+    before = client.get(f"/v1/sessions/{sid}").json()
+    user, reply = before["messages"]
+    url = f"/v1/sessions/{sid}/messages"
+    for headers in ({}, SSE):
+        error = assert_error(client.post(url, json={"content": "x", "replaces": reply["id"]},
+                                         headers=headers), 400, "invalid_request")
+        assert error["param"] == "replaces"
+        error = assert_error(client.post(url, json={"content": "x", "replaces": "msg_nope"},
+                                         headers=headers), 404, "message_not_found")
+        assert error["param"] == "replaces"
+        assert_error(client.post(url, json={"content": "x" * 600, "replaces": user["id"]},
+                                 headers=headers), 400, "context_length_exceeded")
+        assert_error(client.post(url, json={"content": "x", "replaces": 5}, headers=headers),
+                     400, "invalid_request")
+    assert client.get(f"/v1/sessions/{sid}").json() == before
+
+
+def test_a_replacement_refused_while_a_reply_is_in_flight_removes_nothing() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 50, delay_s=0.01)
+    with TestClient(create_app(Settings(default_max_tokens=60), engine)) as client:
+        sid = new_session(client)
+        first = client.post(f"/v1/sessions/{sid}/messages", json={"content": "a"}).json()
+        client.get(first["stream_url"])
+        user = client.get(f"/v1/sessions/{sid}").json()["messages"][0]
+        second = client.post(f"/v1/sessions/{sid}/messages", json={"content": "b"}).json()
+        refused = client.post(f"/v1/sessions/{sid}/messages",
+                              json={"content": "a2", "replaces": user["id"]})
+        assert_error(refused, 409, "reply_in_flight")
+        client.get(second["stream_url"])
+        messages = client.get(f"/v1/sessions/{sid}").json()["messages"]
+        assert [m["content"] for m in messages] == ["a", "w" * 50, "b", "w" * 50]
+

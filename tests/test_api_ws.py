@@ -86,6 +86,34 @@ def test_bad_frames_get_an_error_frame_and_the_socket_stays_open(client: TestCli
         assert ws.receive_json() == {"type": "pong"}
 
 
+def test_a_message_frame_with_replaces_regenerates_in_place(client: TestClient,
+                                                           engine: ScriptedEngine) -> None:
+    sid = new_session(client)
+    with client.websocket_connect(f"/v1/sessions/{sid}/ws") as ws:
+        for content in ("first", "second"):
+            ws.send_json({"type": "message", "content": content})
+            until_terminal(ws)
+        old = client.get(f"/v1/sessions/{sid}").json()["messages"]
+        ws.send_json({"type": "message", "content": "second, edited", "replaces": old[2]["id"]})
+        frames = until_terminal(ws)
+        assert frames[-1]["type"] == "done"
+        ws.send_json({"type": "message", "content": "x", "replaces": old[1]["id"]})
+        error = ws.receive_json()  # a reply's id: refused, and the socket stays open
+        assert (error["code"], error["param"], error["status"]) == (
+            "invalid_request", "replaces", 4400)
+        ws.send_json({"type": "message", "content": "x", "replaces": "msg_nope"})
+        error = ws.receive_json()
+        assert (error["code"], error["param"], error["status"]) == (
+            "message_not_found", "replaces", 4404)
+    messages = client.get(f"/v1/sessions/{sid}").json()["messages"]
+    assert [m["content"] for m in messages] == [
+        "first", "Hello there!", "second, edited", "Hello there!"]
+    assert [m["id"] for m in messages[:2]] == [m["id"] for m in old[:2]]
+    assert messages[3]["id"] == frames[0]["message_id"] != old[3]["id"]
+    prompt = "".join(chr(i) for i in engine.prompts[-1] if i > 3)
+    assert prompt.count("second") == 1 and prompt.endswith("second, edited")
+
+
 def test_second_message_while_in_flight_is_4409() -> None:
     engine = ScriptedEngine(tokens=["w"] * 50, delay_s=0.01)
     with TestClient(create_app(Settings(), engine)) as client:

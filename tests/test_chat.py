@@ -10,8 +10,17 @@ import pytest
 
 from app.admission import Admission
 from app.chat import ChatService
-from app.errors import InvalidRequest, NotReady, ReplyInFlight
+from app.errors import (
+    ContextTooLong,
+    InvalidRequest,
+    MessageNotFound,
+    NotFound,
+    NotReady,
+    QueueFull,
+    ReplyInFlight,
+)
 from app.lifecycle import Lifecycle
+from app.served_models import ServedModels
 from app.sessions.memory import MemorySessionStore
 from app.streams import Event
 from app.streams.memory import MemoryReplyLogs
@@ -25,10 +34,16 @@ async def chat() -> AsyncIterator[ChatService]:
     engine = ScriptedEngine(tokens=TOKENS)
     service = ChatService(engine, MemorySessionStore(), MemoryReplyLogs(), Lifecycle(engine),
                           Admission(max_active=8, max_queue=8, max_prefilling=4),
-                          default_max_tokens=64, orphan_grace_s=0.1)
+                          default_max_tokens=64, orphan_grace_s=0.1,
+                          models=ServedModels(engine, ("alias",)))
     await service.start()
     yield service
     await service.shutdown()
+
+
+def prompt_text(ids: list[int]) -> str:
+    """The text of a prompt the scripted engine received (its template: one id per char)."""
+    return "".join(chr(i) for i in ids if i > 3)
 
 
 async def events_of(listened: AsyncIterator[Event | None]) -> list[Event]:
@@ -158,3 +173,143 @@ async def test_a_second_cancel_while_the_reply_is_being_stored_ends_it_once(
     assert [e.type for e in events].count("done") == 1
     assert chat.lifecycle.generations == 0
     assert (await chat.get_message(sid, live.message.id)).status == "cancelled"
+
+
+# -- replacing a turn (regenerate, edit) --------------------------------------------------------
+
+async def two_turns(chat: ChatService) -> tuple[str, list[str]]:
+    """A session with two finished turns; its message ids, oldest first."""
+    sid = (await chat.create_session(system="S")).id
+    for content in ("first question", "second question"):
+        live = await chat.post_message(sid, content, transport="test")
+        await live.ended.wait()
+    return sid, [m.id for m in (await chat.get_session(sid)).messages]
+
+
+async def test_replacing_a_turn_drops_it_and_all_after_it_from_the_prompt_and_the_session(
+        chat: ChatService) -> None:
+    sid, ids = await two_turns(chat)
+    engine: ScriptedEngine = chat.engine  # type: ignore[assignment]
+    live = await chat.post_message(sid, "edited question", transport="test", replaces=ids[0])
+    await live.ended.wait()
+    prompt = prompt_text(engine.prompts[-1])
+    assert prompt.startswith("S") and prompt.endswith("edited question")
+    for gone in ("first question", "second question", "t0"):  # t0: the replies' text
+        assert gone not in prompt
+    messages = (await chat.get_session(sid)).messages
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "edited question"), ("assistant", "".join(TOKENS))]
+    assert messages[1].id == live.message.id
+    for old in ids:
+        with pytest.raises(MessageNotFound):
+            await chat.get_message(sid, old)
+    with pytest.raises(MessageNotFound):
+        await chat.follow_reply(sid, ids[3])  # a replaced reply's stream is gone too
+
+
+async def test_regenerating_the_last_reply_keeps_the_turns_before(chat: ChatService) -> None:
+    sid, ids = await two_turns(chat)
+    engine: ScriptedEngine = chat.engine  # type: ignore[assignment]
+    live = await chat.post_message(sid, "second question", transport="test", replaces=ids[2])
+    await live.ended.wait()
+    messages = (await chat.get_session(sid)).messages
+    assert [m.id for m in messages[:2]] == ids[:2]
+    assert [m.id for m in messages[2:]] != ids[2:] and len(messages) == 4
+    prompt = prompt_text(engine.prompts[-1])
+    assert prompt.count("second question") == 1 and "first question" in prompt
+
+
+async def test_replaces_takes_a_user_turn_of_this_session(chat: ChatService) -> None:
+    sid, ids = await two_turns(chat)
+    with pytest.raises(InvalidRequest) as reply:
+        await chat.post_message(sid, "x", transport="test", replaces=ids[1])
+    with pytest.raises(MessageNotFound) as unknown:
+        await chat.post_message(sid, "x", transport="test", replaces="msg_nope")
+    assert (reply.value.code, reply.value.param) == ("invalid_request", "replaces")
+    assert (unknown.value.code, unknown.value.param) == ("message_not_found", "replaces")
+    assert [m.id for m in (await chat.get_session(sid)).messages] == ids
+
+
+async def test_a_refused_replacement_removes_nothing(chat: ChatService) -> None:
+    sid, ids = await two_turns(chat)
+    with pytest.raises(ContextTooLong):  # the context check
+        await chat.post_message(sid, "x" * 300, transport="test", replaces=ids[2])
+    assert [m.id for m in (await chat.get_session(sid)).messages] == ids
+    chat.engine.delay_s = 0.01  # type: ignore[attr-defined]
+    live = await chat.post_message(sid, "third", transport="test")
+    with pytest.raises(ReplyInFlight):  # the claim
+        await chat.post_message(sid, "again", transport="test", replaces=ids[0])
+    await chat.cancel_message(sid, live.message.id)
+    assert [m.id for m in (await chat.get_session(sid)).messages][:4] == ids
+
+
+async def test_a_replacement_refused_by_a_full_queue_removes_nothing() -> None:
+    engine = ScriptedEngine(tokens=["w"] * 100, delay_s=0.01)
+    chat = ChatService(engine, MemorySessionStore(), MemoryReplyLogs(), Lifecycle(engine),
+                       Admission(max_active=1, max_queue=0, max_prefilling=1),
+                       default_max_tokens=4)
+    await chat.start()
+    try:
+        sid = (await chat.create_session()).id
+        live = await chat.post_message(sid, "q", transport="test")
+        await live.ended.wait()
+        ids = [m.id for m in (await chat.get_session(sid)).messages]
+        busy = (await chat.create_session()).id
+        await chat.post_message(busy, "hold the engine", transport="test")
+        with pytest.raises(QueueFull):
+            await chat.post_message(sid, "q", transport="test", replaces=ids[0])
+        assert [m.id for m in (await chat.get_session(sid)).messages] == ids
+        assert await chat.reply_in_flight(sid) is None  # its claim let go too
+    finally:
+        await chat.shutdown()
+
+
+# -- a session's model and metadata -------------------------------------------------------------
+
+async def test_a_sessions_model_writes_its_replies(chat: ChatService) -> None:
+    session = await chat.create_session(model="alias")
+    assert session.model == "alias"
+    live = await chat.post_message(session.id, "x", transport="test")
+    events = await events_of(live.log.follow())
+    assert events[0].data["model"] == "alias"
+    assert (await chat.get_message(session.id, live.message.id)).model == "alias"
+    replayed = await events_of(await chat.follow_reply(session.id, live.message.id))
+    assert replayed[0].data["model"] == "alias"
+    plain = await chat.create_session()
+    assert plain.model == "scripted"  # the base model
+    assert {s["id"]: s["model"] for s in await chat.list_sessions()} == {
+        session.id: "alias", plain.id: "scripted"}
+
+
+async def test_an_unknown_model_is_not_found(chat: ChatService) -> None:
+    with pytest.raises(NotFound) as created:
+        await chat.create_session(model="gpt-9")
+    sid = (await chat.create_session()).id
+    with pytest.raises(NotFound) as changed:
+        await chat.update_session(sid, {"model": "gpt-9"})
+    for error in (created.value, changed.value):
+        assert (error.code, error.param) == ("model_not_found", "model")
+    assert (await chat.get_session(sid)).model == "scripted"
+    assert await chat.list_sessions() == [
+        {"id": sid, "created": (await chat.get_session(sid)).created, "title": None,
+         "model": "scripted", "messages": 0}]
+
+
+async def test_changes_while_a_reply_is_in_flight_apply_to_the_next(chat: ChatService) -> None:
+    chat.engine.delay_s = 0.005  # type: ignore[attr-defined]
+    engine: ScriptedEngine = chat.engine  # type: ignore[assignment]
+    sid = (await chat.create_session(system="old system", title="t")).id
+    live = await chat.post_message(sid, "one", transport="test")
+    await asyncio.sleep(0.02)
+    changed = await chat.update_session(sid, {"system": "new system", "model": "alias",
+                                              "params": {"temperature": 0.25}})
+    assert (changed.system, changed.model, changed.params, changed.title) == (
+        "new system", "alias", {"temperature": 0.25}, "t")
+    await live.ended.wait()
+    assert (await chat.get_message(sid, live.message.id)).model == "scripted"
+    nxt = await chat.post_message(sid, "two", transport="test")
+    await nxt.ended.wait()
+    assert nxt.message.model == "alias" and engine.params[-1].temperature == 0.25
+    assert prompt_text(engine.prompts[-1]).startswith("new system")
+    back = await chat.update_session(sid, {"model": None})
+    assert back.model == "scripted"

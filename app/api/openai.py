@@ -19,7 +19,7 @@ from app.api.schemas import parse_body, validation_context
 from app.api.sse import EventStreamResponse
 from app.api.state import Services, fair_user, owner, services
 from app.completions import Caller, Completion
-from app.errors import InvalidRequest, NotFound
+from app.errors import InvalidRequest
 
 # What a client waits for when it left before the response: nginx's "client closed request".
 CLIENT_CLOSED = 499
@@ -55,19 +55,16 @@ async def completions(request: Request) -> Response:
 async def models(request: Request) -> Response:
     svc = services(request)
     engine, created = svc.engine, int(svc.started_at)
-    names = [engine.model_name, *svc.settings.model_aliases]
     return json_response({"object": "list", "data": [
         {"id": name, "object": "model", "created": created, "owned_by": "streamchat",
-         "root": engine.model_name, "max_model_len": engine.max_model_len} for name in names]})
+         "root": engine.model_name, "max_model_len": engine.max_model_len}
+        for name in svc.models.names()]})
 
 
 def _served_model(svc: Services, model: str | None) -> str:
-    if model is None:
+    if model is None:  # OpenAI requires it; a session without one gets the base model
         raise InvalidRequest("'model' is required", param="model")
-    if model != svc.engine.model_name and model not in svc.settings.model_aliases:
-        raise NotFound(f"The model '{model}' does not exist; this server serves "
-                       f"'{svc.engine.model_name}'", param="model", code="model_not_found")
-    return model
+    return svc.models.resolve(model)
 
 
 async def _respond(request: Request, req: OpenAIRequest, completion: Completion,

@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from app.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 from app.params import ReplyParams
+from app.sessions.models import SessionChanges
 from app.settings import Settings
 from app.validation import MessageText, Model, StrictModel, invalid_request, validate_json
 
@@ -36,15 +37,44 @@ def validation_context(settings: Settings) -> dict[str, Any]:
     return {"max_n": settings.max_n, "max_message_chars": settings.max_message_chars}
 
 
+System = Annotated[str, Field(max_length=MAX_SYSTEM_CHARS)]
+Title = Annotated[str, Field(max_length=MAX_TITLE_CHARS)]
+
+
 class NewSession(StrictModel):
-    system: Annotated[str, Field(max_length=MAX_SYSTEM_CHARS)] | None = None
+    system: System | None = None
     params: ReplyParams | None = None
-    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS)] | None = None
+    title: Title | None = None
+    model: str | None = None  # a name GET /v1/models lists; unset: the base model
+
+
+class SessionPatch(StrictModel):
+    """PATCH /v1/sessions/{sid}: the keys present change, null clears (`model`: the base
+    model); `params` replaces the session's params whole."""
+
+    title: Title | None = None
+    system: System | None = None
+    params: ReplyParams | None = None
+    model: str | None = None
+
+    def changes(self) -> SessionChanges:
+        changes = SessionChanges()
+        fields = self.model_fields_set
+        if "title" in fields:
+            changes["title"] = self.title
+        if "system" in fields:
+            changes["system"] = self.system
+        if "params" in fields:
+            changes["params"] = self.params.stored() if self.params is not None else {}
+        if "model" in fields:
+            changes["model"] = self.model
+        return changes
 
 
 class NewMessage(StrictModel):
     content: Content
     params: ReplyParams | None = None
+    replaces: str | None = None  # a user turn's id: the new turn takes its place
 
 
 # -- WebSocket frames, client -> server ---------------------------------------------------

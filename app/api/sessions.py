@@ -10,6 +10,7 @@ from app.api.errors import json_response
 from app.api.schemas import (
     NewMessage,
     NewSession,
+    SessionPatch,
     accepts_event_stream,
     parse_body,
     validation_context,
@@ -25,7 +26,8 @@ async def create_session(request: Request) -> Response:
     body = await parse_body(request, NewSession, svc.settings.max_body_bytes, optional=True,
                             context=validation_context(svc.settings))
     session = await svc.chat.create_session(system=body.system, params=body.params,
-                                            title=body.title, owner=owner(request))
+                                            title=body.title, owner=owner(request),
+                                            model=body.model)
     return json_response(session.public(), 201, headers={"Location": f"/v1/sessions/{session.id}"})
 
 
@@ -35,6 +37,15 @@ async def list_sessions(request: Request) -> Response:
 
 async def get_session(request: Request) -> Response:
     session = await services(request).chat.get_session(request.path_params["sid"], owner(request))
+    return json_response(session.public())
+
+
+async def update_session(request: Request) -> Response:
+    svc = services(request)
+    body = await parse_body(request, SessionPatch, svc.settings.max_body_bytes, optional=True,
+                            context=validation_context(svc.settings))
+    session = await svc.chat.update_session(request.path_params["sid"], body.changes(),
+                                            owner(request))
     return json_response(session.public())
 
 
@@ -48,7 +59,8 @@ async def post_message(request: Request) -> Response:
     body = await parse_body(request, NewMessage, svc.settings.max_body_bytes,
                             context=validation_context(svc.settings))
     live = await svc.chat.post_message(sid, body.content, body.params, owner=owner(request),
-                                       transport=TRANSPORT, user=fair_user(request))
+                                       transport=TRANSPORT, user=fair_user(request),
+                                       replaces=body.replaces)
     if accepts_event_stream(request):
         return EventStreamResponse(event_frames(live.log.follow(-1, PING_INTERVAL_S)))
     base = f"/v1/sessions/{sid}/messages/{live.message.id}"
@@ -82,6 +94,7 @@ routes = [
     Route("/v1/sessions", create_session, methods=["POST"]),
     Route("/v1/sessions", list_sessions, methods=["GET"]),
     Route("/v1/sessions/{sid}", get_session, methods=["GET"]),
+    Route("/v1/sessions/{sid}", update_session, methods=["PATCH"]),
     Route("/v1/sessions/{sid}", delete_session, methods=["DELETE"]),
     Route("/v1/sessions/{sid}/messages", post_message, methods=["POST"]),
     Route("/v1/sessions/{sid}/messages/{mid}", get_message, methods=["GET"]),

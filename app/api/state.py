@@ -14,6 +14,7 @@ from app.completions import CompletionService
 from app.engine.base import Engine
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
+from app.served_models import ServedModels
 from app.settings import Settings
 
 
@@ -27,6 +28,7 @@ class Services:
     limits: KeyLimits | None  # per-key limits, with auth on
     admission: Admission
     started_at: float  # unix time, the `created` of /v1/models
+    models: ServedModels  # the model names served (/v1/models, every `model` checked)
 
 
 class State(TypedDict):

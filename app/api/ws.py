@@ -102,7 +102,7 @@ class SessionSocket:
                     await self.limits.admit_request(self.owner)  # a message is a request
                 live = await self.chat.post_message(self.session_id, frame.content, frame.params,
                                                     owner=self.owner, transport=TRANSPORT,
-                                                    user=self.user)
+                                                    user=self.user, replaces=frame.replaces)
                 await self._forward(live.message.id, live.log.follow(-1))
             case CancelFrame():
                 message_id = frame.message_id or await self.chat.reply_in_flight(self.session_id)

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from app.replies.live import Replies
-from app.replies.transcript import INTERRUPTED, Ending, Transcript, conclude, is_final
+from app.replies.transcript import INTERRUPTED, Ending, Transcript, conclude, is_final, replay
 from app.sessions.models import Session
 from app.sessions.store import SessionStore
-from app.streams import ReplyLogs
+from app.streams import Event, ReplyGone, ReplyLogs
 
 log = logging.getLogger("streamchat.replicas")
 
@@ -74,6 +75,26 @@ class ReplicaCoordinator:
         conclude(message, transcript, Ending("error", "error", INTERRUPTED), usage=usage, timings=None)
         await self.store.update_message(session.id, message)
         log.warning("reply %s was interrupted (its replica stopped); stored as error", message.id)
+
+    async def until_gone(self, session_id: str, message_id: str,
+                         events: AsyncIterator[Event | None], after: int,
+                         model: str) -> AsyncIterator[Event | None]:
+        """Follow `events` of a reply generated on another replica; if that replica stops
+        before its end, go on from the stored message (repaired as an error if it died)."""
+        seen = after
+        try:
+            async for event in events:
+                if event is not None:
+                    seen = event.seq
+                yield event
+        except ReplyGone:
+            session = await self.store.get(session_id)
+            message = session.find(message_id) if session is not None else None
+            if session is None or message is None:
+                return  # deleted (or replaced by a new turn) meanwhile
+            await self.repair_if_abandoned(session)
+            for event in replay(message, session_id, model, seen):
+                yield event
 
     async def _keep_leases(self) -> None:
         while True:

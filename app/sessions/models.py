@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict
 
+from app.errors import InvalidRequest, MessageNotFound
+
 Role = Literal["user", "assistant"]
 Status = Literal["queued", "streaming", "done", "cancelled", "error"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "cancelled", "error"})
@@ -99,6 +101,19 @@ class Session:
             if message.id == message_id:
                 return message
         return None
+
+    def turns_before(self, message_id: str) -> list[Message]:
+        """The messages before the user turn `message_id`: what stays when a new turn takes
+        its place (`replaces`)."""
+        for i, message in enumerate(self.messages):
+            if message.id == message_id:
+                if message.role != "user":
+                    raise InvalidRequest(f"message {message_id} is a reply; 'replaces' takes a "
+                                         "user turn (to regenerate a reply, replace the turn "
+                                         "before it)", param="replaces")
+                return self.messages[:i]
+        raise MessageNotFound(f"message {message_id} not found in session {self.id}",
+                              param="replaces")
 
     def summary(self) -> dict[str, Any]:
         return summary_of(self.meta(), len(self.messages))
