@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admission import Admission
 from app.api import openai, ops, sessions, ws
@@ -125,8 +125,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
 
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes,
-                Route("/", WholeFiles(request_response(index)), methods=["GET"]),
-                Mount("/static", WholeFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
+                Route("/", PageFiles(request_response(index)), methods=["GET"]),
+                Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
@@ -167,16 +167,36 @@ async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admissi
     gc.freeze()
 
 
-class WholeFiles:
-    """The page's files are small: served whole. Starlette's file responses answer a bad
-    `Range` header in plain text, outside the contract's error shape; ignoring it answers 200."""
+# The page runs only its own files: no inline script (an injected <script> or on* handler
+# does nothing), nothing fetched from elsewhere, never framed, no referrer to the links a reply
+# contains. Only the page: API responses are JSON and streams, never rendered.
+PAGE_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+     b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class PageFiles:
+    """The page's files (`/` and `/static/...`), with the page's headers. They are small:
+    served whole. Starlette's file responses answer a bad `Range` header in plain text, outside
+    the contract's error shape; ignoring it answers 200."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
-        await self.app({**scope, "headers": headers}, receive, send)
+
+        async def send_with_page_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *PAGE_HEADERS]}
+            await send(message)
+
+        await self.app({**scope, "headers": headers}, receive, send_with_page_headers)
 
 
 async def index(request: Request) -> Response:
