@@ -237,6 +237,7 @@ def test_a_full_queue_is_a_4429_error_frame_on_the_websocket(busy: tuple[TestCli
         frame = ws.receive_json()
         assert frame["type"] == "error" and frame["status"] == 4429
         assert frame["code"] == "queue_full"
+        assert isinstance(frame["retry_after"], int) and frame["retry_after"] >= 1  # as Retry-After
         ws.send_json({"type": "ping"})
         assert ws.receive_json() == {"type": "pong"}  # the socket stays open
 

@@ -74,12 +74,17 @@ def json_response(body: Any, status: int = 200,
                     media_type="application/json")
 
 
+def retry_after(exc: errors.StreamchatError) -> int | None:
+    """Whole seconds to wait before retrying (Retry-After; `retry_after` in a WebSocket error
+    frame), for the errors that have one."""
+    seconds = getattr(exc, "retry_after_s", None)
+    return None if seconds is None else max(1, math.ceil(seconds))
+
+
 def error_response(exc: errors.StreamchatError) -> Response:
     status = status_of(exc)
-    headers = None
-    retry_after = getattr(exc, "retry_after_s", None)
-    if retry_after is not None:
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    wait = retry_after(exc)
+    headers = None if wait is None else {"Retry-After": str(wait)}
     return json_response(error_body(exc.message, exc.kind, exc.code, exc.param), status, headers)
 
 

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import metrics
 from app.api.auth import BEARER_PROTOCOL
-from app.api.errors import count_rejection, status_of
+from app.api.errors import count_rejection, retry_after, status_of
 from app.api.raw_send import body_send
 from app.api.schemas import (
     CancelFrame,
@@ -53,8 +53,12 @@ def event_frame(event: Event, message_id: str) -> bytes:
 
 
 def error_frame(exc: StreamchatError) -> bytes:
-    return orjson.dumps({"type": "error", "code": exc.code, "message": exc.message,
-                         "status": 4000 + status_of(exc), "param": exc.param})
+    frame = {"type": "error", "code": exc.code, "message": exc.message,
+             "status": 4000 + status_of(exc), "param": exc.param}
+    wait = retry_after(exc)
+    if wait is not None:
+        frame["retry_after"] = wait  # what Retry-After says over HTTP
+    return orjson.dumps(frame)
 
 
 class SessionSocket:
