@@ -14,7 +14,7 @@ from app.settings import Settings
 from tests.asgi import http_scope
 from tests.fakes import ScriptedEngine
 
-pytest_plugins = ["tests.e2e_server", "tests.redis_server", "tests.replicas"]
+pytest_plugins = ["tests.browser", "tests.e2e_server", "tests.redis_server", "tests.replicas"]
 
 
 @pytest.fixture

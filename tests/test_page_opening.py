@@ -4,12 +4,10 @@ sent to a second session (headless Chromium, the scripted engine in a real serve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
+from playwright.sync_api import Page
 
-from tests.browser import Browser
+from tests.browser import send_message, wait_for, wait_for_reply
 from tests.test_server import scripted_server, stop
 
 # Creating the page's session takes 1.5 s, as on a slow network.
@@ -23,26 +21,17 @@ window.fetch = async (url, init) => {
 };"""
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    chromium = Browser()
-    yield chromium
-    chromium.close()
-
-
-def test_a_message_sent_while_the_page_opens_waits_for_its_conversation(
-        browser: Browser) -> None:
+def test_a_message_sent_while_the_page_opens_waits_for_its_conversation(page: Page) -> None:
     process, url = scripted_server("30")
     try:
-        browser.call("Page.enable")
-        browser.call("Page.addScriptToEvaluateOnNewDocument", source=SLOW_SESSION)
-        browser.open(url + "/")
-        browser.wait_for("document.querySelector('#status').dataset.state === 'ready'")
-        assert browser.js("localStorage.getItem('streamchat.session')") is None  # still opening
-        browser.send_message("Hello")
-        browser.wait_for_reply()
-        assert browser.js("document.querySelectorAll('.msg').length") == 2
-        session_id = browser.js("localStorage.getItem('streamchat.session')")
+        page.add_init_script(SLOW_SESSION)
+        page.goto(url + "/")
+        wait_for(page, "document.querySelector('#status').dataset.state === 'ready'")
+        assert page.evaluate("localStorage.getItem('streamchat.session')") is None  # still opening
+        send_message(page, "Hello")
+        wait_for_reply(page)
+        assert page.evaluate("document.querySelectorAll('.msg').length") == 2
+        session_id = page.evaluate("localStorage.getItem('streamchat.session')")
         stored = httpx.get(f"{url}/v1/sessions/{session_id}").json()["messages"]
         assert [(m["role"], m["status"]) for m in stored] == [("user", "done"),
                                                                ("assistant", "done")]

@@ -3,42 +3,33 @@ silent spinner (headless Chromium, the scripted engine in a real server process)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
+from playwright.sync_api import Page
 
-from tests.browser import Browser
+from tests.browser import send_message, wait_for, wait_for_reply
 from tests.test_server import scripted_server, stop
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    chromium = Browser()
-    yield chromium
-    chromium.close()
-
-
-def test_a_waiting_reply_shows_its_place_in_the_queue(browser: Browser) -> None:
+def test_a_waiting_reply_shows_its_place_in_the_queue(page: Page) -> None:
     # One generation at a time (each scripted reply takes 2 s): the page's reply waits.
     process, url = scripted_server("30", env={"STREAMCHAT_MAX_CONCURRENT_GENERATIONS": "1",
                                               "STREAMCHAT_MAX_QUEUE": "2"})
     try:
-        browser.open(url + "/")
-        browser.wait_for("document.querySelector('#status').dataset.state === 'ready'")
+        page.goto(url + "/")
+        wait_for(page, "document.querySelector('#status').dataset.state === 'ready'")
         for _ in range(2):  # one in the engine, one waiting ahead of the page's
             sid = httpx.post(f"{url}/v1/sessions").json()["id"]
             assert httpx.post(f"{url}/v1/sessions/{sid}/messages",
                               json={"content": "go"}).status_code == 202
-        browser.send_message("Hello")
-        waiting = browser.wait_for("document.querySelector('.stats.waiting')?.textContent",
-                                   timeout_s=10)
+        send_message(page, "Hello")
+        waiting = wait_for(page, "document.querySelector('.stats.waiting')?.textContent",
+                           timeout_s=10)
         assert waiting == "Waiting · 1 ahead"
-        browser.wait_for("document.querySelector('.stats.waiting')?.textContent "
-                         "=== 'Waiting · next'", timeout_s=10)
-        browser.wait_for_reply()
-        assert browser.js("document.querySelector('.stats.waiting')") is None
-        stats = browser.js("[...document.querySelectorAll('.stats')].pop().textContent")
+        wait_for(page, "document.querySelector('.stats.waiting')?.textContent "
+                       "=== 'Waiting · next'", timeout_s=10)
+        wait_for_reply(page)
+        assert page.evaluate("document.querySelector('.stats.waiting')") is None
+        stats = page.evaluate("[...document.querySelectorAll('.stats')].pop().textContent")
         assert "TTFT" in stats and "100 tokens" in stats
     finally:
         stop(process)
