@@ -1,8 +1,11 @@
-// Readiness polling: the status dot and model name follow the server's /ready.
+// Readiness: the header says "Starting up…" while the engine loads or the replica drains, and
+// the connection's own state once the server is ready.
 import { getReady } from './api.js';
-import { setStatus, setModel } from './view.js';
+import { onState } from './connection.js';
+import { setConnection } from './view.js';
 
-let pollTimer = null, pollSeq = 0;
+let pollTimer = null, pollSeq = 0, ready = false, connection = 'connecting';
+onState((state) => { connection = state; if (ready) setConnection(state); });
 
 /** Check now, then keep checking; calling it again restarts the schedule. */
 export async function pollReady() {
@@ -11,17 +14,18 @@ export async function pollReady() {
   let next = 3000;
   try {
     const res = await getReady();
+    ready = res.ok;
     if (res.ok) {
-      setStatus('ready', 'ready');
-      setModel((await res.json().catch(() => ({}))).model);
-      next = 30000; // ready: re-check occasionally to notice draining
-    } else if (res.status === 503) {
-      setStatus('loading', 'starting up or draining');
+      setConnection(connection === 'connecting' ? 'connected' : connection);
+      next = 30000; // ready: re-check now and then to notice a drain
     } else {
-      setStatus('down', `unavailable (HTTP ${res.status})`);
+      setConnection(res.status === 503 ? 'loading' : 'down');
     }
   } catch {
-    setStatus('down', 'unreachable');
+    ready = false;
+    setConnection(navigator.onLine ? 'down' : 'offline');
   }
   if (seq === pollSeq) pollTimer = setTimeout(pollReady, next); // a newer poll owns the timer
 }
+addEventListener('online', pollReady);
+addEventListener('offline', pollReady);

@@ -1,122 +1,188 @@
-// Streaming one assistant reply: its events, reconnecting with Last-Event-ID, and Stop.
+// One assistant reply on the page, from the user's turn to its terminal event, and the one
+// reconnect policy: whatever broke (network, server, a phone asleep, a WebSocket that never
+// opened), the reply is resumed after the last event seen, so no text is lost or shown twice.
 import * as api from './api.js';
-import { readEvents } from './sse.js';
-import { sid, createSession } from './session.js';
-import { pollReady } from './ready.js';
+import { ApiError } from './api.js';
+import { ConnectionLost, WebSocketUnavailable, fallBack, setState, transport } from './connection.js';
 import * as view from './view.js';
 
-const MAX_RETRIES = 3;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const MAX_BACKOFF_MS = 10000;
 
 /**
  * @typedef {object} Turn
- * @property {string|null} mid message id, known once the `start` event names it
- * @property {string|null} lastId id of the last event handled, for Last-Event-ID
+ * @property {string} sid
+ * @property {string|null} mid the reply's id, once the server names it
+ * @property {number} lastSeq the last numbered event shown (-1: none)
  * @property {HTMLElement} bubble
- * @property {Text} text where tokens are appended
+ * @property {view.LiveText} live
  * @property {boolean} done a `done` or `error` event arrived
  * @property {boolean} stopRequested
  * @property {AbortController} ctrl
+ * @property {number} sentAt when the user's turn was sent (performance.now)
  */
 
-/** @type {Turn|null} the reply being streamed; at most one at a time */
+/** @type {Turn|null} the reply being streamed in view; at most one at a time */
 let active = null;
 export const activeTurn = () => active;
 
-/** @param {Turn} turn @param {import('./sse.js').SseEvent} ev */
-function handleEvent(turn, ev) {
-  if (ev.id != null) {
-    if (turn.lastId != null && Number(ev.id) <= Number(turn.lastId)) return; // seen already
-    turn.lastId = ev.id;
+/** Called when a reply ends, with its turn and its final event data (or the error). */
+let onEnded = (_turn, _result) => {};
+export function onTurnEnded(fn) { onEnded = fn; }
+
+/** @param {Turn} turn @param {import('./connection.js').ReplyEvent} ev */
+function handle(turn, ev) {
+  if (ev.seq != null) {
+    if (ev.seq <= turn.lastSeq) return; // seen already (a resume replays from `after`)
+    turn.lastSeq = ev.seq;
   }
   const d = ev.data || {};
-  if (ev.event === 'queued') { // progress carries no id: it never moves lastId
-    const ahead = Number(d.position) || 0;
-    view.setWaiting(turn.bubble, ahead ? `Waiting · ${ahead} ahead` : 'Waiting · next');
-  } else if (ev.event === 'prefill') {
-    view.setWaiting(turn.bubble, 'Reading your message…');
-  } else if (ev.event === 'start') {
-    turn.mid = d.message_id || turn.mid;
-    view.setModel(d.model);
-    if (turn.stopRequested) cancel(turn);
-  } else if (ev.event === 'token') {
-    if (!turn.text.length) view.setWaiting(turn.bubble, null);
-    view.appendText(turn.text, d.text || '');
-  } else if (ev.event === 'done') {
-    turn.done = true;
-    view.setStats(turn.bubble, d);
-  } else if (ev.event === 'error') {
-    turn.done = true;
-    view.setWaiting(turn.bubble, null);
-    view.showError(turn.bubble, d.message || d.code || 'The reply failed.');
+  if (d.message_id && !turn.mid) {
+    turn.mid = d.message_id;
+    turn.bubble.parentElement.dataset.id = turn.mid;
+    if (turn.stopRequested) stop(turn);
+  }
+  switch (ev.type) {
+    case 'queued': {
+      const ahead = Number(d.position) || 0;
+      view.setWaiting(turn.bubble, ahead ? `Waiting · ${ahead} ahead` : 'Waiting · next');
+      break;
+    }
+    case 'prefill': view.setWaiting(turn.bubble, 'Reading your message…'); break;
+    case 'start': view.setModel(d.model); break;
+    case 'token':
+      if (!turn.live.text) view.setWaiting(turn.bubble, null);
+      turn.live.append(d.text || '');
+      break;
+    case 'done':
+      turn.done = true;
+      turn.live.end();
+      view.setStats(turn.bubble, d);
+      view.announce(`Reply ${d.finish_reason === 'cancelled' ? 'stopped' : 'finished'}: ${turn.live.text}`);
+      break;
+    case 'error':
+      turn.done = true;
+      turn.live.end();
+      view.setWaiting(turn.bubble, null);
+      view.showError(turn.bubble, d.message || d.code || 'The reply failed.');
+      view.announce(`The reply failed: ${d.message || d.code}`);
+      break;
   }
 }
 
-// Read a reply stream to its end, resuming with Last-Event-ID if the connection breaks.
-async function follow(turn, res) {
-  let failures = 0;
+/** Resolves after the backoff, or as soon as the network or the page comes back. */
+function waitToRetry(attempt, signal) {
+  const ms = Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt);
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      removeEventListener('online', done);
+      document.removeEventListener('visibilitychange', visible);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const visible = () => { if (document.visibilityState === 'visible') done(); };
+    const timer = setTimeout(() => { if (navigator.onLine) done(); }, ms); // offline: wait for 'online'
+    addEventListener('online', done);
+    document.addEventListener('visibilitychange', visible);
+    signal.addEventListener('abort', done);
+  });
+}
+
+/**
+ * The connection broke before the server named the reply: did it take the message? The
+ * session tells: a user turn we did not know of, with our text, and the reply after it.
+ * @param {Turn} turn @param {Set<string>} known @param {string} content
+ */
+async function findReply(turn, known, content) {
+  const session = await api.getSession(turn.sid);
+  const msgs = session?.messages || [];
+  const i = msgs.findIndex((m) => m.role === 'user' && !known.has(m.id) && m.content === content);
+  return i >= 0 && msgs[i + 1] ? msgs[i + 1].id : null;
+}
+
+/** @param {Turn} turn @param {() => Promise<void>} first */
+async function follow(turn, first, body, known) {
+  const sink = (ev) => handle(turn, ev);
+  let call = first, attempt = 0;
   for (;;) {
     try {
-      res = res || await api.openStream(sid, turn.mid, turn.lastId, turn.ctrl.signal);
-      for await (const ev of readEvents(res)) {
-        handleEvent(turn, ev);
-        failures = 0; // progress: the retry budget is for consecutive failures
-      }
-      if (turn.done) return;
-      throw Object.assign(new Error('The connection closed before the reply finished.'), { retryable: true });
+      await call();
+      setState('connected');
+      return;
     } catch (err) {
       if (turn.ctrl.signal.aborted || turn.done) return;
-      // TypeError is what fetch and stream reads throw on network failure.
-      const retryable = err.retryable || err instanceof TypeError;
-      if (!turn.mid || !retryable || failures >= MAX_RETRIES) throw err;
-      failures += 1;
-      res = null;
-      await sleep(400 * failures);
+      if (err instanceof WebSocketUnavailable && await fallBack()) {
+        // Nothing went out on a socket that never opened: send the same turn over SSE.
+      } else if (!(err instanceof ConnectionLost || err instanceof WebSocketUnavailable
+                   || (err instanceof ApiError && err.retryable))) {
+        throw err;
+      } else {
+        setState('reconnecting');
+        await waitToRetry(attempt++, turn.ctrl.signal);
+        if (turn.ctrl.signal.aborted) return;
+      }
+      if (!turn.mid && body) {
+        turn.mid = await findReply(turn, known, body.content).catch(() => null);
+      }
+      const t = transport();
+      call = turn.mid
+        ? () => t.resume(turn.sid, turn.mid, turn.lastSeq, sink, turn.ctrl.signal)
+        : () => t.start(turn.sid, body, sink, turn.ctrl.signal); // it was never taken: send again
     }
   }
 }
 
 /**
- * Stream one assistant reply into `bubble`: either a new message (`content`) or resume `mid`.
- * @param {HTMLElement} bubble @param {string|null} content @param {string|null} mid
+ * Stream one reply into `bubble`: a new user turn (`body` = {content, replaces?}) or, with
+ * `mid`, a reply already in flight (e.g. after a reload). Throws ApiError when the server
+ * refuses the turn (the caller puts the text back); resolves when the reply has ended.
+ * @param {{sid: string, bubble: HTMLElement, body?: object|null, mid?: string|null, known?: Set<string>}} opts
  */
-export async function run(bubble, content, mid = null) {
-  const text = view.startStreaming(bubble);
+export async function run({ sid, bubble, body = null, mid = null, known = new Set() }) {
   /** @type {Turn} */
-  const turn = { mid, lastId: null, bubble, text, done: false, stopRequested: false, ctrl: new AbortController() };
+  const turn = { sid, mid, lastSeq: -1, bubble, live: new view.LiveText(bubble), done: false,
+    stopRequested: false, ctrl: new AbortController(), sentAt: performance.now() };
   active = turn;
   view.setBusy(true);
+  const sink = (ev) => handle(turn, ev);
+  let failure = null;
   try {
-    let res = null;
-    if (content != null) {
-      if (!sid) await createSession();
-      res = await api.postMessage(sid, content, turn.ctrl.signal);
-      if (!res.ok) {
-        view.showError(bubble, await api.errorText(res));
-        if (res.status === 503) pollReady();
-        return;
-      }
-    }
-    await follow(turn, res);
+    const t = transport();
+    const first = mid
+      ? () => t.resume(sid, mid, -1, sink, turn.ctrl.signal)
+      : () => t.start(sid, body, sink, turn.ctrl.signal);
+    await follow(turn, first, body, known);
   } catch (err) {
-    if (!turn.ctrl.signal.aborted) view.showError(bubble, err.message || String(err));
+    failure = err;
+    if (!(err instanceof ApiError) || turn.mid) {
+      view.showError(bubble, err.message || String(err));
+    }
   } finally {
-    view.endStreaming(bubble);
-    if (!turn.done && turn.ctrl.signal.aborted && !view.hasError(bubble)) {
-      view.setStats(bubble, { finish_reason: 'cancelled' });
+    if (!turn.done) {
+      turn.live.end();
+      if (turn.ctrl.signal.aborted && !view.hasError(bubble)) view.setStats(bubble, { finish_reason: 'cancelled' });
     }
     if (active === turn) { active = null; view.setBusy(false); }
+    onEnded(turn, failure);
   }
+  if (failure instanceof ApiError && !turn.mid) throw failure;
 }
 
-/** Ask the server to stop the reply; it then ends the stream itself. @param {Turn} turn */
-export async function cancel(turn) {
+/** Ask the server to stop the reply; its stream then ends with `done` (cancelled). */
+export async function stop(turn) {
   turn.stopRequested = true;
   view.setStopping();
-  if (!turn.mid) return; // cancelled as soon as the start event names the message
+  if (!turn.mid) return; // stopped as soon as the server names the reply
   try {
-    await api.cancelMessage(sid, turn.mid);
+    await transport().cancel(turn.sid, turn.mid);
   } catch { /* the stream itself will tell */ }
-  // The stream should end with a `done` (finish_reason "cancelled"); don't wait forever.
   setTimeout(() => { if (!turn.done) turn.ctrl.abort(); }, 4000);
+}
+
+/**
+ * Stop showing the reply (the person switched conversations). It is still followed, off the
+ * page, to its end: a reply nobody follows is stopped by the server after its grace period.
+ */
+export function detach(turn) {
+  if (active === turn) { active = null; view.setBusy(false); }
 }

@@ -1,10 +1,13 @@
-// DOM rendering: message rows, stats, errors, the status dot, model name and Send/Stop button.
-// Model text only ever goes through textContent / Text nodes, never innerHTML.
+// The conversation on the page: message rows, reply stats, errors, the banner, the connection
+// state, and the Send/Stop button. Model text goes through render.js (sanitized Markdown) or
+// textContent, never straight into innerHTML.
+import { renderMarkdown, copyText } from './render.js';
 
 const $ = (sel) => document.querySelector(sel);
 export const ui = {
   list: $('#messages'), prompt: $('#prompt'), send: $('#send'), form: $('#composer'),
-  status: $('#status'), model: $('#model'), newChat: $('#new-chat'),
+  connection: $('#connection'), model: $('#model'), title: $('#chat-title'),
+  banner: $('#banner'), announcer: $('#announcer'), editing: $('#editing'),
 };
 
 // Only follow new output if the reader hasn't scrolled up to read something earlier.
@@ -12,108 +15,191 @@ const nearBottom = () => ui.list.scrollHeight - ui.list.scrollTop - ui.list.clie
 export function scrollDown(force = false) {
   if (force || nearBottom()) ui.list.scrollTop = ui.list.scrollHeight;
 }
-function div(className, text = '') {
-  const el = document.createElement('div');
-  el.className = className;
-  el.textContent = text;
-  return el;
+/** @param {string} tag @param {string} className @param {string} [text] */
+export function el(tag, className, text = '') {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
 }
 
-/** Append a message row; returns its bubble. @param {string} role user | assistant | notice */
-export function addRow(role, text = '') {
+/**
+ * Append a message row; returns its bubble. The row's `dataset.id` is the message id, once known.
+ * @param {'user'|'assistant'|'notice'} role @param {string} [text] @param {string} [id]
+ */
+export function addRow(role, text = '', id = '') {
   const stick = nearBottom();
-  const row = div(`row ${role}`), msg = div(`msg ${role}`, text);
-  row.append(msg);
+  const row = el('article', `row ${role}`);
+  if (id) row.dataset.id = id;
+  if (role !== 'notice') row.setAttribute('aria-label', role === 'user' ? 'You said' : 'Assistant replied');
+  const bubble = el('div', `msg ${role}`);
+  if (role === 'assistant' && text) renderMarkdown(bubble, text, true);
+  else bubble.textContent = text;
+  row.append(bubble);
   ui.list.append(row);
   scrollDown(stick);
-  return msg;
+  return bubble;
 }
 export const notice = (text) => addRow('notice', text);
 export const clearRows = () => ui.list.replaceChildren();
 
-/** Empty `bubble` for a reply being streamed; returns the Text node that tokens go into. */
-export function startStreaming(bubble) {
-  const text = document.createTextNode('');
-  bubble.replaceChildren(text);
-  bubble.classList.add('streaming');
-  return text;
+/** A reply being streamed: its text is re-rendered at most once a frame. */
+export class LiveText {
+  /** @param {HTMLElement} bubble */
+  constructor(bubble) {
+    this.bubble = bubble;
+    this.text = '';
+    this.frame = 0;
+    bubble.replaceChildren();
+    bubble.classList.add('streaming');
+  }
+  /** @param {string} chunk */
+  append(chunk) {
+    this.text += chunk;
+    this.frame ||= requestAnimationFrame(() => { this.frame = 0; this.paint(false); });
+  }
+  reset() { this.text = ''; this.paint(false); }
+  /** @param {boolean} final */
+  paint(final) {
+    const stick = nearBottom();
+    renderMarkdown(this.bubble, this.text, final);
+    scrollDown(stick);
+  }
+  end() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.bubble.classList.remove('streaming');
+    this.paint(true);
+  }
 }
-/** @param {Text} text @param {string} chunk */
-export function appendText(text, chunk) {
-  const stick = nearBottom();
-  text.appendData(chunk);
-  scrollDown(stick);
+
+/** The line under a bubble: waiting text, stats, and the row's actions. */
+function footer(bubble) {
+  const row = bubble.parentElement;
+  return row.querySelector('.stats') || row.appendChild(el('div', 'stats'));
 }
-export const endStreaming = (bubble) => bubble.classList.remove('streaming');
-export const hasError = (bubble) => bubble.classList.contains('error');
 
 /**
- * Where a reply stands before its first token, under its bubble: "Waiting · 3 ahead" while it
- * is queued, "Reading your message…" once the engine has it; cleared by the first token.
+ * Where a reply stands before its first token: "Waiting · 3 ahead" while it is queued,
+ * "Reading your message…" once the engine has it; cleared by the first token.
  * @param {HTMLElement} bubble @param {string|null} text
  */
 export function setWaiting(bubble, text) {
   const row = bubble.parentElement;
-  let el = row.querySelector('.stats');
-  if (!text) { if (el && el.classList.contains('waiting')) el.remove(); return; }
+  const current = row.querySelector('.stats');
+  if (!text) { if (current?.classList.contains('waiting')) current.remove(); return; }
   const stick = nearBottom();
-  el = el || row.appendChild(div('stats'));
-  el.classList.add('waiting');
-  el.textContent = text;
+  const line = footer(bubble);
+  line.classList.add('waiting');
+  line.textContent = text;
   scrollDown(stick);
 }
 
+/** Time to first token, speed and tokens, from a `done` event or a stored reply. */
 export function setStats(bubble, data) {
-  const row = bubble.parentElement, stick = nearBottom();
-  const el = row.querySelector('.stats') || row.appendChild(div('stats'));
-  el.classList.remove('waiting');
+  const stick = nearBottom();
+  const line = footer(bubble);
+  line.classList.remove('waiting');
   const parts = [], u = data.usage || {}, t = data.timings || {};
-  if (u.completion_tokens != null) parts.push(`${u.completion_tokens} tokens`);
   if (t.ttft_ms != null) parts.push(`TTFT ${Math.round(t.ttft_ms)} ms`);
-  if (t.tokens_per_s != null) parts.push(`${Math.round(t.tokens_per_s)} tok/s`);
+  if (t.tokens_per_s != null) parts.push(`${t.tokens_per_s.toFixed(1)} tok/s`);
+  if (u.completion_tokens != null) parts.push(`${u.completion_tokens} tokens`);
+  if (u.prompt_tokens != null) {
+    parts.push(`prompt ${u.prompt_tokens}${u.cached_tokens ? ` (${u.cached_tokens} cached)` : ''}`);
+  }
+  if (t.queue_ms >= 100) parts.push(`queued ${(t.queue_ms / 1000).toFixed(1)} s`);
   if (data.finish_reason === 'cancelled') parts.push('stopped');
   else if (data.finish_reason === 'length') parts.push('length limit');
-  el.textContent = parts.join(' · ');
+  line.textContent = parts.join(' · ');
   scrollDown(stick);
 }
-export function showError(bubble, message) { // keeps any partial text, then the error itself
+
+/** Keeps any partial text, then says what went wrong. */
+export function showError(bubble, message) {
   const stick = nearBottom();
   bubble.classList.remove('streaming');
   bubble.classList.add('error');
-  if (bubble.textContent) bubble.append('\n');
-  bubble.append(div('error-note', message || 'Something went wrong.'));
+  bubble.append(el('p', 'error-note', message || 'Something went wrong.'));
   scrollDown(stick);
+}
+export const hasError = (bubble) => bubble.classList.contains('error');
+
+/**
+ * Buttons under a row (copy, regenerate, edit), replacing any it had.
+ * @param {HTMLElement} bubble @param {{label: string, text: string, onClick: Function}[]} actions
+ */
+export function setActions(bubble, actions) {
+  const row = bubble.parentElement, stick = nearBottom();
+  row.querySelector('.actions')?.remove();
+  if (!actions.length) return;
+  const bar = el('div', 'actions');
+  for (const a of actions) {
+    const b = el('button', 'ghost small', a.text);
+    b.type = 'button';
+    b.setAttribute('aria-label', a.label);
+    b.addEventListener('click', () => a.onClick(b));
+    bar.append(b);
+  }
+  row.append(bar);
+  scrollDown(stick);
+}
+export const copyAction = (bubble, text) =>
+  ({ label: 'Copy reply', text: 'Copy', onClick: (b) => copyText(b, text) });
+export const clearActions = () => ui.list.querySelectorAll('.actions').forEach((a) => a.remove());
+
+/** Screen readers hear a reply once, when it is complete, not token by token. */
+export function announce(text) {
+  ui.announcer.textContent = '';
+  setTimeout(() => { ui.announcer.textContent = text; }, 50);
 }
 
 /**
- * Replace the rows with a stored conversation. Returns the reply still in flight, if any
- * (e.g. the page was reloaded mid-stream), so the caller can follow it again.
- * @returns {{m: object, bubble: HTMLElement}|null}
+ * A message above the composer that stays until it is dismissed or expires: a full queue,
+ * a server starting up, a missing key. `retryAfter` counts down.
+ * @param {string|null} text @param {{retryAfter?: number|null, action?: {text: string, onClick: Function}}} [opts]
  */
-export function renderSession(session) {
-  ui.list.replaceChildren();
-  let pending = null;
-  for (const m of session.messages || []) {
-    if (m.role === 'user') { addRow('user', m.content); continue; }
-    if (m.role !== 'assistant') continue;
-    const bubble = addRow('assistant', m.content);
-    if (m.status === 'error') showError(bubble, 'The reply failed.');
-    else if (m.usage || m.timings || m.status === 'cancelled') {
-      setStats(bubble, { ...m, finish_reason: m.status === 'cancelled' ? 'cancelled' : m.finish_reason });
-    }
-    if (m.status === 'queued' || m.status === 'streaming') pending = { m, bubble };
+let bannerTimer = null;
+export function banner(text, opts = {}) {
+  clearInterval(bannerTimer);
+  ui.banner.replaceChildren();
+  ui.banner.hidden = !text;
+  if (!text) return;
+  const message = el('span', '', text);
+  ui.banner.append(message);
+  if (opts.retryAfter) {
+    const until = Date.now() + opts.retryAfter * 1000;
+    const when = el('span', 'retry');
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) { clearInterval(bannerTimer); when.textContent = ' You can try again now.'; return; }
+      when.textContent = ` Try again in ${left} s.`;
+    };
+    tick();
+    bannerTimer = setInterval(tick, 1000);
+    ui.banner.append(when);
   }
-  scrollDown(true);
-  return pending;
+  if (opts.action) {
+    const b = el('button', 'ghost small', opts.action.text);
+    b.type = 'button';
+    b.addEventListener('click', () => opts.action.onClick());
+    ui.banner.append(b);
+  }
+  const close = el('button', 'ghost small dismiss', '×');
+  close.type = 'button';
+  close.setAttribute('aria-label', 'Dismiss message');
+  close.addEventListener('click', () => banner(null));
+  ui.banner.append(close);
 }
 
-/** @param {'checking'|'ready'|'loading'|'down'} state */
-export function setStatus(state, label) {
-  ui.status.dataset.state = state;
-  ui.status.title = label;
-  ui.status.setAttribute('aria-label', `Server status: ${label}`);
+const STATE_TEXT = { connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…',
+  offline: 'Offline', loading: 'Starting up…', down: 'Server unreachable' };
+/** @param {string} state */
+export function setConnection(state) {
+  ui.connection.dataset.state = state;
+  ui.connection.querySelector('.label').textContent = STATE_TEXT[state] || state;
 }
 export const setModel = (name) => { if (name) ui.model.textContent = name; };
+export const setTitle = (title) => { ui.title.textContent = title || 'New chat'; document.title = `${title || 'New chat'} · streamchat`; };
 
 /** The Send button turns into Stop while a reply streams. */
 export function setBusy(busy) {
@@ -125,3 +211,6 @@ export function setBusy(busy) {
 }
 // Stop was pressed: no second press until the reply has ended.
 export const setStopping = () => { ui.send.disabled = true; };
+
+/** "Editing your message" above the composer while an edit is pending. */
+export function setEditing(on) { ui.editing.hidden = !on; }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import re
 import shutil
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,17 +115,28 @@ def send_message(page: Page, text: str) -> None:
 
 
 def wait_for(page: Page, expression: str, timeout_s: float = TIMEOUT_S) -> Any:
-    """The first truthy value of a JavaScript expression (an exception counts as false)."""
-    handle = page.wait_for_function(
-        f"() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }}",
-        timeout=timeout_s * 1000)
-    return handle.json_value()
+    """The first truthy value of a JavaScript expression (an exception counts as false; a
+    promise is awaited). Polled with evaluate(): Playwright's wait_for_function compiles its
+    predicate with eval, which the page's Content-Security-Policy forbids."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(f"async () => {{ try {{ return await ({expression}); }} "
+                              "catch (e) { return null; } }")
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for: {expression}")
+        page.wait_for_timeout(50)
 
 
 def wait_for_reply(page: Page, timeout_s: float = TIMEOUT_S) -> None:
-    """Until the reply's stats show and the Stop button is Send again."""
-    wait_for(page, "document.querySelector('.stats') && "
-                   "document.querySelector('#send').textContent.trim() !== 'Stop'", timeout_s)
+    """Until the last reply has ended (its stats show, it no longer streams) and Stop is Send
+    again."""
+    wait_for(page, "(() => { const row = [...document.querySelectorAll('.row.assistant')].at(-1);"
+                   " return row && !row.querySelector('.msg.streaming')"
+                   " && row.querySelector('.stats:not(.waiting)')"
+                   " && document.querySelector('#send').textContent.trim() === 'Send'; })()",
+             timeout_s)
 
 
 def screenshot(page: Page, name: str) -> Path:

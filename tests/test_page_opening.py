@@ -26,7 +26,7 @@ def test_a_message_sent_while_the_page_opens_waits_for_its_conversation(page: Pa
     try:
         page.add_init_script(SLOW_SESSION)
         page.goto(url + "/")
-        wait_for(page, "document.querySelector('#status').dataset.state === 'ready'")
+        wait_for(page, "document.querySelector('#connection').dataset.state === 'connected'")
         assert page.evaluate("localStorage.getItem('streamchat.session')") is None  # still opening
         send_message(page, "Hello")
         wait_for_reply(page)

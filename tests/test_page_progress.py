@@ -16,7 +16,7 @@ def test_a_waiting_reply_shows_its_place_in_the_queue(page: Page) -> None:
                                               "STREAMCHAT_MAX_QUEUE": "2"})
     try:
         page.goto(url + "/")
-        wait_for(page, "document.querySelector('#status').dataset.state === 'ready'")
+        wait_for(page, "document.querySelector('#connection').dataset.state === 'connected'")
         for _ in range(2):  # one in the engine, one waiting ahead of the page's
             sid = httpx.post(f"{url}/v1/sessions").json()["id"]
             assert httpx.post(f"{url}/v1/sessions/{sid}/messages",

@@ -24,9 +24,10 @@ from tests.sse_parse import BackgroundStream, check_grammar, parse_frames
 SSE = {"Accept": "text/event-stream"}
 
 
-def scripted_server(*args: str, env: dict[str, str] | None = None
+def scripted_server(*args: str, env: dict[str, str] | None = None, ready: bool = True
                     ) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m tests.scripted_server PORT *args`, ready; env: more STREAMCHAT_* settings."""
+    """`python -m tests.scripted_server PORT *args`, ready (or, with ready=False, serving while
+    its engine loads); env: more STREAMCHAT_* settings."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "tests.scripted_server", str(port), *args],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -35,7 +36,7 @@ def scripted_server(*args: str, env: dict[str, str] | None = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+            if httpx.get(url + ("/ready" if ready else "/health"), timeout=1).status_code == 200:
                 break
         except httpx.TransportError:
             time.sleep(0.1)
