@@ -69,7 +69,7 @@ function setActions() {
     const actions = [view.copyAction(bubble, m.content)];
     if (m === msgs.at(-1)) {
       actions.push({ label: 'Regenerate this reply', text: 'Regenerate',
-        onClick: () => send(msgs[lastUser].content, msgs[lastUser].id) });
+        onClick: () => send(msgs[lastUser].content, { replaces: msgs[lastUser].id, fromComposer: false }) });
     }
     view.setActions(bubble, actions);
   }
@@ -96,18 +96,24 @@ function follow(opts) {
 
 /**
  * Send a user turn: new, or in place of an earlier one (`replaces`: regenerate, edit).
- * Refused (busy, not ready, bad input): the text goes back in the composer and the banner says why.
+ * Refused (busy, not ready, bad input): text from the composer goes back in it, and the banner
+ * says why. Regenerate (`fromComposer` false) leaves whatever the person is typing alone.
  */
-async function send(content, replaces = null) {
+async function send(content, { replaces = null, fromComposer = true } = {}) {
   if (activeTurn() || !content.trim()) return;
+  const putBack = () => {
+    if (!fromComposer || ui.prompt.value) return;
+    setPrompt(content);
+    if (replaces) { editing = replaces; view.setEditing(true); }
+  };
+  if (fromComposer) setPrompt('');
   // Sent while the page opens (a slow network, a key being asked for): putting the
   // conversation on the page afterwards would wipe this turn, and a second session be made.
-  setPrompt('');
   await opening;
-  if (activeTurn()) { setPrompt(content); return; } // it reopened a reply in flight
+  if (activeTurn()) { putBack(); return; } // it reopened a reply in flight
   let session = conversations.current;
   if (!session) {
-    try { session = await conversations.create(); } catch (err) { setPrompt(content); failed(err); return; }
+    try { session = await conversations.create(); } catch (err) { putBack(); failed(err); return; }
   }
   const known = new Set((session.messages || []).map((m) => m.id));
   cancelEdit();
@@ -128,8 +134,7 @@ async function send(content, replaces = null) {
   } catch (err) { // refused before it was taken: nothing was stored
     const fresh = await api.getSession(session.id).catch(() => null);
     if (fresh && conversations.current?.id === session.id) show(fresh);
-    if (!ui.prompt.value) setPrompt(content);
-    if (replaces) editing = replaces;
+    putBack();
     failed(err);
   }
 }
@@ -215,7 +220,7 @@ conversations.onSidebar({
 ui.form.addEventListener('submit', (e) => {
   e.preventDefault();
   const active = activeTurn();
-  if (active) { if (!active.stopRequested) stop(active); } else send(ui.prompt.value, editing);
+  if (active) { if (!active.stopRequested) stop(active); } else send(ui.prompt.value, { replaces: editing });
 });
 ui.prompt.addEventListener('keydown', (e) => { // Enter sends, Shift+Enter is a newline
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); ui.form.requestSubmit(); }

@@ -24,11 +24,12 @@ export async function remembered() {
   return saved ? api.getSession(saved) : null;
 }
 
-/** A new conversation with the settings of `like` (the one the person was in), made current. */
+/**
+ * A new conversation, made current. It keeps the model of `like` (the one the person was in):
+ * who picked a fine-tuned model goes on with it; its other settings start afresh.
+ */
 export async function create(like = null) {
   const fields = {};
-  if (like?.system) fields.system = like.system;
-  if (like?.params && Object.keys(like.params).length) fields.params = like.params;
   if (like?.model) fields.model = like.model;
   const session = await api.createSession(fields);
   setCurrent(session);

@@ -94,6 +94,7 @@ def test_regenerate_replaces_the_last_reply_and_edit_resends_the_last_message(pa
     page.goto(url + "/")
     chat(page, "Hello")
     first = stored(url, page)["messages"]
+    page.fill("#prompt", "a draft of the next question")
     page.get_by_role("button", name="Regenerate this reply").click()
     wait_for(page, f"document.querySelector('.row.assistant')?.dataset.id !== '{first[1]['id']}'"
                    " && document.querySelector('.row.assistant')?.dataset.id")
@@ -101,6 +102,7 @@ def test_regenerate_replaces_the_last_reply_and_edit_resends_the_last_message(pa
     after = stored(url, page)["messages"]
     assert [(m["role"], m["content"]) for m in after] == [("user", "Hello"), ("assistant", REPLY)]
     assert after[1]["id"] != first[1]["id"]  # a new reply in place of the old one
+    assert page.input_value("#prompt") == "a draft of the next question"  # left alone
 
     page.get_by_role("button", name="Edit your last message").click()
     assert page.input_value("#prompt") == "Hello"
