@@ -290,7 +290,7 @@ def test_progress_reaches_a_websocket_client_without_seq() -> None:
 
 
 def test_a_waiting_openai_stream_gets_keepalive_comments(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("app.api.openai_format.PING_INTERVAL_S", 0.02)
+    monkeypatch.setattr("app.api.sse.PING_INTERVAL_S", 0.02)
     engine = ScriptedEngine(tokens=["w"] * 10, delay_s=0.02)
     settings = Settings(max_concurrent_generations=1, max_queue=4, prefix_warmup=False)
     with TestClient(create_app(settings, engine)) as client:

@@ -11,12 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import openai_format
+from app.api import openai_format, sse
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
 from app.api.schemas import parse_body, validation_context
-from app.api.sse import EventStreamResponse
 from app.api.state import Services, fair_user, owner, services
 from app.completions import Caller, Completion
 from app.errors import InvalidRequest
@@ -70,8 +69,10 @@ def _served_model(svc: Services, model: str | None) -> str:
 async def _respond(request: Request, req: OpenAIRequest, completion: Completion,
                    shape: openai_format.Shape) -> Response:
     if req.stream:
-        return EventStreamResponse(openai_format.chunks(completion, shape, req.include_usage),
-                                   on_close=completion.release)
+        # Pinged after any silence: waiting for admission, a long prefill, a slow token.
+        return sse.EventStreamResponse(
+            openai_format.chunks(completion, shape, req.include_usage),
+            on_close=completion.release, ping_s=sse.PING_INTERVAL_S)
     try:
         finished, body = await unless_disconnected(request.receive,
                                                    openai_format.whole(completion, shape))

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.api.sse import PING, PING_INTERVAL_S, frame
+from app.api.sse import frame
 from app.completions import Completion
 from app.engine.base import TokenLogprob
 from app.errors import StreamchatError
@@ -73,11 +73,11 @@ async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> A
         head["usage"] = None
     spoken: set[int] = set()  # choices whose role was sent
     offsets: dict[int, int] = {}
-    async with contextlib.aclosing(completion.deltas(PING_INTERVAL_S)) as deltas:
+    # No heartbeat here: the response pings after any silence (app/api/sse.py, `ping_s`).
+    async with contextlib.aclosing(completion.deltas()) as deltas:
         try:
             async for delta in deltas:
-                if delta is None:  # waiting in the admission queue: keep proxies from timing out
-                    yield PING
+                if delta is None:
                     continue
                 finish = finish_reason(delta.finish_reason)
                 if not delta.text and finish is None:

@@ -3,8 +3,10 @@
 Deliberate deviation from sse-starlette: frames are pre-encoded bytes (a reply's event JSON is
 encoded once in its log and shared by every listener), sent without a per-event lock or send
 timeout, which keeps about twice its events/s (docs/DESIGN.md). What sse-starlette would add is
-kept: a `: ping` comment after 15 s of silence (produced by the event source) and a client
-disconnect that stops the stream at once, even while it waits (app/api/disconnect.py).
+kept: a `: ping` comment after 15 s of silence and a client disconnect that stops the stream at
+once, even while it waits (app/api/disconnect.py). The ping comes from the event source (a
+reply's log, which knows when it is quiet) or, for a source that cannot tell (an OpenAI
+stream: queued, prefilling or between tokens), from the response's own timer (`ping_s`).
 
 The first frame after a ping starts with an empty comment (`:` and a blank line), added by
 `EventStreamResponse` to every stream. A compliant parser skips it; it is there for clients
@@ -16,6 +18,7 @@ back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -117,8 +120,10 @@ class EventStreamResponse(Response):
 
     def __init__(self, frames: AsyncIterator[bytes], *, status: int = 200,
                  headers: Mapping[str, str] | None = None,
-                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_close: Callable[[], Awaitable[None]] | None = None,
+                 ping_s: float | None = None) -> None:
         self.frames = frames
+        self.ping_s = ping_s  # send PING after this long without a frame
         self.status_code = status
         self.background = None
         self.stream_headers = {**HEADERS, **(headers or {})}
@@ -137,17 +142,85 @@ class EventStreamResponse(Response):
                 await self.on_close()
 
     async def _pump(self, send: Send) -> None:
+        pinger = None if self.ping_s is None else _Pinger(send, self.ping_s)
         async with contextlib.aclosing(self.frames) as frames:  # type: ignore[type-var]
             try:
                 pinged = False
                 async for chunk in frames:
+                    if pinger is not None and await pinger.before_send():
+                        pinged = True
                     if pinged and chunk != PING:
                         chunk = AFTER_PING + chunk  # see the module docstring
                     pinged = chunk == PING
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if pinger is not None:
+                        pinger.after_send()
+                if pinger is not None:
+                    await pinger.stop()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 return  # the client went away mid-send
+            finally:
+                if pinger is not None:
+                    await pinger.stop()
+
+
+class _Pinger:
+    """Sends PING from a timer while a stream waits for its next frame, after `interval_s`
+    without one. The timer is armed once per quiet period (a frame only moves `_sent_at`), and
+    frames never overlap: the stream waits for a ping in flight before it sends its own."""
+
+    def __init__(self, send: Send, interval_s: float) -> None:
+        self._send = send
+        self._interval_s = interval_s
+        self._loop = asyncio.get_running_loop()
+        self._sent_at = self._loop.time()
+        self._sending = False  # the stream is sending a frame
+        self._ping: asyncio.Task[None] | None = None
+        self._pinged = False  # a ping went out since the stream's last frame
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
+            self._sent_at + interval_s, self._due)
+
+    def _due(self) -> None:
+        now = self._loop.time()
+        quiet_until = self._sent_at + self._interval_s
+        if now >= quiet_until and not self._sending and self._ping is None:
+            self._ping = asyncio.create_task(self._send_ping())
+            quiet_until = now + self._interval_s
+        elif now >= quiet_until:  # busy sending: look again after another interval
+            quiet_until = now + self._interval_s
+        self._timer = self._loop.call_at(quiet_until, self._due)
+
+    async def _send_ping(self) -> None:
+        try:
+            await self._send({"type": "http.response.body", "body": PING, "more_body": True})
+            self._pinged = True
+            self._sent_at = self._loop.time()
+        except Exception:  # the stream's next send meets the same failure
+            pass
+        finally:
+            self._ping = None
+
+    async def before_send(self) -> bool:
+        """Called before the stream's frame: whether a ping went out since its last one."""
+        self._sending = True
+        if self._ping is not None:
+            await self._ping
+        pinged, self._pinged = self._pinged, False
+        return pinged
+
+    def after_send(self) -> None:
+        self._sending = False
+        self._sent_at = self._loop.time()
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ping, self._ping = self._ping, None
+        if ping is not None:
+            ping.cancel()
+            await asyncio.gather(ping, return_exceptions=True)
 
 
 async def event_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
