@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admission import Admission
-from app.api import openai, ops, sessions, ws
+from app.api import openai, ops, resumable, sessions, ws
 from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.raw_send import StreamchatApp
@@ -32,6 +32,7 @@ from app.engine.base import Engine
 from app.errors import ConfigError
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
+from app.replies.detached import DetachedStreams
 from app.replies.warmup import PrefixWarmer
 from app.served_models import ServedModels
 from app.sessions.memory import MemorySessionStore
@@ -108,23 +109,25 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                         default_max_tokens=settings.default_max_tokens,
                                         max_reply_tokens=settings.max_reply_tokens,
                                         max_seconds=settings.max_reply_seconds, limits=limits)
+        detached = DetachedStreams(logs, store, orphan_grace_s=settings.orphan_grace_s)
         starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
                                                     settings.max_concurrent_generations))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
-                                        admission, time.time(), models)}
+                                        admission, time.time(), models, detached)}
         finally:
             lifecycle.drain()
             starter.cancel()
             if warmer is not None:
                 await warmer.close()
             await chat.shutdown()
+            await detached.close()
             await engine.shutdown()
             await logs.close()
             await store.close()
 
     return StreamchatApp(
-        routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes,
+        routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, *resumable.routes,
                 Route("/", PageFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],

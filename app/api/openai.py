@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import openai_format, sse
+from app.api import openai_format, resumable, sse
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
@@ -29,11 +29,13 @@ async def chat_completions(request: Request) -> Response:
     req = await parse_body(request, ChatCompletionRequest, svc.settings.max_body_bytes,
                            context=validation_context(svc.settings))
     model = _served_model(svc, req.model)
+    detach = resumable.asked(request) and req.stream  # a resumable stream (app/api/resumable.py)
     asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request),
                    fair_user(request, req.user))
     completion = await svc.completions.chat(req.turns(), req.generation_params(),
                                             req.requested_max_tokens, asked)
-    return await _respond(request, req, completion, openai_format.Shape(
+    respond = resumable.stream if detach else _respond
+    return await respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0))
 
 

@@ -6,7 +6,8 @@ timeout, which keeps about twice its events/s (docs/DESIGN.md). What sse-starlet
 kept: a `: ping` comment after 15 s of silence and a client disconnect that stops the stream at
 once, even while it waits (app/api/disconnect.py). The ping comes from the event source (a
 reply's log, which knows when it is quiet) or, for a source that cannot tell (an OpenAI
-stream: queued, prefilling or between tokens), from the response's own timer (`ping_s`).
+stream: queued, prefilling or between tokens), from the response's own timer (`ping_s`,
+app/api/keepalive.py).
 
 The first frame after a ping starts with an empty comment (`:` and a blank line), added by
 `EventStreamResponse` to every stream. A compliant parser skips it; it is there for clients
@@ -18,7 +19,6 @@ back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api.disconnect import unless_disconnected
+from app.api.keepalive import Pinger
 from app.api.raw_send import body_send
 from app.streams import Event
 
@@ -59,6 +60,20 @@ def event_frame(event: Event) -> bytes:
     Progress (`queued`, `prefill`) has no id: a browser's `Last-Event-ID` stays the last
     numbered event's, so a resume never skips or repeats text."""
     return frame(event.payload, event.type, event.seq if event.numbered else None)
+
+
+def frame_data(chunk: bytes) -> bytes:
+    """The data of a one-line frame `frame` made: what a resumable stream records of it."""
+    return chunk.removeprefix(b"data: ").removesuffix(b"\n\n")
+
+
+def chunk_frame(event: Event) -> bytes:
+    """An event of a resumable OpenAI stream (app/replies/detached.py): a chunk's JSON, or
+    `[DONE]` at its end, with its seq as the id. No `event:` line: OpenAI's SDKs read only
+    unnamed events as chunks. `start` (who started it) is not sent."""
+    if event.type == "start":
+        return b""
+    return frame(b"[DONE]" if event.terminal else event.payload, event_id=event.seq)
 
 
 _SEQ = re.compile(r"-?[0-9]{1,18}")  # ASCII digits, and few enough for any real reply
@@ -133,7 +148,7 @@ class EventStreamResponse(Response):
         await send({
             "type": "http.response.start",
             "status": self.status_code,
-            "headers": [(k.encode(), v.encode()) for k, v in self.stream_headers.items()],
+            "headers": [(k.lower().encode(), v.encode()) for k, v in self.stream_headers.items()],
         })
         try:
             await unless_disconnected(receive, self._pump(body_send(scope, send)))
@@ -142,7 +157,7 @@ class EventStreamResponse(Response):
                 await self.on_close()
 
     async def _pump(self, send: Send) -> None:
-        pinger = None if self.ping_s is None else _Pinger(send, self.ping_s)
+        pinger = None if self.ping_s is None else Pinger(send, self.ping_s, PING)
         async with contextlib.aclosing(self.frames) as frames:  # type: ignore[type-var]
             try:
                 pinged = False
@@ -165,62 +180,13 @@ class EventStreamResponse(Response):
                     await pinger.stop()
 
 
-class _Pinger:
-    """Sends PING from a timer while a stream waits for its next frame, after `interval_s`
-    without one. The timer is armed once per quiet period (a frame only moves `_sent_at`), and
-    frames never overlap: the stream waits for a ping in flight before it sends its own."""
-
-    def __init__(self, send: Send, interval_s: float) -> None:
-        self._send = send
-        self._interval_s = interval_s
-        self._loop = asyncio.get_running_loop()
-        self._sent_at = self._loop.time()
-        self._sending = False  # the stream is sending a frame
-        self._ping: asyncio.Task[None] | None = None
-        self._pinged = False  # a ping went out since the stream's last frame
-        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
-            self._sent_at + interval_s, self._due)
-
-    def _due(self) -> None:
-        now = self._loop.time()
-        quiet_until = self._sent_at + self._interval_s
-        if now >= quiet_until and not self._sending and self._ping is None:
-            self._ping = asyncio.create_task(self._send_ping())
-            quiet_until = now + self._interval_s
-        elif now >= quiet_until:  # busy sending: look again after another interval
-            quiet_until = now + self._interval_s
-        self._timer = self._loop.call_at(quiet_until, self._due)
-
-    async def _send_ping(self) -> None:
-        try:
-            await self._send({"type": "http.response.body", "body": PING, "more_body": True})
-            self._pinged = True
-            self._sent_at = self._loop.time()
-        except Exception:  # the stream's next send meets the same failure
-            pass
-        finally:
-            self._ping = None
-
-    async def before_send(self) -> bool:
-        """Called before the stream's frame: whether a ping went out since its last one."""
-        self._sending = True
-        if self._ping is not None:
-            await self._ping
-        pinged, self._pinged = self._pinged, False
-        return pinged
-
-    def after_send(self) -> None:
-        self._sending = False
-        self._sent_at = self._loop.time()
-
-    async def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        ping, self._ping = self._ping, None
-        if ping is not None:
-            ping.cancel()
-            await asyncio.gather(ping, return_exceptions=True)
+async def chunk_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    """A resumable OpenAI stream's events as SSE frames; a heartbeat as a `: ping` comment."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            framed = PING if event is None else chunk_frame(event)
+            if framed:
+                yield framed
 
 
 async def event_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ from app.completions import CompletionService
 from app.engine.base import Engine
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
+from app.replies.detached import DetachedStreams
 from app.served_models import ServedModels
 from app.settings import Settings
 
@@ -29,6 +30,7 @@ class Services:
     admission: Admission
     started_at: float  # unix time, the `created` of /v1/models
     models: ServedModels  # the model names served (/v1/models, every `model` checked)
+    detached: DetachedStreams  # resumable OpenAI streams
 
 
 class State(TypedDict):

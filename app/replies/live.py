@@ -21,6 +21,7 @@ from app.errors import StreamchatError
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
 from app.metering import StreamMeter
+from app.replies.orphans import OrphanGrace
 from app.replies.transcript import SHUT_DOWN, Ending, Transcript, conclude, terminal_event
 from app.sessions.models import Message
 from app.sessions.store import SessionStore
@@ -42,7 +43,7 @@ class LiveReply:
     transcript: Transcript = field(default_factory=Transcript)
     cancel_cause: str = "cancel"  # why it was cancelled: cancel | client_left | drain
     task: asyncio.Task[None] | None = None
-    orphan_timer: asyncio.TimerHandle | None = None
+    stop_orphan_watch: Callable[[], None] | None = None  # its orphan grace (app/replies/orphans.py)
     ending: bool = False  # its end is being stored
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # stored and announced
 
@@ -58,7 +59,7 @@ class Replies:
         self.store = store
         self.logs = logs
         self.lifecycle = lifecycle
-        self.orphan_grace_s = orphan_grace_s
+        self.orphans = OrphanGrace(logs, orphan_grace_s)
         self.max_seconds = max_seconds
         self.limits = limits
         self._live: dict[str, LiveReply] = {}  # session id -> its reply generated here
@@ -80,8 +81,9 @@ class Replies:
                             message_id=message.id, content=content)
         live = LiveReply(session_id, message, self.logs.open(message.id, session_id), meter,
                          ticket, owner)
-        live.log.on_orphaned = lambda: self._orphaned(live)
-        live.log.on_listener = lambda: self._adopted(live)
+        live.stop_orphan_watch = self.orphans.watch(
+            live.log, lambda: live.task is not None and not live.task.done(),
+            lambda: self._abandon(live))
         live.log.append("start", {"message_id": message.id, "session_id": session_id,
                                   "model": message.model or self.engine.model_name})
         self.admission.watch(ticket, lambda ahead: _report_queued(live, ahead))
@@ -122,7 +124,7 @@ class Replies:
         so that it is never left queued (and its session claimed) for good."""
         if not live.ending and live.task is not None and live.task.cancelled():
             ender = asyncio.create_task(self._end(live, Ending("cancelled", "cancelled")))
-            self._checks.add(ender)
+            self._checks.add(ender)  # held until done: the loop keeps only weak references
             ender.add_done_callback(self._checks.discard)
 
     async def _generate(self, live: LiveReply, prompt_ids: Sequence[int],
@@ -183,8 +185,8 @@ class Replies:
         finally:
             self._live.pop(live.session_id, None)
             self.admission.release(live.ticket)  # a reply cancelled before it ran
-            if live.orphan_timer is not None:
-                live.orphan_timer.cancel()
+            if live.stop_orphan_watch is not None:
+                live.stop_orphan_watch()
             await self.store.release_claim(live.session_id, message.id)
             if self.limits is not None and live.owner is not None:
                 await self.limits.end_generation(live.owner, live.meter.completion_tokens)
@@ -198,33 +200,9 @@ class Replies:
 
     # -- orphans -------------------------------------------------------------------------
 
-    def _adopted(self, live: LiveReply) -> None:
-        if live.orphan_timer is not None:
-            live.orphan_timer.cancel()
-            live.orphan_timer = None
-
-    def _orphaned(self, live: LiveReply) -> None:
-        if live.task is None or live.task.done():
-            return
-        if live.orphan_timer is not None:
-            live.orphan_timer.cancel()
-        loop = asyncio.get_running_loop()
-        live.orphan_timer = loop.call_later(self.orphan_grace_s, self._abandon, live)
-
     def _abandon(self, live: LiveReply) -> None:
-        live.orphan_timer = None
-        if live.log.listeners == 0 and live.task is not None and not live.task.done():
-            check = asyncio.create_task(self._abandon_unless_watched(live))
-            self._checks.add(check)  # held until done: the loop keeps only weak references
-            check.add_done_callback(self._checks.discard)
-
-    async def _abandon_unless_watched(self, live: LiveReply) -> None:
-        if await self.logs.watched_elsewhere(live.message.id):
-            self._orphaned(live)  # a listener on another replica: look again after the grace
-            return
-        if live.log.listeners == 0 and live.task is not None and not live.task.done():
-            log.info("reply %s: no listener for %.1f s, aborting", live.message.id,
-                     self.orphan_grace_s)
+        """Nobody followed it for the orphan grace."""
+        if live.task is not None and not live.task.done():
             live.cancel_cause = "client_left"
             live.task.cancel()
 

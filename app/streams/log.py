@@ -67,10 +67,12 @@ class ReplyLog:
         # through Events was a fifth of the app's time per token).
         self._waiters: list[asyncio.Future[None]] = []
 
-    def append(self, type_: str, data: dict[str, Any]) -> Event:
+    def append(self, type_: str, data: dict[str, Any], payload: bytes | None = None) -> Event:
+        """The next event; `payload`, when given, is `data` already encoded (kept as is)."""
         if self.finished:
             raise RuntimeError(f"reply {self.message_id} already finished")
-        event = Event.of(len(self.events), type_, data)
+        seq = len(self.events)
+        event = Event.of(seq, type_, data) if payload is None else Event(seq, type_, data, payload)
         self.events.append(event)
         self.finished = event.terminal
         if len(self.events) > 1:

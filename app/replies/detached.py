@@ -1,0 +1,180 @@
+"""Detached streams: stateless generations that outlive their client, so that it can resume.
+
+An OpenAI chat completion streamed with `X-Stream-Resumable` (docs/API.md) runs in its own
+task, writing the JSON of each chunk to a `ReplyLog` (app/streams/) under the completion's id:
+the same logs, memory or Redis Streams, that make session replies resumable. Its clients follow
+the log, so the generation survives them: after the last one left it goes on for the orphan
+grace, then it is aborted (app/replies/orphans.py). The log's first event (`start`, seq 0) holds
+the key that started it; only that key may follow it. A finished stream can be resumed for
+`keep_s` here (for the log's own retention on another replica, through Redis).
+
+Across replicas, the replica generating holds a leased claim in the session store under the
+stream's id (refreshed as session replies' are), which is how another replica's follower tells
+a stream still generated from one whose replica died. Nothing here knows the chunks' format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from app.errors import NotFound
+from app.replies.orphans import OrphanGrace
+from app.replies.replicas import LEASE_S
+from app.sessions.store import SessionStore
+from app.streams import Event, ReplyGone, ReplyLog, ReplyLogs
+
+log = logging.getLogger("streamchat.replies")
+
+KEEP_S = 600.0  # how long a finished stream stays resumable on the replica that generated it
+Followed = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat interval
+
+
+def _claim_key(stream_id: str) -> str:
+    return "stream:" + stream_id  # never a session id: those are hex
+
+
+@dataclass(eq=False)
+class Detached:
+    id: str
+    owner: str | None
+    log: ReplyLog
+    task: asyncio.Task[None] | None = None
+    expires_at: float | None = None  # loop time; set once finished
+
+
+class DetachedStreams:
+    def __init__(self, logs: ReplyLogs, store: SessionStore, *, orphan_grace_s: float,
+                 keep_s: float = KEEP_S) -> None:
+        self.logs = logs
+        self.store = store
+        self.orphans = OrphanGrace(logs, orphan_grace_s)
+        self.keep_s = keep_s
+        self._streams: dict[str, Detached] = {}
+        self._leases: asyncio.Task[None] | None = None
+
+    async def start(self, stream_id: str, owner: str | None, payloads: AsyncIterator[bytes],
+                    on_end: Callable[[], Awaitable[None]]) -> ReplyLog:
+        """Run `payloads` (each chunk's JSON) into a new log in the background; `on_end` runs
+        once it ended, however it ended. The orphan grace starts at once: the client may have
+        left before it follows the log."""
+        self._forget_expired()
+        await self.store.try_claim(_claim_key(stream_id), stream_id, LEASE_S)
+        stream = Detached(stream_id, owner, self.logs.open(stream_id, _claim_key(stream_id)))
+        stream.log.append("start", {"owner": owner})
+        self._streams[stream_id] = stream
+        task = stream.task = asyncio.create_task(self._run(stream, payloads, on_end),
+                                                 name=f"detached-{stream_id}")
+        stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
+                                        lambda: _cancel(task), orphaned_now=True)
+        task.add_done_callback(lambda _: stop_watch())
+        if self._leases is None or self._leases.done():
+            self._leases = asyncio.create_task(self._keep_leases(), name="detached-leases")
+        return stream.log
+
+    async def _run(self, stream: Detached, payloads: AsyncIterator[bytes],
+                   on_end: Callable[[], Awaitable[None]]) -> None:
+        try:
+            async with contextlib.aclosing(payloads):  # type: ignore[type-var]
+                async for payload in payloads:
+                    stream.log.append("chunk", orjson.loads(payload), payload)
+        except asyncio.CancelledError:
+            pass  # abandoned, or shut down: what it sent stays resumable, then its end
+        except Exception:
+            log.exception("detached stream %s failed", stream.id)
+        finally:
+            try:
+                await on_end()
+            finally:
+                stream.log.append("done", {})
+                self.logs.release(stream.id)
+                stream.expires_at = asyncio.get_running_loop().time() + self.keep_s
+                await self.store.release_claim(_claim_key(stream.id), stream.id)
+
+    async def follow(self, stream_id: str, after: int = -1, *, heartbeat_s: float | None = None,
+                     owner: str | None = None) -> Followed:
+        """The stream's events after `after`: live, wherever it is generated, or replayed once
+        it ended. Always ends with its terminal event. NotFound for an unknown or expired id,
+        and for another key's stream."""
+        self._forget_expired()
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            _check_owner(stream_id, stream.owner, owner)
+            return stream.log.follow(after, heartbeat_s)
+        recorded = await self.logs.recorded(stream_id)  # another replica's, through Redis
+        if not recorded or recorded[0].type != "start":
+            raise _not_found(stream_id)
+        _check_owner(stream_id, recorded[0].data.get("owner"), owner)
+        if not recorded[-1].terminal:
+            events = await self.logs.follow(stream_id, _claim_key(stream_id), after, heartbeat_s)
+            if events is not None:
+                return self._until_gone(stream_id, events, after)
+        return _replayed(recorded, after)
+
+    async def _until_gone(self, stream_id: str, events: Followed, after: int) -> Followed:
+        """A stream followed on another replica; if that replica stops (it ended, or died)
+        before its last event reached this one, the rest from its recorded log."""
+        seen = after
+        try:
+            async for event in events:
+                if event is not None:
+                    seen = event.seq
+                yield event
+        except ReplyGone:
+            recorded = await self.logs.recorded(stream_id)
+            async for event in _replayed(recorded, seen):
+                yield event
+            if not recorded or not recorded[-1].terminal:  # its replica died: end it here
+                yield Event.of(max(seen, len(recorded) - 1) + 1, "done", {})
+
+    async def _keep_leases(self) -> None:
+        while any(s.expires_at is None for s in self._streams.values()):
+            await asyncio.sleep(LEASE_S / 3)
+            for stream in list(self._streams.values()):
+                if stream.expires_at is None:
+                    with contextlib.suppress(Exception):  # tried again at the next round
+                        await self.store.refresh_claim(_claim_key(stream.id), stream.id, LEASE_S)
+
+    def _forget_expired(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for stream_id, stream in list(self._streams.items()):
+            if stream.expires_at is not None and stream.expires_at <= now:
+                del self._streams[stream_id]
+
+    async def close(self) -> None:
+        """Abort what is still generated (shutdown)."""
+        if self._leases is not None:
+            self._leases.cancel()
+        tasks = [s.task for s in self._streams.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _check_owner(stream_id: str, started_by: str | None, asking: str | None) -> None:
+    if asking is not None and started_by != asking:
+        raise _not_found(stream_id)  # another key's stream: as if it did not exist
+
+
+def _not_found(stream_id: str) -> NotFound:
+    return NotFound(f"stream {stream_id} not found (unknown, expired, or not yours)",
+                    param="stream_id", code="stream_not_found")
+
+
+def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+
+
+async def _replayed(recorded: Iterable[Event], after: int) -> Followed:
+    """Recorded events after `after`; a finished stream's terminal event even for a client
+    that had seen it (as `ReplyLog.follow` does)."""
+    events = list(recorded)
+    for event in events:
+        if event.seq > after:
+            yield event
+    if events and events[-1].terminal and after >= events[-1].seq:
+        yield events[-1]
