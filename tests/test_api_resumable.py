@@ -171,3 +171,17 @@ def test_only_the_key_that_started_it_may_resume() -> None:
         assert refused.status_code == 404
         assert refused.json()["error"]["code"] == "stream_not_found"
         assert client.get(url).status_code == 401
+
+
+@pytest.mark.parametrize("header", [None, "false"])
+async def test_a_plain_stream_still_aborts_at_once(running: Start, header: str | None) -> None:
+    engine = ScriptedEngine(tokens=["w"] * 1000, delay_s=0.005)
+    app = await running(Settings(orphan_grace_s=5), engine)
+    client = LeavingClient(json.dumps({**CHAT, "max_tokens": 200}).encode())
+    headers = {"content-type": "application/json"}
+    if header is not None:
+        headers["x-stream-resumable"] = header
+    await asyncio.wait_for(app.app(app.scope("POST", "/v1/chat/completions", headers),
+                                   client.receive, client.send), 5)
+    assert client.sent[0]["status"] == 200
+    assert not engine.running and len(engine.aborted) == 1  # no grace without the header

@@ -77,9 +77,8 @@ def test_a_reload_mid_reply_resumes_it_without_duplication(page: Page, url: str,
     wait_for(page, "document.querySelector('.msg.assistant')?.textContent.includes('t3 ')")
     page.reload()
     # Still streaming after the reload: it resumed the reply, it did not just show the stored one.
-    wait_for(page, "document.querySelector('.msg.assistant.streaming')")
-    partial = assistant_text(page)
-    assert partial and partial != REPLY
+    partial = wait_for(page, "document.querySelector('.msg.assistant.streaming')?.textContent")
+    assert partial.strip() != REPLY
     wait_for_reply(page)
     assert assistant_text(page) == REPLY
     stored = stored_reply(url, page)

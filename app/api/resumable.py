@@ -36,8 +36,12 @@ async def stream(request: Request, req: ChatCompletionRequest, completion: Compl
                  shape: openai_format.Shape) -> Response:
     """Start the completion detached, under its id, and follow it from its start."""
     frames = openai_format.chunks(completion, shape, req.include_usage)
-    log = await services(request).detached.start(shape.id, owner(request), _payloads(frames),
-                                                 completion.release)
+    try:
+        log = await services(request).detached.start(shape.id, owner(request),
+                                                     _payloads(frames), completion.release)
+    except BaseException:  # never started (the store failed): its place and count go back
+        await completion.release()
+        raise
     return sse.EventStreamResponse(sse.chunk_frames(log.follow(-1, sse.PING_INTERVAL_S)),
                                    headers={STREAM_ID: shape.id})
 

@@ -35,7 +35,7 @@ Followed = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat
 
 
 def _claim_key(stream_id: str) -> str:
-    return "stream:" + stream_id  # never a session id: those are hex
+    return "stream:" + stream_id  # never a session id: those start with "ses"
 
 
 @dataclass(eq=False)
