@@ -73,6 +73,9 @@ class Ticket:
     # The engine's priority (lower first): its user's generations in the engine when it was
     # admitted, so the engine's own queue is fair too.
     priority: int = 0
+    # The client's own priority (OpenAI requests' `priority`, lower first): it orders the
+    # user's own waiting generations, never one user's against another's.
+    rank: int = 0
 
     @property
     def waited_s(self) -> float:
@@ -154,10 +157,12 @@ class Admission:
 
     # -- a generation's life ----------------------------------------------------------------
 
-    def enqueue(self, user: str, on_position: OnPosition | None = None) -> Ticket:
+    def enqueue(self, user: str, on_position: OnPosition | None = None, *,
+                rank: int = 0) -> Ticket:
         """A place for one generation of `user`: admitted at once when there is room and
-        nobody waits, else queued; QueueFull at once when the queue is full."""
-        ticket = Ticket(user, next(self._seq), time.monotonic(), on_position)
+        nobody waits, else queued; QueueFull at once when the queue is full. `rank` (lower
+        first) orders it among the user's own waiting generations."""
+        ticket = Ticket(user, next(self._seq), time.monotonic(), on_position, rank=rank)
         ticket.admitted = asyncio.get_running_loop().create_future()
         for callback in self._on_busy:
             callback()
@@ -167,7 +172,10 @@ class Admission:
             retry = self.retry_after_s()
             raise QueueFull(f"the server is at capacity: {self._waiting_count} requests are "
                             f"waiting already; retry in {math.ceil(retry)} s", retry_after_s=retry)
-        self._waiting[user].append(ticket)
+        queue = self._waiting[user]
+        # Behind the user's own of the same or a lower rank; equal ranks keep their order.
+        at = next((i for i, other in enumerate(queue) if other.rank > rank), len(queue))
+        queue.insert(at, ticket)
         self._waiting_count += 1
         self._pump()  # in fair order: this one, if it is next and there is room
         if ticket.admitted_at is None:

@@ -174,6 +174,8 @@ class ChatService:
             max_tokens = reply_max_tokens(context, len(prompt_ids), requested,
                                           self.default_max_tokens, prompt_param="content",
                                           cap=self.max_reply_tokens)
+            generation = replace(generation, max_tokens=max_tokens)
+            _engine_check(self.engine, generation)
             ticket = self.admission.enqueue(user or owner or session_id)
             if replaces is None:
                 await self.store.append(session_id, [turn, reply])
@@ -187,8 +189,7 @@ class ChatService:
             if limits is not None:
                 await limits.end_generation(key, 0)
             raise
-        return self.replies.start(session_id, reply, prompt_ids,
-                                  replace(generation, max_tokens=max_tokens), ticket,
+        return self.replies.start(session_id, reply, prompt_ids, generation, ticket,
                                   transport=transport, accepted_at=accepted_at, owner=owner,
                                   content=content)
 
@@ -239,3 +240,11 @@ def _show_progress(session: Session, live: LiveReply) -> None:
 async def _listened(events: Iterable[Event]) -> Listened:
     for event in events:
         yield event
+
+
+def _engine_check(engine: Engine, params: GenerationParams) -> None:
+    """The engine's own checks (token ids in the vocabulary), naming the `params` key."""
+    try:
+        engine.check(params)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, param=exc.param and f"params.{exc.param}") from None

@@ -32,6 +32,7 @@ class Caller:
     accepted_at: float
     owner: str | None = None
     user: str = "-"
+    priority: int = 0  # among the user's own waiting requests, lower first (`Ticket.rank`)
 
 
 class Completion:
@@ -136,10 +137,13 @@ class CompletionService:
         self.limits = limits
 
     async def chat(self, turns: Sequence[ChatTurn], params: GenerationParams,
-                   requested: int | None, caller: Caller) -> Completion:
+                   requested: int | None, caller: Caller, *, add_generation_prompt: bool = True,
+                   continue_final_message: bool = False) -> Completion:
         """A completion of the chat rendered with the model's template."""
         self.lifecycle.check_accepting()
-        prompt_ids = await self.engine.render_chat(turns)
+        prompt_ids = await self.engine.render_chat(
+            turns, add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message)
         return await self._start(prompt_ids, params, requested, caller, "messages")
 
     async def text(self, prompt: str | Sequence[int], params: GenerationParams,
@@ -154,14 +158,15 @@ class CompletionService:
         max_tokens = reply_max_tokens(self.engine.max_model_len, len(prompt_ids), requested,
                                       self.default_max_tokens, prompt_param=prompt_param,
                                       cap=self.max_reply_tokens)
+        params = replace(params, max_tokens=max_tokens)
+        self.engine.check(params)  # a bad schema or token id is a 400 before anything starts
         if self.limits is not None and caller.owner is not None:
             await self.limits.start_generation(caller.owner)
         try:
             # A full queue answers now (429), before any response starts.
-            ticket = self.admission.enqueue(caller.user)
+            ticket = self.admission.enqueue(caller.user, rank=caller.priority)
         except BaseException:
             if self.limits is not None and caller.owner is not None:
                 await self.limits.end_generation(caller.owner, 0)
             raise
-        return Completion(self, prompt_ids, replace(params, max_tokens=max_tokens), caller,
-                          ticket)
+        return Completion(self, prompt_ids, params, caller, ticket)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
 from app.engine.base import GenerationParams
 from app.validation import StrictModel
@@ -16,6 +16,7 @@ MAX_STOP_SEQUENCES = 8
 MAX_STOP_LENGTH = 256
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
+TokenId = Annotated[int, Field(ge=0, le=(1 << 31) - 1)]
 # One string or a list of them; always a list once validated.
 Stop = Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES),
                  BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
@@ -33,6 +34,37 @@ class SamplingFields(StrictModel):
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     # vLLM's extension, for fixed-length benchmark replies.
     ignore_eos: bool | None = None
+    # vLLM's extensions, with the ranges its SamplingParams accept. Token ids are checked
+    # against the model's vocabulary by the engine (`Engine.check`).
+    min_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    stop_token_ids: list[TokenId] | None = None
+    min_tokens: Annotated[int, Field(ge=0, le=1 << 20)] | None = None
+    bad_words: list[StopSequence] | None = None
+    include_stop_str_in_output: bool | None = None
+    # OpenAI's: token id (a string key in JSON) -> bias from -100 to 100.
+    logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_id_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for key in bias or {}:
+            if not key.isdigit():
+                raise ValueError(f"keys must be token ids (non-negative integers), got {key!r}")
+        return bias
+
+
+def engine_fields(sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated sampling fields (JSON-shaped) as `GenerationParams` fields: lists become
+    tuples, `logit_bias` (token id) pairs."""
+    fields = dict(sampling)
+    for name in ("stop", "stop_token_ids", "bad_words"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    if "logit_bias" in fields:
+        fields["logit_bias"] = tuple(sorted((int(k), float(v))
+                                            for k, v in fields["logit_bias"].items()))
+    return fields
 
 
 class ReplyParams(SamplingFields):
@@ -52,9 +84,7 @@ def merge_params(base: GenerationParams, *layers: Mapping[str, Any]) -> Generati
     for layer in layers:
         merged.update(layer)
     merged.pop("max_tokens", None)
-    if "stop" in merged:
-        merged["stop"] = tuple(merged["stop"])
-    return replace(base, **merged)
+    return replace(base, **engine_fields(merged))
 
 
 def requested_max_tokens(*layers: Mapping[str, Any]) -> int | None:

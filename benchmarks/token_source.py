@@ -67,12 +67,22 @@ class TokenSource:
             self._stepper = None
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
-                          add_generation_prompt: bool = True) -> list[int]:
+                          add_generation_prompt: bool = True,
+                          continue_final_message: bool = False) -> list[int]:
         ids = [1] * sum(4 + len(turn.content) // 4 for turn in turns)  # ~4 characters a token
-        return [*ids, 2] if add_generation_prompt else ids
+        return [*ids, 2] if add_generation_prompt and not continue_final_message else ids
 
-    async def tokenize(self, text: str) -> list[int]:
+    async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return [1] * (len(text) // 4 + 1)
+
+    async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
+        return ["x" for _ in token_ids]
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str:
+        return "xxxx" * len(token_ids)
+
+    def check(self, params: GenerationParams) -> None:
+        pass  # every token id is 1
 
     def stats(self) -> EngineStats:
         return EngineStats(running=self.running)

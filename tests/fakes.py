@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
+from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, PromptLogprob, TokenLogprob
+from app.errors import InvalidRequest
 
 
 class ScriptedEngine:
     model_name = "scripted"
+    vocab_size = 0x110000  # a token id is a code point
 
     def __init__(self, tokens: Sequence[str] = ("Hel", "lo", " there", "!"), *,
                  delay_s: float = 0.0, max_model_len: int = 256, ready: bool = True,
@@ -29,6 +31,7 @@ class ScriptedEngine:
         self.running: set[str] = set()
         self.prompts: list[list[int]] = []
         self.params: list[GenerationParams] = []
+        self.renders: list[tuple[bool, bool]] = []  # (add_generation_prompt, continue_final_message)
 
     @property
     def ready(self) -> bool:
@@ -41,15 +44,34 @@ class ScriptedEngine:
         self._ready = False
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
-                          add_generation_prompt: bool = True) -> list[int]:
+                          add_generation_prompt: bool = True,
+                          continue_final_message: bool = False) -> list[int]:
         # One "token" per character plus a few per turn, like a real template's markers.
+        self.renders.append((add_generation_prompt, continue_final_message))
         ids: list[int] = []
         for turn in turns:
             ids += [1, 2] + [ord(c) % 1000 for c in turn.content] + [3]
+        if continue_final_message:
+            return ids[:-1]  # the last turn left open
         return [*ids, 1, 2] if add_generation_prompt else ids
 
-    async def tokenize(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
+    async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return ([1] if add_special_tokens else []) + [ord(c) for c in text]
+
+    async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
+        return [chr(i) for i in token_ids]
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str:
+        if any(i >= self.vocab_size for i in token_ids):
+            raise InvalidRequest("'tokens': out-of-vocab token ids", param="tokens")
+        return "".join(chr(i) for i in token_ids if i != 1)
+
+    def check(self, params: GenerationParams) -> None:
+        # vLLM's own checks that need the model: token ids within the vocabulary.
+        for param, ids in (("logit_bias", [i for i, _ in params.logit_bias]),
+                           ("stop_token_ids", list(params.stop_token_ids))):
+            if any(i >= self.vocab_size for i in ids):
+                raise InvalidRequest(f"'{param}': out-of-vocab token ids", param=param)
 
     def stats(self) -> EngineStats:
         return EngineStats(running=len(self.running))
@@ -79,7 +101,9 @@ class ScriptedEngine:
                     yield Delta(index=index, text=text, token_count=1, finish_reason=finish,
                                 prompt_tokens=len(prompt_token_ids) if i == 0 and index == 0
                                 else None, cached_tokens=0 if i == 0 and index == 0 else None,
-                                queue_s=0.001 if last else None, logprobs=logprobs)
+                                queue_s=0.001 if last else None, logprobs=logprobs,
+                                prompt_logprobs=self._prompt_logprobs(prompt_token_ids, params)
+                                if i == 0 and index == 0 else None)
             self.finished.append(request_id)
         except (asyncio.CancelledError, GeneratorExit):
             # What vLLM does when its generate() consumer is cancelled: abort the request.
@@ -87,3 +111,10 @@ class ScriptedEngine:
             raise
         finally:
             self.running.discard(request_id)
+
+    @staticmethod
+    def _prompt_logprobs(prompt: Sequence[int], params: GenerationParams,
+                         ) -> list[dict[int, PromptLogprob] | None] | None:
+        if params.prompt_logprobs is None:
+            return None
+        return [None, *({t: PromptLogprob(-1.0, 1, chr(t))} for t in prompt[1:])]

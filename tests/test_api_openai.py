@@ -129,7 +129,7 @@ def test_neutral_values_of_unsupported_parameters_pass(client: TestClient) -> No
     ({**CHAT, "max_tokens": 10_000}, 400, "max_tokens"),
     ({**CHAT, "max_tokens": True}, 400, "max_tokens"),
     ({**CHAT, "messages": [{"role": "user", "content": "x" * 600}]}, 400, "messages"),
-    ({**CHAT, "repetition_penalty": 1.2}, 400, "repetition_penalty"),
+    ({**CHAT, "best_of": 2}, 400, "best_of"),
     ({**CHAT, "model": "gpt-9"}, 404, "model"),
     ({**CHAT, "tools": [{"type": "function"}]}, 400, "tools"),
     ({**CHAT, "frobnicate": 1}, 400, "frobnicate"),
@@ -145,7 +145,7 @@ def test_bad_chat_requests(client: TestClient, body: dict[str, Any], status: int
         assert error["code"] == "context_length_exceeded"
     if param == "max_tokens" and body["max_tokens"] == 10_000:  # over max_reply_tokens
         assert "4096" in error["message"] and error["code"] == "invalid_request"
-    if param in ("frobnicate", "tools", "repetition_penalty"):
+    if param in ("frobnicate", "tools", "best_of"):
         assert error["code"] == "unknown_parameter"
 
 

@@ -48,3 +48,29 @@ def test_message_params_override_session_params() -> None:
     assert requested_max_tokens(session, message) == 9
     assert requested_max_tokens(session, {"max_tokens": 3}) == 3
     assert requested_max_tokens({}, {}) is None
+
+
+def test_vllm_sampling_fields_are_session_params_too() -> None:
+    checked = validate(ReplyParams, {"min_p": 0.05, "repetition_penalty": 1.1,
+                                     "logit_bias": {"3": -100}, "stop_token_ids": [7],
+                                     "min_tokens": 2, "bad_words": ["x"],
+                                     "include_stop_str_in_output": True})
+    merged = merge_params(GenerationParams(), checked.stored())
+    assert (merged.min_p, merged.repetition_penalty, merged.logit_bias, merged.stop_token_ids,
+            merged.min_tokens, merged.bad_words, merged.include_stop_str_in_output) == (
+        0.05, 1.1, ((3, -100.0),), (7,), 2, ("x",), True)
+
+
+@pytest.mark.parametrize(("raw", "param"), [
+    ({"min_p": -0.1}, "min_p"),
+    ({"repetition_penalty": -1}, "repetition_penalty"),
+    ({"logit_bias": {"-1": 1}}, "logit_bias"),
+    ({"stop_token_ids": ["1"]}, "stop_token_ids[0]"),
+    ({"min_tokens": 1.0}, "min_tokens"),
+    ({"bad_words": ["x" * 300]}, "bad_words[0]"),
+])
+def test_invalid_vllm_sampling_params_name_the_parameter(raw: dict[str, object],
+                                                         param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        validate(ReplyParams, raw)
+    assert info.value.param == param

@@ -11,12 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import openai_format, resumable, sse
+from app.api import models, openai_format, resumable, sse
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
 from app.api.schemas import parse_body, validation_context
 from app.api.state import Services, fair_user, owner, services
+from app.completion_batch import CompletionBatch, complete
 from app.completions import Caller, Completion
 from app.errors import InvalidRequest
 
@@ -31,12 +32,15 @@ async def chat_completions(request: Request) -> Response:
     model = _served_model(svc, req.model)
     detach = resumable.asked(request) and req.stream  # a resumable stream (app/api/resumable.py)
     asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request),
-                   fair_user(request, req.user))
-    completion = await svc.completions.chat(req.turns(), req.generation_params(),
-                                            req.requested_max_tokens, asked)
+                   fair_user(request, req.user), req.priority)
+    completion = await svc.completions.chat(
+        req.turns(), req.generation_params(), req.requested_max_tokens, asked,
+        add_generation_prompt=req.add_generation_prompt,
+        continue_final_message=req.continue_final_message)
     respond = resumable.stream if detach else _respond
     return await respond(request, req, completion, openai_format.Shape(
-        asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0))
+        asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0,
+        req.continuous_usage, req.n))
 
 
 async def completions(request: Request) -> Response:
@@ -45,21 +49,12 @@ async def completions(request: Request) -> Response:
                            context=validation_context(svc.settings))
     model = _served_model(svc, req.model or request.path_params.get("model"))
     asked = Caller("cmpl-" + secrets.token_hex(12), accepted_at, owner(request),
-                   fair_user(request, req.user))
-    completion = await svc.completions.text(req.prompt, req.generation_params(),
-                                            req.requested_max_tokens, asked)
+                   fair_user(request, req.user), req.priority)
+    completion = await complete(svc.completions, req.prompt, req.generation_params(),
+                                req.requested_max_tokens, asked, echo=req.echo)
     return await _respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, False, req.logprobs is not None,
-        req.logprobs or 0))
-
-
-async def models(request: Request) -> Response:
-    svc = services(request)
-    engine, created = svc.engine, int(svc.started_at)
-    return json_response({"object": "list", "data": [
-        {"id": name, "object": "model", "created": created, "owned_by": "streamchat",
-         "root": engine.model_name, "max_model_len": engine.max_model_len}
-        for name in svc.models.names()]})
+        req.logprobs or 0, req.continuous_usage, req.n))
 
 
 def _served_model(svc: Services, model: str | None) -> str:
@@ -68,7 +63,8 @@ def _served_model(svc: Services, model: str | None) -> str:
     return svc.models.resolve(model)
 
 
-async def _respond(request: Request, req: OpenAIRequest, completion: Completion,
+async def _respond(request: Request, req: OpenAIRequest,
+                   completion: Completion | CompletionBatch,
                    shape: openai_format.Shape) -> Response:
     if req.stream:
         # Pinged after any silence: waiting for admission, a long prefill, a slow token.
@@ -87,5 +83,5 @@ routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/engines/{model}/completions", completions, methods=["POST"]),
-    Route("/v1/models", models, methods=["GET"]),
+    *models.routes,  # /v1/models, /tokenize, /detokenize
 ]

@@ -13,11 +13,13 @@ from typing import Any
 import orjson
 
 from app.api.sse import frame
+from app.completion_batch import CompletionBatch
 from app.completions import Completion
-from app.engine.base import TokenLogprob
+from app.engine.base import Delta, PromptLogprob, TokenLogprob
 from app.errors import StreamchatError
 
 DONE = frame(b"[DONE]")
+Answer = Completion | CompletionBatch  # one prompt's completion, or several prompts'
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Shape:
     chat: bool
     logprobs: bool
     top_k: int
+    continuous_usage: bool = False  # vLLM's: usage on every chunk
+    n: int = 1  # choices per prompt
 
     def head(self, streaming: bool) -> dict[str, Any]:
         kind = ("chat.completion.chunk" if streaming else "chat.completion") if self.chat \
@@ -54,7 +58,7 @@ class Shape:
                 "text_offset": offsets}
 
 
-def usage(completion: Completion) -> dict[str, Any]:
+def usage(completion: Answer) -> dict[str, Any]:
     counts = completion.usage()
     prompt, generated = counts["prompt_tokens"], counts["completion_tokens"]
     return {"prompt_tokens": prompt, "completion_tokens": generated,
@@ -66,7 +70,7 @@ def finish_reason(reason: str | None) -> str | None:
     return None if reason is None else ("length" if reason == "length" else "stop")
 
 
-async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> AsyncIterator[bytes]:
+async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> AsyncIterator[bytes]:
     """The streamed response as SSE frames, ending with `data: [DONE]`."""
     head = shape.head(streaming=True)
     if include_usage:
@@ -97,6 +101,10 @@ async def chunks(completion: Completion, shape: Shape, include_usage: bool) -> A
                 choice["logprobs"] = shape.logprobs_of(delta.logprobs or [], offset)
                 offsets[delta.index] = offset + len(delta.text)
                 choice["finish_reason"] = finish
+                if shape.continuous_usage:
+                    yield frame(orjson.dumps({**head, "choices": [choice],
+                                              "usage": usage(completion)}))
+                    continue
                 yield frame(orjson.dumps({**head, "choices": [choice]}))
         except StreamchatError as exc:
             yield frame(orjson.dumps({"error": {"message": exc.message, "type": exc.kind,
@@ -113,9 +121,23 @@ class _Choice:
     parts: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
+    prompt_logprobs: list[dict[str, Any] | None] | None = None
 
 
-async def whole(completion: Completion, shape: Shape) -> dict[str, Any]:
+def prompt_logprobs(delta: Delta) -> list[dict[str, Any] | None] | None:
+    """vLLM's `prompt_logprobs`: per prompt token, token id -> logprob, rank, decoded_token."""
+    if delta.prompt_logprobs is None:
+        return None
+    return [None if position is None else {str(token_id): _prompt_logprob(lp)
+                                           for token_id, lp in position.items()}
+            for position in delta.prompt_logprobs]
+
+
+def _prompt_logprob(lp: PromptLogprob) -> dict[str, Any]:
+    return {"logprob": lp.logprob, "rank": lp.rank, "decoded_token": lp.decoded_token}
+
+
+async def whole(completion: Answer, shape: Shape) -> dict[str, Any]:
     """The non-streamed response."""
     choices: dict[int, _Choice] = {}
     async with contextlib.aclosing(completion.deltas()) as deltas:
@@ -125,6 +147,8 @@ async def whole(completion: Completion, shape: Shape) -> dict[str, Any]:
             choice = choices.setdefault(delta.index, _Choice())
             choice.parts.append(delta.text)
             choice.logprobs.extend(delta.logprobs or [])
+            if delta.prompt_logprobs is not None:  # on a prompt's first delta, for its choices
+                choice.prompt_logprobs = prompt_logprobs(delta)
             if delta.finish_reason is not None:
                 choice.finish_reason = finish_reason(delta.finish_reason)
     out = []
@@ -137,5 +161,11 @@ async def whole(completion: Completion, shape: Shape) -> dict[str, Any]:
             body["text"] = text
         body["logprobs"] = shape.logprobs_of(choice.logprobs, 0)
         body["finish_reason"] = choice.finish_reason
+        prompt = choices.get(index - index % shape.n)  # the prompt's first choice has them
+        if not shape.chat and prompt is not None and prompt.prompt_logprobs is not None:
+            body["prompt_logprobs"] = prompt.prompt_logprobs
         out.append(body)
-    return {**shape.head(streaming=False), "choices": out, "usage": usage(completion)}
+    response = {**shape.head(streaming=False), "choices": out, "usage": usage(completion)}
+    if shape.chat and choices and choices[min(choices)].prompt_logprobs is not None:
+        response["prompt_logprobs"] = choices[min(choices)].prompt_logprobs  # vLLM's place
+    return response

@@ -11,8 +11,22 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class StructuredOutput:
+    """One structured-output constraint (vLLM's `StructuredOutputsParams`): exactly one of
+    these is set. `param` is the request field it came from, for the error that names it."""
+
+    param: str
+    json: str | None = None  # a JSON schema, serialized
+    json_object: bool | None = None
+    regex: str | None = None
+    choice: tuple[str, ...] | None = None
+    grammar: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationParams:
-    """Sampling parameters a client may set; validated by `app.params`."""
+    """Sampling parameters a client may set; validated by `app.params` and the OpenAI
+    request models (app/api/openai_schemas.py)."""
 
     max_tokens: int = 512
     temperature: float = 0.7
@@ -25,6 +39,15 @@ class GenerationParams:
     ignore_eos: bool = False
     n: int = 1
     logprobs: int | None = None  # top-k logprobs per token; 0 = only the sampled token's
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias): hashable, like the rest
+    stop_token_ids: tuple[int, ...] = ()
+    min_tokens: int = 0
+    bad_words: tuple[str, ...] = ()
+    include_stop_str_in_output: bool = False
+    prompt_logprobs: int | None = None  # top-k logprobs per prompt token
+    structured: StructuredOutput | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +72,16 @@ class Delta:
     logprobs: list[TokenLogprob] | None = None
     # Seconds the request waited in the engine before it was first scheduled (last delta only).
     queue_s: float | None = None
+    # With `prompt_logprobs`, on the first delta: one entry per prompt token (None for the
+    # first, which has no logprob), each the token's own and its top-k, by token id.
+    prompt_logprobs: list[dict[int, PromptLogprob] | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptLogprob:
+    logprob: float
+    rank: int | None
+    decoded_token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +120,26 @@ class Engine(Protocol):
         ...
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
-                          add_generation_prompt: bool = True) -> list[int]:
+                          add_generation_prompt: bool = True,
+                          continue_final_message: bool = False) -> list[int]:
         """Token ids of the chat rendered with the model's template: ready for generation, or
-        (without the generation prompt) the prefix the next turn's prompt will start with."""
+        (without the generation prompt) the prefix the next turn's prompt will start with;
+        `continue_final_message` leaves the last (assistant) message open for the reply."""
         ...
 
-    async def tokenize(self, text: str) -> list[int]: ...
+    async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
+
+    async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
+        """Each token id's own token string (the vocabulary's spelling)."""
+        ...
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str: ...
+
+    def check(self, params: GenerationParams) -> None:
+        """InvalidRequest naming the field if the engine would refuse `params` (token ids
+        outside the vocabulary, a schema or regex its structured-output backend cannot
+        compile): before a request is admitted, so the client gets a 400, never a failed
+        stream."""
+        ...
 
     def stats(self) -> EngineStats: ...

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from app.engine import vllm_params
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
 from app.engine.reaper import EngineReaper, descendants
-from app.errors import ConfigError, EngineFailure, NotReady
+from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
 
 log = logging.getLogger("streamchat.engine")
 
@@ -123,22 +124,41 @@ class VllmEngine:
             self._reaper = None
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
-                          add_generation_prompt: bool = True) -> list[int]:
+                          add_generation_prompt: bool = True,
+                          continue_final_message: bool = False) -> list[int]:
         messages = [{"role": t.role, "content": t.content} for t in turns]
         # Long histories take milliseconds to tokenize: keep them off the event loop.
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenizer_thread, self._render, messages,
-                                          add_generation_prompt)
+        return await self._on_tokenizer_thread(self._render, messages, add_generation_prompt,
+                                               continue_final_message)
 
-    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool,
+                continue_final_message: bool) -> list[int]:
         text = self._tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message)
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
-    async def tokenize(self, text: str) -> list[int]:
-        loop = asyncio.get_running_loop()
-        return list(await loop.run_in_executor(self._tokenizer_thread, self._tokenizer.encode, text))
+    async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return list(await self._on_tokenizer_thread(
+            lambda: self._tokenizer.encode(text, add_special_tokens=add_special_tokens)))
+
+    async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
+        return list(await self._on_tokenizer_thread(
+            self._tokenizer.convert_ids_to_tokens, list(token_ids)))
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str:
+        if any(t >= len(self._tokenizer) for t in token_ids):
+            raise InvalidRequest(f"'tokens': token ids must be below the vocabulary size "
+                                 f"({len(self._tokenizer)})", param="tokens")
+        return str(await self._on_tokenizer_thread(self._tokenizer.decode, list(token_ids)))
+
+    async def _on_tokenizer_thread(self, call: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizer_thread, call, *args)
+
+    def check(self, params: GenerationParams) -> None:
+        if not self.ready:
+            raise NotReady("the engine is not ready")
+        vllm_params.check(self._llm, params)
 
     def stats(self) -> EngineStats:
         # The scheduler's counts arrive with engine steps, so an idle engine never reports its
@@ -153,22 +173,7 @@ class VllmEngine:
     ) -> AsyncIterator[Delta]:
         if not self.ready:
             raise NotReady("the engine is not ready")
-        from vllm.sampling_params import RequestOutputKind, SamplingParams
-
-        sampling = SamplingParams(
-            n=params.n,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            stop=list(params.stop) or None,
-            seed=params.seed,
-            presence_penalty=params.presence_penalty,
-            frequency_penalty=params.frequency_penalty,
-            ignore_eos=params.ignore_eos,
-            logprobs=params.logprobs,
-            output_kind=RequestOutputKind.DELTA,
-        )
+        sampling = vllm_params.sampling_params(params)
         prompt = {"prompt_token_ids": list(prompt_token_ids)}
         first = True
         try:
@@ -189,6 +194,8 @@ class VllmEngine:
                     if first:
                         delta.prompt_tokens = len(out.prompt_token_ids or prompt_token_ids)
                         delta.cached_tokens = int(out.num_cached_tokens or 0)
+                        if out.prompt_logprobs is not None:
+                            delta.prompt_logprobs = vllm_params.prompt_logprobs(out.prompt_logprobs)
                         first = False
                     yield delta
         except (asyncio.CancelledError, GeneratorExit):
@@ -196,6 +203,9 @@ class VllmEngine:
         except NotReady:
             raise
         except Exception as exc:
+            # A request the engine refused that check() let through is still the client's.
+            if first and (refused := vllm_params.invalid(exc, params)) is not None:
+                raise refused from None
             if self._llm is not None and self._llm.errored:
                 self._ready = False
             raise EngineFailure(f"generation failed: {exc}") from exc
