@@ -13,6 +13,7 @@ from app.engine.base import GenerationParams
 from app.validation import StrictModel
 
 MAX_STOP_SEQUENCES = 8
+MAX_BAD_WORDS = 128  # vLLM's VLLM_MAX_NUM_BAD_WORDS
 MAX_STOP_LENGTH = 256
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
@@ -40,7 +41,7 @@ class SamplingFields(StrictModel):
     repetition_penalty: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     stop_token_ids: list[TokenId] | None = None
     min_tokens: Annotated[int, Field(ge=0, le=1 << 20)] | None = None
-    bad_words: list[StopSequence] | None = None
+    bad_words: Annotated[list[StopSequence], Field(max_length=MAX_BAD_WORDS)] | None = None
     include_stop_str_in_output: bool | None = None
     # OpenAI's: token id (a string key in JSON) -> bias from -100 to 100.
     logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None

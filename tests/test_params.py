@@ -68,6 +68,7 @@ def test_vllm_sampling_fields_are_session_params_too() -> None:
     ({"stop_token_ids": ["1"]}, "stop_token_ids[0]"),
     ({"min_tokens": 1.0}, "min_tokens"),
     ({"bad_words": ["x" * 300]}, "bad_words[0]"),
+    ({"bad_words": ["x"] * 129}, "bad_words"),
 ])
 def test_invalid_vllm_sampling_params_name_the_parameter(raw: dict[str, object],
                                                          param: str) -> None:
