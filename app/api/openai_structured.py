@@ -64,7 +64,7 @@ class StructuredOutputs(StrictModel):
 
     json_: JsonSchema | str | None = Field(default=None, alias="json")
     json_object: Literal[True] | None = None
-    regex: Annotated[str, Field(min_length=1)] | None = None
+    regex: str | None = None  # vLLM compiles "" too (only the empty text matches)
     choice: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     grammar: Annotated[str, Field(min_length=1)] | None = None
 
