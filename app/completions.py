@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from app import metrics
 from app.admission import Admission, Ticket
@@ -138,12 +139,13 @@ class CompletionService:
 
     async def chat(self, turns: Sequence[ChatTurn], params: GenerationParams,
                    requested: int | None, caller: Caller, *, add_generation_prompt: bool = True,
-                   continue_final_message: bool = False) -> Completion:
-        """A completion of the chat rendered with the model's template."""
+                   continue_final_message: bool = False,
+                   tools: Sequence[dict[str, Any]] | None = None) -> Completion:
+        """A completion of the chat rendered with the model's template (and its `tools`)."""
         self.lifecycle.check_accepting()
         prompt_ids = await self.engine.render_chat(
             turns, add_generation_prompt=add_generation_prompt,
-            continue_final_message=continue_final_message)
+            continue_final_message=continue_final_message, tools=tools)
         return await self._start(prompt_ids, params, requested, caller, "messages")
 
     async def text(self, prompt: str | Sequence[int], params: GenerationParams,

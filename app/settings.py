@@ -135,6 +135,9 @@ class Settings(BaseModel):
     max_reply_seconds: float = Field(
         default=300.0, gt=0, description="a reply still generating after this many seconds is "
         "stopped (finish_reason length)")
+    tool_call_parser: str | None = Field(
+        default=None, min_length=1, description="vLLM's tool-call parser (its --tool-call-parser "
+        "names, e.g. hermes): enables tool_choice auto; checked against the model at start")
     # -- logs -----------------------------------------------------------------------------
     log_format: LogFormat | None = Field(
         default=None, description="json (one JSON line per request or stream) | text; unset: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, PromptLogprob, TokenLogprob
 from app.errors import InvalidRequest
@@ -32,6 +33,7 @@ class ScriptedEngine:
         self.prompts: list[list[int]] = []
         self.params: list[GenerationParams] = []
         self.renders: list[tuple[bool, bool]] = []  # (add_generation_prompt, continue_final_message)
+        self.rendered: list[tuple[list[ChatTurn], list[dict[str, Any]] | None]] = []  # turns, tools
 
     @property
     def ready(self) -> bool:
@@ -45,9 +47,11 @@ class ScriptedEngine:
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
                           add_generation_prompt: bool = True,
-                          continue_final_message: bool = False) -> list[int]:
+                          continue_final_message: bool = False,
+                          tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
         # One "token" per character plus a few per turn, like a real template's markers.
         self.renders.append((add_generation_prompt, continue_final_message))
+        self.rendered.append((list(turns), list(tools) if tools is not None else None))
         ids: list[int] = []
         for turn in turns:
             ids += [1, 2] + [ord(c) % 1000 for c in turn.content] + [3]

@@ -36,11 +36,11 @@ async def chat_completions(request: Request) -> Response:
     completion = await svc.completions.chat(
         req.turns(), req.generation_params(), req.requested_max_tokens, asked,
         add_generation_prompt=req.add_generation_prompt,
-        continue_final_message=req.continue_final_message)
+        continue_final_message=req.continue_final_message, tools=req.template_tools())
     respond = resumable.stream if detach else _respond
     return await respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0,
-        req.continuous_usage, req.n))
+        req.continuous_usage, req.n, req.tool_calls()))
 
 
 async def completions(request: Request) -> Response:

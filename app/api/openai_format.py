@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from app.api.openai_tool_calls import ToolCallDelta, ToolCalls, assemble
 from app.api.sse import frame
 from app.completion_batch import CompletionBatch
 from app.completions import Completion
@@ -34,6 +35,7 @@ class Shape:
     top_k: int
     continuous_usage: bool = False  # vLLM's: usage on every chunk
     n: int = 1  # choices per prompt
+    tools: ToolCalls | None = None  # the reply read as tool calls (`tool_choice` forced)
 
     def head(self, streaming: bool) -> dict[str, Any]:
         kind = ("chat.completion.chunk" if streaming else "chat.completion") if self.chat \
@@ -76,6 +78,7 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
     if include_usage:
         head["usage"] = None
     spoken: set[int] = set()  # choices whose role was sent
+    pending: dict[int, list[TokenLogprob]] = {}  # of tokens whose text is not shown yet
     offsets: dict[int, int] = {}
     # No heartbeat here: the response pings after any silence (app/api/sse.py, `ping_s`).
     async with contextlib.aclosing(completion.deltas()) as deltas:
@@ -84,28 +87,31 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
                 if delta is None:
                     continue
                 finish = finish_reason(delta.finish_reason)
-                if not delta.text and finish is None:
+                pieces = _pieces(shape, delta)
+                if shape.tools is not None:
+                    finish = shape.tools.finish_reason(delta.index, finish)
+                if not pieces and finish is None:
+                    pending.setdefault(delta.index, []).extend(delta.logprobs or [])
                     continue  # counted; nothing to show yet
-                choice: dict[str, Any] = {"index": delta.index}
-                if shape.chat:
-                    piece: dict[str, Any] = {}
-                    if delta.index not in spoken:
-                        spoken.add(delta.index)
-                        piece["role"] = "assistant"
-                    if delta.text:
-                        piece["content"] = delta.text
-                    choice["delta"] = piece
-                else:
-                    choice["text"] = delta.text
-                offset = offsets.get(delta.index, 0)
-                choice["logprobs"] = shape.logprobs_of(delta.logprobs or [], offset)
-                offsets[delta.index] = offset + len(delta.text)
-                choice["finish_reason"] = finish
-                if shape.continuous_usage:
-                    yield frame(orjson.dumps({**head, "choices": [choice],
-                                              "usage": usage(completion)}))
-                    continue
-                yield frame(orjson.dumps({**head, "choices": [choice]}))
+                logprobs = [*pending.pop(delta.index, []), *(delta.logprobs or [])]
+                for k, piece in enumerate(pieces or [{}]):
+                    choice: dict[str, Any] = {"index": delta.index}
+                    if shape.chat:
+                        if delta.index not in spoken:
+                            spoken.add(delta.index)
+                            piece = {"role": "assistant", **piece}
+                        choice["delta"] = piece
+                    else:
+                        choice["text"] = delta.text
+                    offset = offsets.get(delta.index, 0)
+                    choice["logprobs"] = shape.logprobs_of(logprobs if k == 0 else [], offset)
+                    offsets[delta.index] = offset + (len(delta.text) if k == 0 else 0)
+                    choice["finish_reason"] = finish if k == max(len(pieces) - 1, 0) else None
+                    if shape.continuous_usage:
+                        yield frame(orjson.dumps({**head, "choices": [choice],
+                                                  "usage": usage(completion)}))
+                        continue
+                    yield frame(orjson.dumps({**head, "choices": [choice]}))
         except StreamchatError as exc:
             yield frame(orjson.dumps({"error": {"message": exc.message, "type": exc.kind,
                                                 "code": exc.code, "param": None}}))
@@ -116,12 +122,23 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
     yield DONE
 
 
+def _pieces(shape: Shape, delta: Delta) -> list[dict[str, Any]]:
+    """What a delta's text shows: chat content, tool-call deltas (each a chunk of its own), or
+    a completion's text."""
+    if shape.tools is not None:
+        return [{"tool_calls": [call]} for call in shape.tools.feed(delta.index, delta.text)]
+    if not delta.text:
+        return []
+    return [{"content": delta.text}] if shape.chat else [{}]
+
+
 @dataclass
 class _Choice:
     parts: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     prompt_logprobs: list[dict[str, Any] | None] | None = None
+    calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 def prompt_logprobs(delta: Delta) -> list[dict[str, Any] | None] | None:
@@ -146,6 +163,8 @@ async def whole(completion: Answer, shape: Shape) -> dict[str, Any]:
                 continue
             choice = choices.setdefault(delta.index, _Choice())
             choice.parts.append(delta.text)
+            if shape.tools is not None:
+                choice.calls += shape.tools.feed(delta.index, delta.text)
             choice.logprobs.extend(delta.logprobs or [])
             if delta.prompt_logprobs is not None:  # on a prompt's first delta, for its choices
                 choice.prompt_logprobs = prompt_logprobs(delta)
@@ -155,7 +174,11 @@ async def whole(completion: Answer, shape: Shape) -> dict[str, Any]:
     for index in sorted(choices):
         choice, text = choices[index], "".join(choices[index].parts)
         body: dict[str, Any] = {"index": index}
-        if shape.chat:
+        if shape.tools is not None:
+            body["message"] = {"role": "assistant", "content": None,
+                               "tool_calls": assemble(choice.calls)}
+            choice.finish_reason = shape.tools.finish_reason(index, choice.finish_reason)
+        elif shape.chat:
             body["message"] = {"role": "assistant", "content": text}
         else:
             body["text"] = text

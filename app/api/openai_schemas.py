@@ -4,18 +4,21 @@ implement passes only at its neutral value (e.g. `repetition_penalty: 1.0`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
+from app.api.openai_messages import ChatMessage
 from app.api.openai_structured import ResponseFormat, StructuredOutputs, constraint
+from app.api.openai_tools import ToolFields
 from app.engine.base import ChatTurn, GenerationParams
+from app.errors import InvalidRequest
 from app.params import SamplingFields, engine_fields
-from app.validation import MessageText, StrictModel, within_message_limit
+from app.validation import StrictModel, within_message_limit
 
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
-CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Parameters clients send that mean nothing different here when left at these values.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
     "parallel_tool_calls": (None,), "tool_choice": ("none",), "tools": ([],), "store": (False,),
@@ -25,22 +28,6 @@ PositiveInt = Annotated[int, Field(ge=1)]
 # vLLM's bounds: its int64 request fields, its default `max_logprobs`.
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 MAX_PROMPT_LOGPROBS = 20
-
-
-class TextPart(StrictModel):
-    type: Literal["text"]
-    text: MessageText
-
-
-class ChatMessage(StrictModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    # A string, or a list of text parts (joined by newlines).
-    content: Annotated[list[TextPart], BeforeValidator(
-        lambda v: [{"type": "text", "text": v}] if isinstance(v, str) else v)]
-    name: str | None = None
-
-    def turn(self) -> ChatTurn:
-        return ChatTurn(CHAT_ROLES[self.role], "\n".join(part.text for part in self.content))
 
 
 class StreamOptions(StrictModel):
@@ -138,7 +125,7 @@ class OpenAIRequest(SamplingFields):
         return None
 
 
-class ChatCompletionRequest(OpenAIRequest):
+class ChatCompletionRequest(ToolFields, OpenAIRequest):
     model: ModelName
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: PositiveInt | None = None
@@ -180,6 +167,14 @@ class ChatCompletionRequest(OpenAIRequest):
     @property
     def logprob_count(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
+
+    def generation_params(self) -> GenerationParams:
+        params, forced = super().generation_params(), self.forced_calls()
+        if forced is not None and params.structured is not None:
+            raise InvalidRequest("'tool_choice': 'required' or a named function constrains the "
+                                 "reply itself; not with 'response_format' or "
+                                 "'structured_outputs'", param="tool_choice")
+        return params if forced is None else replace(params, structured=forced)
 
     def turns(self) -> list[ChatTurn]:
         return [message.turn() for message in self.messages]

@@ -34,7 +34,8 @@ Content = Annotated[MessageText, AfterValidator(_not_blank)]
 
 def validation_context(settings: Settings) -> dict[str, Any]:
     """The limits that request models check, from the settings."""
-    return {"max_n": settings.max_n, "max_message_chars": settings.max_message_chars}
+    return {"max_n": settings.max_n, "max_message_chars": settings.max_message_chars,
+            "tool_call_parser": settings.tool_call_parser}
 
 
 System = Annotated[str, Field(max_length=MAX_SYSTEM_CHARS)]

@@ -21,6 +21,10 @@ class StructuredOutput:
     regex: str | None = None
     choice: tuple[str, ...] | None = None
     grammar: str | None = None
+    # Options, as vLLM's StructuredOutputsParams has them.
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+    whitespace_pattern: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,7 @@ class EngineStats:
 class ChatTurn:
     role: str
     content: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more keys of the template's message
 
 
 class Engine(Protocol):
@@ -121,10 +125,13 @@ class Engine(Protocol):
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
                           add_generation_prompt: bool = True,
-                          continue_final_message: bool = False) -> list[int]:
+                          continue_final_message: bool = False,
+                          tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
         """Token ids of the chat rendered with the model's template: ready for generation, or
         (without the generation prompt) the prefix the next turn's prompt will start with;
-        `continue_final_message` leaves the last (assistant) message open for the reply."""
+        `continue_final_message` leaves the last (assistant) message open for the reply;
+        `tools` (OpenAI's tool dicts) go to the template's `tools`, a turn's `extra` (e.g.
+        `tool_calls`, `tool_call_id`) into its message."""
         ...
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...

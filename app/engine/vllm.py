@@ -125,17 +125,20 @@ class VllmEngine:
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
                           add_generation_prompt: bool = True,
-                          continue_final_message: bool = False) -> list[int]:
-        messages = [{"role": t.role, "content": t.content} for t in turns]
+                          continue_final_message: bool = False,
+                          tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
+        messages = [{"role": t.role, "content": t.content, **t.extra} for t in turns]
         # Long histories take milliseconds to tokenize: keep them off the event loop.
         return await self._on_tokenizer_thread(self._render, messages, add_generation_prompt,
-                                               continue_final_message)
+                                               continue_final_message, tools)
 
-    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool,
-                continue_final_message: bool) -> list[int]:
+    def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool,
+                continue_final_message: bool,
+                tools: Sequence[dict[str, Any]] | None) -> list[int]:
         text = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-            continue_final_message=continue_final_message)
+            continue_final_message=continue_final_message,
+            tools=list(tools) if tools else None)
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
