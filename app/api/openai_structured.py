@@ -67,6 +67,11 @@ class StructuredOutputs(StrictModel):
     regex: str | None = None  # vLLM compiles "" too (only the empty text matches)
     choice: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     grammar: Annotated[str, Field(min_length=1)] | None = None
+    # Options of the constraint, as vLLM's: JSON without free whitespace (a small model spends
+    # tokens on newlines and indents otherwise), objects closed to undeclared properties.
+    disable_any_whitespace: bool = False
+    disable_additional_properties: bool = False
+    whitespace_pattern: str | None = None
 
     @field_validator("json_")
     @classmethod
@@ -83,22 +88,27 @@ class StructuredOutputs(StrictModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StructuredOutputs:
-        if len(self.model_fields_set) != 1:
+        if len(self.model_fields_set & CONSTRAINTS) != 1:
             raise ValueError("set exactly one of 'json', 'json_object', 'regex', 'choice', "
                              "'grammar'")
         return self
 
     def constraint(self) -> StructuredOutput:
-        if self.json_ is not None:
-            schema = self.json_ if isinstance(self.json_, dict) else orjson.loads(self.json_)
-            return StructuredOutput("structured_outputs.json", json=orjson.dumps(schema).decode())
-        if self.choice is not None:
-            return StructuredOutput("structured_outputs.choice", choice=tuple(self.choice))
-        if self.regex is not None:
-            return StructuredOutput("structured_outputs.regex", regex=self.regex)
-        if self.grammar is not None:
-            return StructuredOutput("structured_outputs.grammar", grammar=self.grammar)
-        return StructuredOutput("structured_outputs.json_object", json_object=True)
+        (name,) = self.model_fields_set & CONSTRAINTS
+        value: Any = getattr(self, name)
+        if name == "json_":
+            value = orjson.dumps(value if isinstance(value, dict) else orjson.loads(value)).decode()
+        elif name == "choice":
+            value = tuple(value)
+        key = name.rstrip("_")
+        return StructuredOutput(
+            f"structured_outputs.{key}", **{key: value},
+            disable_any_whitespace=self.disable_any_whitespace,
+            disable_additional_properties=self.disable_additional_properties,
+            whitespace_pattern=self.whitespace_pattern)
+
+
+CONSTRAINTS = frozenset({"json_", "json_object", "regex", "choice", "grammar"})
 
 
 def constraint(response_format: TextFormat | JsonObjectFormat | JsonSchemaResponseFormat | None,
