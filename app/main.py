@@ -111,7 +111,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                         max_seconds=settings.max_reply_seconds, limits=limits)
         detached = DetachedStreams(logs, store, orphan_grace_s=settings.orphan_grace_s)
         starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
-                                                    settings.max_concurrent_generations))
+                                                    settings.max_concurrent_generations,
+                                                    settings.tool_call_parser))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
                                         admission, time.time(), models, detached)}
@@ -147,9 +148,11 @@ async def _check_redis(store: SessionStore, url: str) -> None:
 
 
 async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admission,
-                        max_concurrent: int | None) -> None:
+                        max_concurrent: int | None, tool_call_parser: str | None) -> None:
     try:
         await engine.start()
+        if tool_call_parser is not None:  # vLLM checks --tool-call-parser at start too
+            engine.tool_parser(tool_call_parser, None)
         # The engine runs max_num_seqs requests at once: let in that many, no more.
         admission.resize(max_concurrent or engine.max_num_seqs or DEFAULT_MAX_ACTIVE)
         log.info("admission: %d generations in the engine at once (%d of them prefilling), "

@@ -9,7 +9,18 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, PromptLogprob, TokenLogprob
+from app.engine.tool_parsers import new_parser
 from app.errors import InvalidRequest
+
+
+class _CharTokenizer:
+    """Enough of a tokenizer for vLLM's text-based tool parsers (hermes): one id per char."""
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"<tool_call>": 0x110000, "</tool_call>": 0x110001}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
 
 
 class ScriptedEngine:
@@ -58,6 +69,9 @@ class ScriptedEngine:
         if continue_final_message:
             return ids[:-1]  # the last turn left open
         return [*ids, 1, 2] if add_generation_prompt else ids
+
+    def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
+        return new_parser(name, _CharTokenizer(), tools)
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return ([1] if add_special_tokens else []) + [ord(c) for c in text]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.openai_tool_calls import CallReader, assemble
+from app.api.openai_tool_calls import CallReader
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
@@ -99,10 +99,10 @@ def test_forced_calls_streamed_and_not_are_the_same(choice: Any, text: str,
 def test_the_same_calls_wherever_the_text_is_split(forced: str | None, text: str) -> None:
     def read(pieces: list[str]) -> list[Any]:
         reader = CallReader(forced)
-        deltas = [d for piece in pieces for d in reader.feed(piece)]
-        return [c["function"] for c in assemble(deltas)]
+        deltas = [{"choices": [{"delta": d}]} for piece in pieces for d in reader.feed(piece)]
+        return calls_of(streamed_calls(deltas))
 
-    whole = read([text])
+    whole = calls_of(CallReader(forced).message(text)["tool_calls"])
     assert len(whole) == (1 if forced else 2)
     for i in range(len(text) + 1):
         for j in range(i, len(text) + 1, 7):
@@ -212,3 +212,68 @@ def test_auto_with_a_parser_set_is_accepted_by_validation() -> None:
     req = validate(ChatCompletionRequest, body, {"tool_call_parser": "hermes"})
     assert req.tool_choice == "auto"
     assert validate(ChatCompletionRequest, body).tool_choice == "none"
+
+
+HERMES_TEXT = ('Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
+               '\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>')
+
+
+def test_auto_with_a_parser_reads_content_and_calls_streamed_and_not() -> None:
+    engine = ScriptedEngine(tokens(HERMES_TEXT, 4))
+    with app_client(engine, tool_call_parser="hermes") as client:
+        body = {**CHAT, "tools": TOOLS}  # no tool_choice: auto, with a parser
+        whole = client.post("/v1/chat/completions", json=body).json()
+        streamed = sse_chunks(client.post("/v1/chat/completions",
+                                          json={**body, "stream": True}).text)
+    message = whole["choices"][0]["message"]
+    expected = [("get_weather", {"city": "Paris"}), ("get_time", {})]
+    assert message["content"] == "Let me check. " and calls_of(message["tool_calls"]) == expected
+    assert whole["choices"][0]["finish_reason"] == "tool_calls"
+    assert engine.params[-1].structured is None  # the model decides: nothing constrained
+    assert calls_of(streamed_calls(streamed)) == expected
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in streamed) == \
+        "Let me check. "
+    assert streamed[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_auto_without_a_call_is_plain_content() -> None:
+    engine = ScriptedEngine()
+    with app_client(engine, tool_call_parser="hermes") as client:
+        reply = client.post("/v1/chat/completions",
+                            json={**CHAT, "tools": TOOLS, "tool_choice": "auto"}).json()
+    assert reply["choices"][0]["message"] == {"role": "assistant", "content": "Hello there!"}
+    assert reply["choices"][0]["finish_reason"] == "stop"
+
+
+def test_the_parser_gives_the_same_calls_wherever_the_text_is_split() -> None:
+    from app.api.openai_tool_parser import ParserReader, vllm_request
+
+    engine = ScriptedEngine()
+
+    def reader() -> ParserReader:
+        return ParserReader(engine.tool_parser("hermes", TOOLS), vllm_request("m", TOOLS))
+
+    whole = reader().message(HERMES_TEXT)
+    expected = calls_of(whole["tool_calls"])
+    for i in range(len(HERMES_TEXT) + 1):
+        for j in range(i, len(HERMES_TEXT) + 1, 11):
+            one = reader()
+            pieces = [p for part in (HERMES_TEXT[:i], HERMES_TEXT[i:j], HERMES_TEXT[j:])
+                      for p in one.feed(part)]
+            chunks = [{"choices": [{"delta": p}]} for p in pieces]
+            assert calls_of(streamed_calls(chunks)) == expected, (i, j)
+            assert "".join(p.get("content", "") for p in pieces) == whole["content"], (i, j)
+
+
+@pytest.mark.parametrize(("name", "words"), [("nope", "unknown parser"),
+                                             ("llama3_json", "does not fit")])
+def test_a_parser_that_does_not_exist_or_fit_is_a_config_error(
+        name: str, words: str, caplog: pytest.LogCaptureFixture) -> None:
+    from app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        ScriptedEngine().tool_parser(name, None)
+    with app_client(ScriptedEngine(), tool_call_parser=name) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503  # the engine counts as failed: the server stops
+    assert f"STREAMCHAT_TOOL_CALL_PARSER: {name!r}" in caplog.text or words in caplog.text

@@ -15,6 +15,7 @@ from app.api import models, openai_format, resumable, sse
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
+from app.api.openai_tool_parser import ParserReader, vllm_request
 from app.api.schemas import parse_body, validation_context
 from app.api.state import Services, fair_user, owner, services
 from app.completion_batch import CompletionBatch, complete
@@ -40,7 +41,7 @@ async def chat_completions(request: Request) -> Response:
     respond = resumable.stream if detach else _respond
     return await respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0,
-        req.continuous_usage, req.n, req.tool_calls()))
+        req.continuous_usage, req.n, req.tool_calls(lambda: _auto_reader(svc, req, model))))
 
 
 async def completions(request: Request) -> Response:
@@ -55,6 +56,14 @@ async def completions(request: Request) -> Response:
     return await _respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, False, req.logprobs is not None,
         req.logprobs or 0, req.continuous_usage, req.n))
+
+
+def _auto_reader(svc: Services, req: ChatCompletionRequest, model: str) -> ParserReader:
+    """A reader of one choice for `tool_choice: auto`: the configured parser, new each time."""
+    assert svc.settings.tool_call_parser is not None  # validation refuses auto without one
+    tools = req.template_tools() or []
+    return ParserReader(svc.engine.tool_parser(svc.settings.tool_call_parser, tools),
+                        vllm_request(model, tools))
 
 
 def _served_model(svc: Services, model: str | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.api.openai_tool_calls import ToolCallDelta, ToolCalls, assemble
+from app.api.openai_tool_calls import ToolCalls
 from app.api.sse import frame
 from app.completion_batch import CompletionBatch
 from app.completions import Completion
@@ -126,7 +126,7 @@ def _pieces(shape: Shape, delta: Delta) -> list[dict[str, Any]]:
     """What a delta's text shows: chat content, tool-call deltas (each a chunk of its own), or
     a completion's text."""
     if shape.tools is not None:
-        return [{"tool_calls": [call]} for call in shape.tools.feed(delta.index, delta.text)]
+        return shape.tools.feed(delta.index, delta.text)
     if not delta.text:
         return []
     return [{"content": delta.text}] if shape.chat else [{}]
@@ -138,7 +138,6 @@ class _Choice:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     prompt_logprobs: list[dict[str, Any] | None] | None = None
-    calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 def prompt_logprobs(delta: Delta) -> list[dict[str, Any] | None] | None:
@@ -163,8 +162,6 @@ async def whole(completion: Answer, shape: Shape) -> dict[str, Any]:
                 continue
             choice = choices.setdefault(delta.index, _Choice())
             choice.parts.append(delta.text)
-            if shape.tools is not None:
-                choice.calls += shape.tools.feed(delta.index, delta.text)
             choice.logprobs.extend(delta.logprobs or [])
             if delta.prompt_logprobs is not None:  # on a prompt's first delta, for its choices
                 choice.prompt_logprobs = prompt_logprobs(delta)
@@ -175,8 +172,7 @@ async def whole(completion: Answer, shape: Shape) -> dict[str, Any]:
         choice, text = choices[index], "".join(choices[index].parts)
         body: dict[str, Any] = {"index": index}
         if shape.tools is not None:
-            body["message"] = {"role": "assistant", "content": None,
-                               "tool_calls": assemble(choice.calls)}
+            body["message"] = shape.tools.message(index, text)
             choice.finish_reason = shape.tools.finish_reason(index, choice.finish_reason)
         elif shape.chat:
             body["message"] = {"role": "assistant", "content": text}

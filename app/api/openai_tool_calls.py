@@ -1,5 +1,8 @@
 """A reply read back as OpenAI tool calls, the same calls however its text is split.
 
+A reader turns one choice's text into the pieces of its streamed deltas (`{"content"}` or
+`{"tool_calls": [one call's delta]}`), and its whole text into the non-streamed message.
+
 With `tool_choice: "required"` the reply is constrained to vLLM's schema, a JSON array of
 `{"name", "parameters"}`; with a named function, to that function's parameters (the reply *is*
 the arguments). Each call is streamed in OpenAI's shape: a first delta with `index`, `id`,
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 ToolCallDelta = dict[str, Any]
+Piece = dict[str, Any]  # a chunk's `delta`, less its role
 _DECODER = json.JSONDecoder()
 
 
@@ -29,8 +34,16 @@ def _fragment(index: int, arguments: str) -> ToolCallDelta:
     return {"index": index, "function": {"arguments": arguments}}
 
 
+class Reader(Protocol):
+    calls: int  # how many calls it has read
+
+    def feed(self, text: str) -> list[Piece]: ...
+
+    def message(self, text: str) -> dict[str, Any]: ...
+
+
 class CallReader:
-    """One choice's reply, fed piece by piece; `feed` returns the tool-call deltas it makes."""
+    """A forced reply (`required`, a named function), fed piece by piece."""
 
     def __init__(self, forced_name: str | None) -> None:
         self._name = forced_name  # a named function: the whole reply is its arguments
@@ -38,7 +51,13 @@ class CallReader:
         self._at = 0  # where the next call of a `required` array starts
         self.calls = 0
 
-    def feed(self, text: str) -> list[ToolCallDelta]:
+    def feed(self, text: str) -> list[Piece]:
+        return [{"tool_calls": [call]} for call in self._deltas(text)]
+
+    def message(self, text: str) -> dict[str, Any]:
+        return {"content": None, "tool_calls": assemble(self._deltas(text))}
+
+    def _deltas(self, text: str) -> list[ToolCallDelta]:
         if not text:
             return []
         if self._name is not None:
@@ -69,15 +88,21 @@ class CallReader:
 
 
 class ToolCalls:
-    """The tool calls of every choice of one reply."""
+    """The tool calls of every choice of one reply: a reader per choice, streamed or not."""
 
-    def __init__(self, forced_name: str | None) -> None:
-        self._forced_name = forced_name
-        self._readers: dict[int, CallReader] = {}
+    def __init__(self, new_reader: Callable[[], Reader]) -> None:
+        self._new_reader = new_reader
+        self._readers: dict[int, Reader] = {}
 
-    def feed(self, index: int, text: str) -> list[ToolCallDelta]:
-        reader = self._readers.setdefault(index, CallReader(self._forced_name))
-        return reader.feed(text)
+    def feed(self, index: int, text: str) -> list[Piece]:
+        if index not in self._readers:
+            self._readers[index] = self._new_reader()
+        return self._readers[index].feed(text)
+
+    def message(self, index: int, text: str) -> dict[str, Any]:
+        """The non-streamed message of a choice's whole text."""
+        self._readers[index] = reader = self._new_reader()
+        return {"role": "assistant", **reader.message(text)}
 
     def finish_reason(self, index: int, reason: str | None) -> str | None:
         """"tool_calls" for a choice that stopped having called; a cut one stays "length"."""

@@ -9,13 +9,14 @@ parser (`STREAMCHAT_TOOL_CALL_PARSER`), as vLLM's server needs `--tool-call-pars
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import Field, PlainValidator, ValidationError, ValidationInfo, field_validator
 
 from app.api.openai_structured import JsonSchema, _a_schema
-from app.api.openai_tool_calls import ToolCalls
+from app.api.openai_tool_calls import CallReader, Reader, ToolCalls
 from app.engine.base import StructuredOutput
 from app.validation import StrictModel
 
@@ -153,9 +154,13 @@ class ToolFields(StrictModel):
         schema = get_json_schema_from_tools(vllm_choice, tools, self.parallel_tool_calls)
         return StructuredOutput("tools", json=orjson.dumps(schema).decode())
 
-    def tool_calls(self) -> ToolCalls | None:
-        """How the reply is read as calls, when `tool_choice` forces them."""
+    def tool_calls(self, parser: Callable[[], Reader]) -> ToolCalls | None:
+        """How the reply is read as calls: forced (`required`, named), or by the tool-call
+        `parser` (`auto`); None with `none`."""
         choice = self.tool_choice
-        if choice in (None, "none", "auto") or not self.tools:
+        if choice in (None, "none") or not self.tools:
             return None
-        return ToolCalls(choice.function.name if isinstance(choice, NamedToolChoice) else None)
+        if choice == "auto":
+            return ToolCalls(parser)
+        name = choice.function.name if isinstance(choice, NamedToolChoice) else None
+        return ToolCalls(lambda: CallReader(name))

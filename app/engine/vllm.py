@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from app.engine import vllm_params
+from app.engine import tool_parsers, vllm_params
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
 from app.engine.reaper import EngineReaper, descendants
 from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
@@ -140,6 +140,9 @@ class VllmEngine:
             continue_final_message=continue_final_message,
             tools=list(tools) if tools else None)
         return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
+        return tool_parsers.new_parser(name, self._tokenizer, tools)
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(await self._on_tokenizer_thread(
