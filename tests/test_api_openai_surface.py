@@ -53,10 +53,6 @@ def client(engine: ScriptedEngine) -> Any:
      StructuredOutput("structured_outputs.json", json=json.dumps(SCHEMA, separators=(",", ":")))),
     ({"structured_outputs": {"json_object": True}}, "structured",
      StructuredOutput("structured_outputs.json_object", json_object=True)),
-    ({"structured_outputs": {"json": SCHEMA, "disable_any_whitespace": True,
-                             "disable_additional_properties": True}}, "structured",
-     StructuredOutput("structured_outputs.json", json=json.dumps(SCHEMA, separators=(",", ":")),
-                      disable_any_whitespace=True, disable_additional_properties=True)),
 ])
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
 def test_a_good_value_reaches_the_engine(client: TestClient, engine: ScriptedEngine, path: str,
@@ -109,9 +105,11 @@ def test_a_good_value_reaches_the_engine(client: TestClient, engine: ScriptedEng
     ({"structured_outputs": {"json_object": False}}, "structured_outputs.json_object"),
     ({"structured_outputs": {"grammar": ""}}, "structured_outputs.grammar"),
     ({"structured_outputs": {"backend": "x", "regex": "a"}}, "structured_outputs.backend"),
-    ({"structured_outputs": {"disable_any_whitespace": True}}, "structured_outputs"),
-    ({"structured_outputs": {"regex": "a", "disable_any_whitespace": 1}},
+    # vLLM 0.32 ignores these per request (its backends read the server's config): refused.
+    ({"structured_outputs": {"regex": "a", "disable_any_whitespace": True}},
      "structured_outputs.disable_any_whitespace"),
+    ({"structured_outputs": {"json": SCHEMA, "disable_additional_properties": True}},
+     "structured_outputs.disable_additional_properties"),
     ({"response_format": {"type": "json_object"}, "structured_outputs": {"regex": "a"}},
      "structured_outputs"),
 ])

@@ -67,11 +67,9 @@ class StructuredOutputs(StrictModel):
     regex: str | None = None  # vLLM compiles "" too (only the empty text matches)
     choice: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     grammar: Annotated[str, Field(min_length=1)] | None = None
-    # Options of the constraint, as vLLM's: JSON without free whitespace (a small model spends
-    # tokens on newlines and indents otherwise), objects closed to undeclared properties.
-    disable_any_whitespace: bool = False
-    disable_additional_properties: bool = False
-    whitespace_pattern: str | None = None
+    # vLLM 0.32's per-request `disable_any_whitespace`, `disable_additional_properties` and
+    # `whitespace_pattern` are refused (unknown): its backends read only the server's config,
+    # so they would be ignored silently.
 
     @field_validator("json_")
     @classmethod
@@ -101,11 +99,7 @@ class StructuredOutputs(StrictModel):
         elif name == "choice":
             value = tuple(value)
         key = name.rstrip("_")
-        return StructuredOutput(
-            f"structured_outputs.{key}", **{key: value},
-            disable_any_whitespace=self.disable_any_whitespace,
-            disable_additional_properties=self.disable_additional_properties,
-            whitespace_pattern=self.whitespace_pattern)
+        return StructuredOutput(f"structured_outputs.{key}", **{key: value})
 
 
 CONSTRAINTS = frozenset({"json_", "json_object", "regex", "choice", "grammar"})

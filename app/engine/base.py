@@ -21,10 +21,6 @@ class StructuredOutput:
     regex: str | None = None
     choice: tuple[str, ...] | None = None
     grammar: str | None = None
-    # Options, as vLLM's StructuredOutputsParams has them.
-    disable_any_whitespace: bool = False
-    disable_additional_properties: bool = False
-    whitespace_pattern: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +131,6 @@ class Engine(Protocol):
         ...
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
-
-    def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
-        """A new vLLM tool-call parser `name` over this model's tokenizer, for one reply
-        (app/engine/tool_parsers.py); ConfigError if there is none such or it does not fit."""
-        ...
 
     async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
         """Each token id's own token string (the vocabulary's spelling)."""

@@ -51,10 +51,7 @@ def _structured(params: GenerationParams) -> Any:
     s = params.structured
     return StructuredOutputsParams(
         json=s.json, json_object=s.json_object, regex=s.regex,
-        choice=list(s.choice) if s.choice is not None else None, grammar=s.grammar,
-        disable_any_whitespace=s.disable_any_whitespace,
-        disable_additional_properties=s.disable_additional_properties,
-        whitespace_pattern=s.whitespace_pattern)
+        choice=list(s.choice) if s.choice is not None else None, grammar=s.grammar)
 
 
 def check(llm: Any, params: GenerationParams) -> None:
