@@ -132,6 +132,11 @@ class Engine(Protocol):
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
 
+    def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
+        """A new vLLM tool-call parser `name` over this model's tokenizer, for one reply
+        (app/engine/tool_parsers.py); ConfigError if there is none such or it does not fit."""
+        ...
+
     async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
         """Each token id's own token string (the vocabulary's spelling)."""
         ...
