@@ -21,8 +21,10 @@ import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams
+from app.errors import ConfigError
 
 RECENT = 1024  # steps kept for streams that fell behind
 TOKEN_PREFIX = "~"
@@ -68,12 +70,16 @@ class TokenSource:
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
                           add_generation_prompt: bool = True,
-                          continue_final_message: bool = False) -> list[int]:
+                          continue_final_message: bool = False,
+                          tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
         ids = [1] * sum(4 + len(turn.content) // 4 for turn in turns)  # ~4 characters a token
         return [*ids, 2] if add_generation_prompt and not continue_final_message else ids
 
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return [1] * (len(text) // 4 + 1)
+
+    def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
+        raise ConfigError("the token source has no tokenizer for a tool-call parser")
 
     async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
         return ["x" for _ in token_ids]
