@@ -30,6 +30,9 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
                   "the transport's ceiling on one core: the real app on a token source with no "
                   "model, SSE and WebSocket at 100, 1,000, 2,000 streams (events/s flat out, "
                   "added latency at 20 tok/s each), against sse-starlette and bare Starlette"),
+    "openai": ("benchmarks.openai_structured",
+               "what structured output costs: /v1/chat/completions streamed plain and with "
+               "response_format json_schema, one at a time, TTFT and tokens/s side by side"),
     "load": ("benchmarks.load",
              "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
              "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "
