@@ -2,11 +2,12 @@
 //   connection.js WebSocket / SSE transports and the connection state · turn.js one streamed
 //   reply and the reconnect policy · conversations.js the open conversation and the sidebar ·
 //   settings.js per-conversation settings and the API key · render.js safe Markdown ·
-//   view.js the DOM · api.js HTTP calls · sse.js the SSE parser · ready.js readiness.
+//   view.js the DOM · errors.js what a refusal tells the person · api.js HTTP calls ·
+//   sse.js the SSE parser · ready.js readiness.
 import * as api from './api.js';
-import { ApiError } from './api.js';
 import * as conversations from './conversations.js';
 import { transport } from './connection.js';
+import { explain } from './errors.js';
 import { pollReady } from './ready.js';
 import { askForKey, loadModels, openSettings } from './settings.js';
 import { activeTurn, detach, onTurnEnded, run, stop } from './turn.js';
@@ -162,25 +163,8 @@ onTurnEnded(async (turn) => {
   conversations.refresh();
 });
 
-/** Tell the person what went wrong, and what to do about it. @param {Error} err */
-function failed(err) {
-  if (!(err instanceof ApiError)) { view.banner(err.message || String(err)); return; }
-  if (err.status === 401) {
-    view.banner('This server needs an API key.', {
-      action: { text: 'Enter key', onClick: async () => { const key = await askForKey(); if (key) { api.setKey(key); location.reload(); } } },
-    });
-  } else if (err.status === 429) {
-    view.banner(`The server is busy: ${err.message}`, { retryAfter: err.retryAfter || 5 });
-  } else if (err.status === 503) {
-    view.banner('The server is starting up or restarting.', { retryAfter: err.retryAfter || 5 });
-    pollReady();
-  } else if (err.status === 404 && err.code === 'session_not_found') {
-    view.banner('This conversation no longer exists; a new one was started.');
-    newChat();
-  } else {
-    view.banner(err.message);
-  }
-}
+/** What went wrong, in the banner (errors.js); a conversation gone is replaced by a new one. */
+const failed = (err) => explain(err, { sessionGone: newChat });
 
 async function newChat() {
   const active = activeTurn();
