@@ -24,9 +24,9 @@ import orjson
 
 from app.errors import NotFound
 from app.replies.orphans import OrphanGrace
-from app.replies.replicas import LEASE_S
+from app.replies.replicas import LEASE_S, follow_until_gone
 from app.sessions.store import SessionStore
-from app.streams import Event, ReplyGone, ReplyLog, ReplyLogs
+from app.streams import Event, ReplyLog, ReplyLogs
 
 log = logging.getLogger("streamchat.replies")
 
@@ -115,21 +115,18 @@ class DetachedStreams:
                 return self._until_gone(stream_id, events, after)
         return _replayed(recorded, after)
 
-    async def _until_gone(self, stream_id: str, events: Followed, after: int) -> Followed:
+    def _until_gone(self, stream_id: str, events: Followed, after: int) -> Followed:
         """A stream followed on another replica; if that replica stops (it ended, or died)
         before its last event reached this one, the rest from its recorded log."""
-        seen = after
-        try:
-            async for event in events:
-                if event is not None:
-                    seen = event.seq
-                yield event
-        except ReplyGone:
+
+        async def recorded_rest(seen: int) -> Followed:
             recorded = await self.logs.recorded(stream_id)
             async for event in _replayed(recorded, seen):
                 yield event
             if not recorded or not recorded[-1].terminal:  # its replica died: end it here
                 yield Event.of(max(seen, len(recorded) - 1) + 1, "done", {})
+
+        return follow_until_gone(events, after, recorded_rest)
 
     async def _keep_leases(self) -> None:
         while any(s.expires_at is None for s in self._streams.values()):

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from app.replies.live import Replies
 from app.replies.transcript import INTERRUPTED, Ending, Transcript, conclude, is_final, replay
@@ -76,18 +76,12 @@ class ReplicaCoordinator:
         await self.store.update_message(session.id, message)
         log.warning("reply %s was interrupted (its replica stopped); stored as error", message.id)
 
-    async def until_gone(self, session_id: str, message_id: str,
-                         events: AsyncIterator[Event | None], after: int,
-                         model: str) -> AsyncIterator[Event | None]:
+    def until_gone(self, session_id: str, message_id: str, events: AsyncIterator[Event | None],
+                   after: int, model: str) -> AsyncIterator[Event | None]:
         """Follow `events` of a reply generated on another replica; if that replica stops
         before its end, go on from the stored message (repaired as an error if it died)."""
-        seen = after
-        try:
-            async for event in events:
-                if event is not None:
-                    seen = event.seq
-                yield event
-        except ReplyGone:
+
+        async def stored(seen: int) -> AsyncIterator[Event | None]:
             session = await self.store.get(session_id)
             message = session.find(message_id) if session is not None else None
             if session is None or message is None:
@@ -95,6 +89,8 @@ class ReplicaCoordinator:
             await self.repair_if_abandoned(session)
             for event in replay(message, session_id, model, seen):
                 yield event
+
+        return follow_until_gone(events, after, stored)
 
     async def _keep_leases(self) -> None:
         while True:
@@ -118,3 +114,20 @@ class ReplicaCoordinator:
             except Exception:
                 log.exception("listening for cancel requests failed; retrying")
                 await asyncio.sleep(1.0)
+
+
+async def follow_until_gone(events: AsyncIterator[Event | None], after: int,
+                            rest: Callable[[int], AsyncIterator[Event | None]]
+                            ) -> AsyncIterator[Event | None]:
+    """Follow `events`, a reply's log as another replica writes it; if that replica stops
+    (ReplyGone) before its end reached this one, `rest(seen)` gives what follows the last
+    event seen: the one rule for session replies and detached streams alike."""
+    seen = after
+    try:
+        async for event in events:
+            if event is not None:
+                seen = event.seq
+            yield event
+    except ReplyGone:
+        async for event in rest(seen):
+            yield event
