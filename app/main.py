@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admission import Admission
-from app.api import openai, ops, resumable, sessions, ws
+from app.api import openai, ops, responses, resumable, sessions, ws
 from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.raw_send import StreamchatApp
@@ -36,6 +36,7 @@ from app.replies.detached import DetachedStreams
 from app.replies.warmup import PrefixWarmer
 from app.served_models import ServedModels
 from app.sessions.memory import MemorySessionStore
+from app.sessions.records import MemoryRecords, Records, RedisRecords
 from app.sessions.store import SessionStore
 from app.settings import Settings
 from app.streams import ReplyLogs
@@ -54,12 +55,13 @@ def build_engine(settings: Settings) -> Engine:
                          settings.engine_args, settings.cache_dir)
 
 
-def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBuckets]:
-    """The session store, reply logs and rate-limit buckets these settings ask for: memory,
+def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBuckets, Records]:
+    """The session store, reply logs, rate-limit buckets and records these settings ask for: memory,
     or Redis shared by every replica."""
     if settings.redis_url is None:
         return (MemorySessionStore(settings.max_sessions, settings.session_ttl_s),
-                MemoryReplyLogs(), MemoryBuckets())
+                MemoryReplyLogs(), MemoryBuckets(),
+                MemoryRecords(settings.max_sessions, settings.session_ttl_s))
     from redis.asyncio import Redis
 
     from app.sessions.redis import RedisSessionStore
@@ -71,7 +73,8 @@ def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBucke
     async def is_live(session_id: str, message_id: str) -> bool:
         return await store.in_flight(session_id) == message_id
 
-    return store, RedisReplyLogs(redis, is_live), RedisBuckets(redis)
+    return (store, RedisReplyLogs(redis, is_live), RedisBuckets(redis),
+            RedisRecords(redis, idle_ttl_s=settings.session_ttl_s))
 
 
 def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | None = None,
@@ -79,7 +82,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     """The ASGI app. The engine starts in the background once the app starts: /health answers
     and /ready says 503 meanwhile. A bad auth configuration raises ConfigError here."""
     lifecycle = lifecycle if lifecycle is not None else Lifecycle(engine)
-    default_store, default_logs, buckets = build_state(settings)
+    default_store, default_logs, buckets, records = build_state(settings)
     store, logs = store or default_store, logs or default_logs
     authenticator = Authenticator.from_settings(settings)
     limits = None if authenticator is None else KeyLimits(
@@ -115,7 +118,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                                     settings.tool_call_parser))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
-                                        admission, time.time(), models, detached)}
+                                        admission, time.time(), models, detached, records)}
         finally:
             lifecycle.drain()
             starter.cancel()
@@ -129,6 +132,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
 
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, *resumable.routes,
+                *responses.routes,
                 Route("/", PageFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],

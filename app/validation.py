@@ -82,6 +82,28 @@ def dotted(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def by_type(models: dict[str, type[Model]], default: str | None = None) -> Any:
+    """A validator for a union told apart by its `type` key (`default` when absent) that
+    names the value itself in an error, with the inner field in the message: pydantic's own
+    tagged unions put the tag in the path (`text.format.json_schema.schema`)."""
+
+    def validated(value: Any, info: ValidationInfo) -> Any:
+        kind = value.get("type", default) if isinstance(value, dict) else None
+        if kind not in models:
+            raise ValueError(f"must be an object whose 'type' is one of {', '.join(models)}")
+        try:
+            return models[kind].model_validate(value, context=info.context)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = dotted(tuple(error["loc"]))
+            if error["type"] == "extra_forbidden":
+                raise ValueError(f"unknown parameter '{where}'") from None
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"'{where}': {message}" if where else message) from None
+
+    return validated
+
+
 def known_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the (nested) model found at `loc`, for a helpful unknown-key message."""
     current: Any = model

@@ -41,7 +41,7 @@ async def chat_completions(request: Request) -> Response:
     respond = resumable.stream if detach else _respond
     return await respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0,
-        req.continuous_usage, req.n, req.tool_calls(lambda: _auto_reader(svc, req, model))))
+        req.continuous_usage, req.n, req.tool_calls(lambda: auto_reader(svc, req, model))))
 
 
 async def completions(request: Request) -> Response:
@@ -58,7 +58,7 @@ async def completions(request: Request) -> Response:
         req.logprobs or 0, req.continuous_usage, req.n))
 
 
-def _auto_reader(svc: Services, req: ChatCompletionRequest, model: str) -> ParserReader:
+def auto_reader(svc: Services, req: ChatCompletionRequest, model: str) -> ParserReader:
     """A reader of one choice for `tool_choice: auto`: the configured parser, new each time."""
     assert svc.settings.tool_call_parser is not None  # validation refuses auto without one
     tools = req.template_tools() or []

@@ -16,6 +16,7 @@ from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
 from app.replies.detached import DetachedStreams
 from app.served_models import ServedModels
+from app.sessions.records import Records
 from app.settings import Settings
 
 
@@ -30,7 +31,8 @@ class Services:
     admission: Admission
     started_at: float  # unix time, the `created` of /v1/models
     models: ServedModels  # the model names served (/v1/models, every `model` checked)
-    detached: DetachedStreams  # resumable OpenAI streams
+    detached: DetachedStreams  # resumable OpenAI streams, background responses
+    records: Records  # stored responses (the Responses API), kept with the sessions
 
 
 class State(TypedDict):

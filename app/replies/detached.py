@@ -24,7 +24,7 @@ import orjson
 
 from app.errors import NotFound
 from app.replies.orphans import OrphanGrace
-from app.replies.replicas import LEASE_S, follow_until_gone
+from app.replies.replicas import CANCEL_WAIT_S, LEASE_S, follow_until_gone
 from app.sessions.store import SessionStore
 from app.streams import Event, ReplyLog, ReplyLogs
 
@@ -56,12 +56,15 @@ class DetachedStreams:
         self.keep_s = keep_s
         self._streams: dict[str, Detached] = {}
         self._leases: asyncio.Task[None] | None = None
+        self._cancels: asyncio.Task[None] | None = None
 
     async def start(self, stream_id: str, owner: str | None, payloads: AsyncIterator[bytes],
-                    on_end: Callable[[], Awaitable[None]]) -> ReplyLog:
+                    on_end: Callable[[], Awaitable[None]], *, background: bool = False
+                    ) -> ReplyLog:
         """Run `payloads` (each chunk's JSON) into a new log in the background; `on_end` runs
         once it ended, however it ended. The orphan grace starts at once: the client may have
-        left before it follows the log."""
+        left before it follows the log. A `background` stream needs no follower: it runs
+        until it ends or `cancel` stops it."""
         self._forget_expired()
         await self.store.try_claim(_claim_key(stream_id), stream_id, LEASE_S)
         stream = Detached(stream_id, owner, self.logs.open(stream_id, _claim_key(stream_id)))
@@ -69,12 +72,53 @@ class DetachedStreams:
         self._streams[stream_id] = stream
         task = stream.task = asyncio.create_task(self._run(stream, payloads, on_end),
                                                  name=f"detached-{stream_id}")
-        stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
-                                        lambda: _cancel(task), orphaned_now=True)
-        task.add_done_callback(lambda _: stop_watch())
+        if not background:
+            stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
+                                            lambda: _cancel(task), orphaned_now=True)
+            task.add_done_callback(lambda _: stop_watch())
         if self._leases is None or self._leases.done():
             self._leases = asyncio.create_task(self._keep_leases(), name="detached-leases")
+        if self._cancels is None:
+            self._cancels = asyncio.create_task(self._obey_cancels(), name="detached-cancels")
         return stream.log
+
+    async def running(self, stream_id: str) -> bool:
+        """Whether the stream is generated still, here or on another replica."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.task is not None:
+            return not stream.task.done()
+        return await self.store.in_flight(_claim_key(stream_id)) == stream_id
+
+    async def cancel(self, stream_id: str) -> None:
+        """Stop the stream, here or on the replica generating it, and wait (a few seconds at
+        most) until it has ended."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.task is not None:
+            stream.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stream.task)
+            return
+        if not await self.running(stream_id):
+            return
+        await self.logs.request_cancel(stream_id)
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
+        while asyncio.get_running_loop().time() < deadline and await self.running(stream_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def _obey_cancels(self) -> None:
+        """Cancels asked on other replicas (`logs.request_cancel`) for streams run here."""
+        while True:
+            try:
+                async for stream_id in self.logs.cancel_requests():
+                    stream = self._streams.get(stream_id)
+                    if stream is not None and stream.task is not None:
+                        stream.task.cancel()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("listening for cancel requests failed; retrying")
+                await asyncio.sleep(1.0)
 
     async def _run(self, stream: Detached, payloads: AsyncIterator[bytes],
                    on_end: Callable[[], Awaitable[None]]) -> None:
@@ -144,8 +188,9 @@ class DetachedStreams:
 
     async def close(self) -> None:
         """Abort what is still generated (shutdown)."""
-        if self._leases is not None:
-            self._leases.cancel()
+        for duty in (self._leases, self._cancels):
+            if duty is not None:
+                duty.cancel()
         tasks = [s.task for s in self._streams.values() if s.task is not None]
         for task in tasks:
             task.cancel()

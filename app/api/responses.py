@@ -1,0 +1,171 @@
+"""OpenAI's Responses API: `POST /v1/responses` (whole, streamed with typed events, or in the
+background), `GET /v1/responses/{id}` (the response, or with `stream=true&starting_after=N` its
+events again, on any replica), `POST /v1/responses/{id}/cancel` and `DELETE`.
+
+A response is a chat completion underneath (app/api/responses_schemas.py): the same engine
+path, admission, limits, tools and structured output. A background response runs detached
+(app/replies/detached.py) with its events in a reply log, memory or Redis Streams, which is what
+lets any replica resume it; OpenAI's own protocol for resumable streams, where vLLM's server
+keeps such state in one process's memory."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.api import openai_format, sse
+from app.api.disconnect import unless_disconnected
+from app.api.errors import json_response
+from app.api.openai import CLIENT_CLOSED, auto_reader
+from app.api.responses_events import ResponseBuilder, new_response_id
+from app.api.responses_run import KIND, ResponseRun, frames, logged_frames, payloads, stored, whole
+from app.api.responses_schemas import ResponsesRequest, renamed
+from app.api.schemas import parse_body, validation_context
+from app.api.state import Services, fair_user, owner, services
+from app.completions import Caller
+from app.errors import Conflict, InvalidRequest, NotFound
+from app.sessions.records import Record
+
+FINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
+
+
+async def create(request: Request) -> Response:
+    accepted_at, svc = time.monotonic(), services(request)
+    context = validation_context(svc.settings)
+    req = await parse_body(request, ResponsesRequest, svc.settings.max_body_bytes,
+                           context=context)
+    model = svc.models.resolve(req.model)
+    history: list[dict[str, Any]] = []
+    if req.previous_response_id is not None:
+        previous = await stored(svc.records, req.previous_response_id, owner(request),
+                                param="previous_response_id")
+        if previous["response"]["status"] not in FINAL:
+            raise Conflict(f"response {req.previous_response_id} is still in progress",
+                           param="previous_response_id", code="response_in_progress")
+        history = previous["messages"]
+    chat = req.chat(history, context)
+    response_id = new_response_id()
+    caller = Caller(response_id, accepted_at, owner(request), fair_user(request, req.user))
+    try:
+        completion = await svc.completions.chat(chat.turns(), chat.generation_params(),
+                                                chat.requested_max_tokens, caller,
+                                                tools=chat.template_tools())
+    except InvalidRequest as exc:  # what the engine's checks found, by this API's names
+        raise renamed(exc) from None
+    assert chat.tool_choice is not None  # resolved when validated
+    builder = ResponseBuilder(response_id, req, model, chat.tool_choice)
+    run = ResponseRun(builder, svc.records, owner=owner(request), store=req.store,
+                      background=req.background,
+                      conversation=[*history, *req.new_messages()])
+    shape = openai_format.Shape(response_id, int(time.time()), model, True, False, 0,
+                                tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)))
+    events = run.events(openai_format.chunks(completion, shape, include_usage=True))
+    if req.background:
+        return await _background(request, svc, run, events, completion.release, req.stream)
+    if req.stream:
+        return sse.EventStreamResponse(frames(events), on_close=completion.release,
+                                       ping_s=sse.PING_INTERVAL_S)
+    try:
+        finished, _ = await unless_disconnected(request.receive, whole(events))
+    finally:
+        await completion.release()
+    return json_response(builder.snapshot()) if finished else Response(status_code=CLIENT_CLOSED)
+
+
+async def _background(request: Request, svc: Services, run: ResponseRun, events: Any,
+                      release: Any, stream: bool) -> Response:
+    """Start it detached, stored as queued first: a GET right after the POST finds it."""
+    await run.save()
+    queued = run.builder.snapshot()
+    try:
+        log = await svc.detached.start(queued["id"], owner(request), payloads(events), release,
+                                       background=True)
+    except BaseException:  # never started: its place in the queue goes back
+        await release()
+        raise
+    if stream:
+        return sse.EventStreamResponse(logged_frames(log.follow(0, sse.PING_INTERVAL_S)))
+    return json_response(queued)
+
+
+async def retrieve(request: Request) -> Response:
+    svc, response_id = services(request), request.path_params["response_id"]
+    stream, after = _flag(request, "stream"), _starting_after(request)
+    record = await _current(svc, await stored(svc.records, response_id, owner(request)))
+    if not stream:
+        return json_response(record["response"])
+    if not record["response"].get("background"):
+        raise InvalidRequest("only a background response can be streamed again",
+                             param="stream")
+    # The log numbers its own `start` 0: sequence number N is the log's N + 1.
+    try:
+        events = await svc.detached.follow(response_id, after + 1,
+                                           heartbeat_s=sse.PING_INTERVAL_S, owner=owner(request))
+    except NotFound:
+        raise NotFound(f"the events of response {response_id} are no longer kept (10 minutes "
+                       "after it ended); GET it without stream", param="response_id",
+                       code="response_events_expired") from None
+    return sse.EventStreamResponse(logged_frames(events))
+
+
+async def cancel(request: Request) -> Response:
+    svc, response_id = services(request), request.path_params["response_id"]
+    record = await stored(svc.records, response_id, owner(request))
+    if not record["response"].get("background"):
+        raise InvalidRequest("only a background response can be cancelled",
+                             param="response_id")
+    if record["response"]["status"] not in FINAL:
+        await svc.detached.cancel(response_id)
+        record = await stored(svc.records, response_id, owner(request))
+    return json_response((await _current(svc, record))["response"])
+
+
+async def delete(request: Request) -> Response:
+    svc, response_id = services(request), request.path_params["response_id"]
+    record = await stored(svc.records, response_id, owner(request))
+    if record["response"]["status"] not in FINAL:
+        await svc.detached.cancel(response_id)
+    await svc.records.delete(KIND, response_id)
+    return json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+async def _current(svc: Services, record: Record) -> Record:
+    """The record, repaired when it says in progress but no replica runs it any more (its
+    replica died): failed, with what happened."""
+    response = record["response"]
+    if response["status"] in FINAL or await svc.detached.running(response["id"]):
+        return record
+    response.update(status="failed", error={
+        "code": "interrupted", "message": "the replica running this response stopped"})
+    await svc.records.put(KIND, response["id"], record)
+    return record
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise InvalidRequest(f"'{name}' must be true or false, got {value!r}", param=name)
+    return value == "true"
+
+
+def _starting_after(request: Request) -> int:
+    """`starting_after` (OpenAI's), or `Last-Event-ID` (an EventSource's); -1: from the start."""
+    value = request.query_params.get("starting_after")
+    if value is None:
+        return sse.parse_last_event_id(request.headers.get("last-event-id"), None)
+    if not value.lstrip("-").isdigit() or int(value) < -1:
+        raise InvalidRequest(f"'starting_after' must be a sequence number (an integer from "
+                             f"-1), got {value!r}", param="starting_after")
+    return int(value)
+
+
+routes = [
+    Route("/v1/responses", create, methods=["POST"]),
+    Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/cancel", cancel, methods=["POST"]),
+]
