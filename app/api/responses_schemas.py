@@ -14,6 +14,7 @@ from app.api.openai_schemas import ChatCompletionRequest, ModelName, PositiveInt
 from app.api.openai_structured import JsonSchemaFormat
 from app.api.openai_tools import FunctionDef
 from app.errors import InvalidRequest
+from app.params import SamplingFields
 from app.validation import MessageText, StrictModel, by_type, validate
 
 Messages = list[dict[str, Any]]  # chat messages, as the chat request takes them
@@ -93,7 +94,10 @@ class TextConfig(StrictModel):
         "json_schema": TextFormatJsonSchema}))] | None = None
 
 
-class ResponsesRequest(StrictModel):
+class ResponsesRequest(SamplingFields):
+    """OpenAI's fields, and the sampling fields chat completions take (vLLM's extensions
+    among them: `top_k`, `min_p`, `ignore_eos`, ...), passed through."""
+
     model: ModelName
     # A string is one user message.
     input: Annotated[list[InputItem], Field(min_length=1), BeforeValidator(
@@ -109,8 +113,6 @@ class ResponsesRequest(StrictModel):
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     max_output_tokens: PositiveInt | None = None
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]],
                         Field(max_length=16)] | None = None
     user: str | None = None
@@ -159,7 +161,8 @@ class ResponsesRequest(StrictModel):
         body: dict[str, Any] = {
             "model": self.model, "messages": [*system, *history, *self.new_messages()],
             "stream": True, "stream_options": {"include_usage": True}}
-        for name in ("temperature", "top_p", "user", "parallel_tool_calls"):
+        body.update(self.model_dump(include=set(SamplingFields.model_fields), exclude_none=True))
+        for name in ("user", "parallel_tool_calls"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         if self.max_output_tokens is not None:
@@ -198,6 +201,7 @@ def _response_format(fmt: TextFormat) -> dict[str, Any]:
 # The chat request's names for what this API calls otherwise (longest first).
 _RENAMED = (("max_completion_tokens", "max_output_tokens"),
             ("response_format.json_schema.json_schema", "text.format"),
+            ("response_format.json_schema", "text.format"),
             ("response_format", "text.format"), ("messages", "input"))
 
 
