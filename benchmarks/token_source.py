@@ -81,6 +81,9 @@ class TokenSource:
     def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
         raise ConfigError("the token source has no tokenizer for a tool-call parser")
 
+    def reasoning_parser(self, name: str) -> Any:
+        raise ConfigError("the token source has no tokenizer for a reasoning parser")
+
     async def token_strs(self, token_ids: Sequence[int]) -> list[str]:
         return ["x" for _ in token_ids]
 

@@ -5,22 +5,41 @@ It lives in tests/ only; the service always runs the real vLLM engine."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from app.engine import reasoning_parsers
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, PromptLogprob, TokenLogprob
 from app.engine.tool_parsers import new_parser
 from app.errors import InvalidRequest
 
+# Think tokens, one id each, as a reasoning model's tokenizer has them (vLLM's reasoning
+# parsers find them by id).
+THINK_TOKENS = {"<think>": 0x110002, "</think>": 0x110003}
+
 
 class _CharTokenizer:
-    """Enough of a tokenizer for vLLM's text-based tool parsers (hermes): one id per char."""
+    """Enough of a tokenizer for vLLM's text-based tool parsers (hermes) and its reasoning
+    parsers (deepseek_r1, qwen3): one id per char, one per think token."""
 
     def get_vocab(self) -> dict[str, int]:
-        return {"<tool_call>": 0x110000, "</tool_call>": 0x110001}
+        return {"<tool_call>": 0x110000, "</tool_call>": 0x110001, **THINK_TOKENS}
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [ord(c) for c in text]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        names = {i: name for name, i in THINK_TOKENS.items()}
+        return "".join(names.get(i) or chr(i) for i in token_ids)
+
+
+def token_ids(text: str) -> list[int]:
+    """A scripted piece's token ids: a think token is one id, any other char its code point."""
+    ids: list[int] = []
+    for i, part in enumerate(re.split("(</?think>)", text)):
+        ids += [THINK_TOKENS[part]] if i % 2 else [ord(c) for c in part]
+    return ids
 
 
 class ScriptedEngine:
@@ -73,6 +92,9 @@ class ScriptedEngine:
     def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
         return new_parser(name, _CharTokenizer(), tools)
 
+    def reasoning_parser(self, name: str) -> Any:
+        return reasoning_parsers.new_parser(name, _CharTokenizer())
+
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return ([1] if add_special_tokens else []) + [ord(c) for c in text]
 
@@ -117,6 +139,7 @@ class ScriptedEngine:
                     logprobs = [TokenLogprob(text, -0.5, ((text, -0.5), ("zz", -1.5), ("yy", -2.0)))]
                 for index in range(params.n):  # every choice the same: the script is the script
                     yield Delta(index=index, text=text, token_count=1, finish_reason=finish,
+                                token_ids=token_ids(text),
                                 prompt_tokens=len(prompt_token_ids) if i == 0 and index == 0
                                 else None, cached_tokens=0 if i == 0 and index == 0 else None,
                                 queue_s=0.001 if last else None, logprobs=logprobs,

@@ -64,6 +64,8 @@ class Delta:
     index: int
     text: str
     token_count: int
+    # The step's new token ids (a reasoning parser reads them: app/reasoning.py).
+    token_ids: Sequence[int] = ()
     # Set on the first delta of a request.
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
@@ -135,6 +137,12 @@ class Engine(Protocol):
     def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
         """A new vLLM tool-call parser `name` over this model's tokenizer, for one reply
         (app/engine/tool_parsers.py); ConfigError if there is none such or it does not fit."""
+        ...
+
+    def reasoning_parser(self, name: str) -> Any:
+        """A new vLLM reasoning parser `name` over this model's tokenizer, for one reply
+        (app/engine/reasoning_parsers.py); ConfigError if there is none such or it does not
+        fit."""
         ...
 
     async def token_strs(self, token_ids: Sequence[int]) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from app.engine import tool_parsers, vllm_params
+from app.engine import reasoning_parsers, tool_parsers, vllm_params
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
 from app.engine.reaper import EngineReaper, descendants
 from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
@@ -144,6 +144,9 @@ class VllmEngine:
     def tool_parser(self, name: str, tools: Sequence[dict[str, Any]] | None) -> Any:
         return tool_parsers.new_parser(name, self._tokenizer, tools)
 
+    def reasoning_parser(self, name: str) -> Any:
+        return reasoning_parsers.new_parser(name, self._tokenizer)
+
     async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(await self._on_tokenizer_thread(
             lambda: self._tokenizer.encode(text, add_special_tokens=add_special_tokens)))
@@ -193,6 +196,7 @@ class VllmEngine:
                         index=choice.index,
                         text=choice.text,
                         token_count=len(choice.token_ids),
+                        token_ids=choice.token_ids,
                         finish_reason=choice.finish_reason,
                         logprobs=_logprobs(choice) if params.logprobs is not None else None,
                         queue_s=queue_s,
