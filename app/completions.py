@@ -49,6 +49,10 @@ class Completion:
         self._meter: StreamMeter | None = None
         self._released = False
 
+    @property
+    def prompt_ids(self) -> Sequence[int]:
+        return self._prompt_ids
+
     def usage(self) -> dict[str, int]:
         """prompt_tokens, completion_tokens and cached_tokens, as the engine counted them."""
         if self._meter is None:

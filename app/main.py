@@ -103,7 +103,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                            max_reply_tokens=settings.max_reply_tokens,
                            max_reply_seconds=settings.max_reply_seconds,
                            max_sessions_per_key=settings.max_sessions_per_key,
-                           models=models)
+                           models=models, reasoning_parser=settings.reasoning_parser)
         await chat.start()
         warmer = PrefixWarmer(engine, store, admission, chat.replies, lifecycle,
                               default_max_tokens=settings.default_max_tokens
@@ -115,7 +115,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
         detached = DetachedStreams(logs, store, orphan_grace_s=settings.orphan_grace_s)
         starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
                                                     settings.max_concurrent_generations,
-                                                    settings.tool_call_parser))
+                                                    settings.tool_call_parser,
+                                                    settings.reasoning_parser))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
                                         admission, time.time(), models, detached, records)}
@@ -152,11 +153,14 @@ async def _check_redis(store: SessionStore, url: str) -> None:
 
 
 async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admission,
-                        max_concurrent: int | None, tool_call_parser: str | None) -> None:
+                        max_concurrent: int | None, tool_call_parser: str | None,
+                        reasoning_parser: str | None = None) -> None:
     try:
         await engine.start()
         if tool_call_parser is not None:  # vLLM checks --tool-call-parser at start too
             engine.tool_parser(tool_call_parser, None)
+        if reasoning_parser is not None:  # and --reasoning-parser
+            engine.reasoning_parser(reasoning_parser)
         # The engine runs max_num_seqs requests at once: let in that many, no more.
         admission.resize(max_concurrent or engine.max_num_seqs or DEFAULT_MAX_ACTIVE)
         log.info("admission: %d generations in the engine at once (%d of them prefilling), "

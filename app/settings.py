@@ -138,6 +138,10 @@ class Settings(BaseModel):
     tool_call_parser: str | None = Field(
         default=None, min_length=1, description="vLLM's tool-call parser (its --tool-call-parser "
         "names, e.g. hermes): enables tool_choice auto; checked against the model at start")
+    reasoning_parser: str | None = Field(
+        default=None, min_length=1, description="vLLM's reasoning parser (its --reasoning-parser "
+        "names, e.g. deepseek_r1, qwen3): a reply's reasoning kept apart (reasoning_content, "
+        "reasoning events) and out of later prompts; checked against the model at start")
     # -- logs -----------------------------------------------------------------------------
     log_format: LogFormat | None = Field(
         default=None, description="json (one JSON line per request or stream) | text; unset: "

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from app.api import models, openai_format, resumable, sse
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
+from app.api.openai_reasoning import Reasoning
 from app.api.openai_schemas import ChatCompletionRequest, CompletionRequest, OpenAIRequest
 from app.api.openai_tool_parser import ParserReader, vllm_request
 from app.api.schemas import parse_body, validation_context
@@ -21,6 +22,7 @@ from app.api.state import Services, fair_user, owner, services
 from app.completion_batch import CompletionBatch, complete
 from app.completions import Caller, Completion
 from app.errors import InvalidRequest
+from app.reasoning import ReasoningSplit
 
 # What a client waits for when it left before the response: nginx's "client closed request".
 CLIENT_CLOSED = 499
@@ -41,7 +43,8 @@ async def chat_completions(request: Request) -> Response:
     respond = resumable.stream if detach else _respond
     return await respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0,
-        req.continuous_usage, req.n, req.tool_calls(lambda: auto_reader(svc, req, model))))
+        req.continuous_usage, req.n, req.tool_calls(lambda: auto_reader(svc, req, model)),
+        _reasoning(svc, completion)))
 
 
 async def completions(request: Request) -> Response:
@@ -64,6 +67,15 @@ def auto_reader(svc: Services, req: ChatCompletionRequest, model: str) -> Parser
     tools = req.template_tools() or []
     return ParserReader(svc.engine.tool_parser(svc.settings.tool_call_parser, tools),
                         vllm_request(model, tools))
+
+
+def _reasoning(svc: Services, completion: Completion) -> Reasoning | None:
+    """The reply's reasoning apart, when a reasoning parser is set (a new parser per choice)."""
+    name = svc.settings.reasoning_parser
+    if name is None:
+        return None
+    return Reasoning(lambda: ReasoningSplit(svc.engine.reasoning_parser(name),
+                                            completion.prompt_ids))
 
 
 def _served_model(svc: Services, model: str | None) -> str:

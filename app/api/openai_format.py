@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from app.api.openai_reasoning import Reasoning
 from app.api.openai_tool_calls import ToolCalls
 from app.api.sse import frame
 from app.completion_batch import CompletionBatch
@@ -36,6 +37,7 @@ class Shape:
     continuous_usage: bool = False  # vLLM's: usage on every chunk
     n: int = 1  # choices per prompt
     tools: ToolCalls | None = None  # the reply read as tool calls (`tool_choice` forced)
+    reasoning: Reasoning | None = None  # its reasoning apart (STREAMCHAT_REASONING_PARSER)
 
     def head(self, streaming: bool) -> dict[str, Any]:
         kind = ("chat.completion.chunk" if streaming else "chat.completion") if self.chat \
@@ -124,12 +126,18 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
 
 def _pieces(shape: Shape, delta: Delta) -> list[dict[str, Any]]:
     """What a delta's text shows: chat content, tool-call deltas (each a chunk of its own), or
-    a completion's text."""
+    a completion's text; with a reasoning parser, its reasoning first, then the rest's."""
+    if shape.reasoning is not None:
+        return shape.reasoning.pieces(delta, lambda text: _shown(shape, delta.index, text))
+    return _shown(shape, delta.index, delta.text)
+
+
+def _shown(shape: Shape, index: int, text: str) -> list[dict[str, Any]]:
     if shape.tools is not None:
-        return shape.tools.feed(delta.index, delta.text)
-    if not delta.text:
+        return shape.tools.feed(index, text)
+    if not text:
         return []
-    return [{"content": delta.text}] if shape.chat else [{}]
+    return [{"content": text}] if shape.chat else [{}]
 
 
 @dataclass
@@ -171,13 +179,18 @@ async def whole(completion: Answer, shape: Shape) -> dict[str, Any]:
     for index in sorted(choices):
         choice, text = choices[index], "".join(choices[index].parts)
         body: dict[str, Any] = {"index": index}
+        reasoning, answer = None, text  # type: tuple[str | None, str | None]
+        if shape.reasoning is not None:  # vLLM's: null content when all of it was reasoning
+            reasoning, answer = shape.reasoning.split(text)
         if shape.tools is not None:
-            body["message"] = shape.tools.message(index, text)
+            body["message"] = shape.tools.message(index, answer or "")
             choice.finish_reason = shape.tools.finish_reason(index, choice.finish_reason)
         elif shape.chat:
-            body["message"] = {"role": "assistant", "content": text}
+            body["message"] = {"role": "assistant", "content": answer}
         else:
             body["text"] = text
+        if shape.reasoning is not None:
+            body["message"]["reasoning_content"] = reasoning
         body["logprobs"] = shape.logprobs_of(choice.logprobs, 0)
         body["finish_reason"] = choice.finish_reason
         prompt = choices.get(index - index % shape.n)  # the prompt's first choice has them
