@@ -42,12 +42,11 @@ SESSION_RETRY_S = 60.0  # a key at its session quota: nothing frees by itself so
 
 class ChatService:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 admission: Admission, *, default_max_tokens: int = 512,
-                 orphan_grace_s: float = 10.0,
+                 admission: Admission, *, default_max_tokens: int = 512, orphan_grace_s: float = 10.0,
                  limits: KeyLimits | None = None, max_reply_tokens: int | None = None,
                  max_reply_seconds: float | None = None,
                  max_sessions_per_key: int | None = None,
-                 models: ServedModels | None = None) -> None:
+                 models: ServedModels | None = None, reasoning_parser: str | None = None) -> None:
         self.engine = engine
         self.models = models if models is not None else ServedModels(engine)
         self.store = store
@@ -60,7 +59,7 @@ class ChatService:
         self.admission = admission
         self.replies = Replies(engine, store, logs, lifecycle, admission,
                                orphan_grace_s=orphan_grace_s, max_seconds=max_reply_seconds,
-                               limits=limits)
+                               limits=limits, reasoning_parser=reasoning_parser)
         self.replicas = ReplicaCoordinator(self.replies, store, logs)
 
     async def start(self) -> None:
@@ -234,6 +233,7 @@ def _show_progress(session: Session, live: LiveReply) -> None:
     for i, message in enumerate(session.messages):
         if message.id == live.message.id:
             session.messages[i] = Message(**{**message.to_dict(), "content": live.transcript.text,
+                                             "reasoning": live.transcript.reasoning or None,
                                              "status": live.message.status})
 
 

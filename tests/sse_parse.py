@@ -28,8 +28,9 @@ def numbered(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def check_grammar(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """start, progress (queued*, prefill?, without ids) before the first token, token*,
-    done|error, the numbered ones with ids 0..n in order; returns the numbered events."""
+    """start, progress (queued*, prefill?, without ids) before the first token, token* (and
+    reasoning* with a reasoning parser), done|error, the numbered ones with ids 0..n in order;
+    returns the numbered events."""
     events = list(frames)
     assert events, "no events"
     assert events[0]["event"] == "start"
@@ -41,7 +42,7 @@ def check_grammar(frames: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     assert progress.count("prefill") <= 1
     assert all(e["id"] is None for e in events if e["event"] in PROGRESS)
     events = numbered(events)
-    assert all(e["event"] == "token" for e in events[1:-1])
+    assert all(e["event"] in ("token", "reasoning") for e in events[1:-1])
     assert [int(e["id"]) for e in events] == list(range(len(events)))
     return events
 

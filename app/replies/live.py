@@ -21,6 +21,7 @@ from app.errors import StreamchatError
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
 from app.metering import StreamMeter
+from app.reasoning import ReasoningSplit
 from app.replies.orphans import OrphanGrace
 from app.replies.transcript import SHUT_DOWN, Ending, Transcript, conclude, terminal_event
 from app.sessions.models import Message
@@ -51,8 +52,9 @@ class LiveReply:
 class Replies:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
                  admission: Admission, *, orphan_grace_s: float, max_seconds: float | None = None,
-                 limits: KeyLimits | None = None) -> None:
+                 limits: KeyLimits | None = None, reasoning_parser: str | None = None) -> None:
         self.engine = engine
+        self.reasoning_parser = reasoning_parser  # its reasoning apart (app/reasoning.py)
         self.admission = admission
         # Called with the session id once a reply is stored done.
         self.on_stored: Callable[[str], None] | None = None
@@ -129,9 +131,12 @@ class Replies:
 
     async def _generate(self, live: LiveReply, prompt_ids: Sequence[int],
                         params: GenerationParams) -> Ending:
-        """Engine deltas -> token events, one per engine step; how the reply ended."""
+        """Engine deltas -> token events, one per engine step (with a reasoning parser, a
+        `reasoning` event before it for the step's reasoning); how the reply ended."""
         message, events, meter = live.message, live.log, live.meter
         pending_tokens = 0  # tokens since the last event (an end-of-sequence token has no text)
+        split = None if self.reasoning_parser is None else ReasoningSplit(
+            self.engine.reasoning_parser(self.reasoning_parser), prompt_ids)
         loop = asyncio.get_running_loop()
         try:
             # max_seconds counts from admission: waiting in the queue is bounded by its length.
@@ -148,13 +153,22 @@ class Replies:
                                                            on_admitted=admitted):
                     meter.count(delta)
                     pending_tokens += delta.token_count
-                    if not delta.text:
+                    text, thought = delta.text, ""
+                    if split is not None:
+                        thought, text = split.feed(text, delta.token_ids,
+                                                   delta.finish_reason is not None)
+                    if not text and not thought:
                         continue
                     if meter.shown():
                         message.status = "streaming"
-                    live.transcript.add(delta.text, pending_tokens)
-                    events.append("token", {"text": delta.text, "n": pending_tokens})
-                    pending_tokens = 0
+                    if thought:
+                        live.transcript.add(thought, pending_tokens, reasoning=True)
+                        events.append("reasoning", {"text": thought, "n": pending_tokens})
+                        pending_tokens = 0
+                    if text:
+                        live.transcript.add(text, pending_tokens)
+                        events.append("token", {"text": text, "n": pending_tokens})
+                        pending_tokens = 0
         except TimeoutError:  # max_reply_seconds: ends as if it had reached max_tokens
             metrics.ABORTED.labels("timeout").inc()
             return Ending("done", "length")

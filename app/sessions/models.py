@@ -34,6 +34,9 @@ class Message:
     # A finished reply's token events, "chars[:tokens]" each, so that its events can be rebuilt
     # exactly for a client resuming after its event log is gone (app/replies/transcript.py).
     spans: str | None = None
+    # A reply's reasoning, with a reasoning parser: kept apart from `content`, which alone goes
+    # into later prompts (app/history.py).
+    reasoning: str | None = None
 
     @classmethod
     def new(cls, role: Role, content: str, status: Status, model: str | None = None) -> Message:
