@@ -4,7 +4,8 @@ An OpenAI chat completion streamed with `X-Stream-Resumable` (docs/API.md) runs 
 task, writing the JSON of each chunk to a `ReplyLog` (app/streams/) under the completion's id:
 the same logs, memory or Redis Streams, that make session replies resumable. Its clients follow
 the log, so the generation survives them: after the last one left it goes on for the orphan
-grace, then it is aborted (app/replies/orphans.py). The log's first event (`start`, seq 0) holds
+grace, then it is aborted (app/replies/orphans.py); a background response (the Responses API)
+needs no follower and runs until it ends or `cancel` stops it, on whichever replica runs it. The log's first event (`start`, seq 0) holds
 the key that started it; only that key may follow it. A finished stream can be resumed for
 `keep_s` here (for the log's own retention on another replica, through Redis).
 
