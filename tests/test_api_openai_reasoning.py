@@ -146,3 +146,17 @@ async def test_the_sdk_async_streaming_and_not(running: Start) -> None:
         deltas: Any = [chunk.choices[0].delta async for chunk in stream]
     assert "".join(d.model_extra.get("reasoning_content") or "" for d in deltas) == "plan it"
     assert "".join(d.content or "" for d in deltas) == "The answer."
+
+
+def test_a_reply_sent_back_with_its_reasoning_gives_it_to_the_template() -> None:
+    engine = ScriptedEngine()
+    history = [{"role": "user", "content": "Hi"},
+               {"role": "assistant", "content": "A", "reasoning_content": "plan"},
+               {"role": "assistant", "content": "B", "reasoning": "more"},
+               {"role": "user", "content": "Again"}]
+    with client_of(engine) as client:
+        reply = client.post("/v1/chat/completions", json={**CHAT, "messages": history})
+    assert reply.status_code == 200, reply.text
+    turns = engine.rendered[-1][0]
+    assert [t.extra.get("reasoning_content") for t in turns] == [None, "plan", "more", None]
+    assert [t.content for t in turns] == ["Hi", "A", "B", "Again"]

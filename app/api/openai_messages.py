@@ -29,6 +29,10 @@ class ChatMessage(StrictModel):
         lambda v: [{"type": "text", "text": v}] if isinstance(v, str) else v)] = Field(
         default=None, validate_default=True)
     name: str | None = None
+    # An assistant reply sent back as it came (vLLM accepts both names): to the template as
+    # `reasoning_content`, which decides whether to render it (most drop earlier turns').
+    reasoning_content: str | None = None
+    reasoning: str | None = None
     tool_call_id: Annotated[str, Field(min_length=1)] | None = Field(default=None,
                                                                       validate_default=True)
 
@@ -64,4 +68,6 @@ class ChatMessage(StrictModel):
             extra["tool_calls"] = [call.for_template() for call in self.tool_calls]
         if self.tool_call_id is not None:
             extra["tool_call_id"] = self.tool_call_id
+        if (reasoning := self.reasoning_content or self.reasoning) and self.role == "assistant":
+            extra["reasoning_content"] = reasoning
         return ChatTurn(CHAT_ROLES[self.role], text, extra)
