@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -18,8 +18,9 @@ from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.adapters import Adapters
 from app.admission import Admission
-from app.api import openai, ops, responses, resumable, sessions, ws
+from app.api import lora, openai, ops, responses, resumable, sessions, ws
 from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.raw_send import StreamchatApp
@@ -29,7 +30,7 @@ from app.auth import Authenticator
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
-from app.errors import ConfigError
+from app.errors import ConfigError, StreamchatError
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
 from app.replies.detached import DetachedStreams
@@ -51,8 +52,11 @@ def build_engine(settings: Settings) -> Engine:
     """The real engine for these settings (converts the default model on first use)."""
     from app.engine.config import create_engine
 
+    # LoRA for fine-tuning or named adapters; vLLM's own arguments, which a user's win over.
+    lora = {"enable_lora": True, "max_lora_rank": settings.max_lora_rank,
+            "max_loras": settings.max_loras} if settings.lora else {}
     return create_engine(settings.model, settings.model_name, settings.max_model_len,
-                         settings.engine_args, settings.cache_dir)
+                         {**lora, **settings.engine_args}, settings.cache_dir)
 
 
 def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBuckets, Records]:
@@ -91,7 +95,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     # Until the engine says how many requests it runs at once, the setting or vLLM's default.
     admission = Admission(max_active=settings.max_concurrent_generations or DEFAULT_MAX_ACTIVE,
                           max_queue=settings.max_queue, max_prefilling=settings.max_prefilling)
-    models = ServedModels(engine, settings.model_aliases)
+    adapters = Adapters(engine, enabled=settings.lora, max_rank=settings.max_lora_rank)
+    models = ServedModels(engine, settings.model_aliases, adapters)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -116,10 +121,12 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
         starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
                                                     settings.max_concurrent_generations,
                                                     settings.tool_call_parser,
-                                                    settings.reasoning_parser))
+                                                    settings.reasoning_parser, adapters,
+                                                    settings.lora_modules))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
-                                        admission, time.time(), models, detached, records)}
+                                        admission, time.time(), models, detached, records,
+                                        adapters)}
         finally:
             lifecycle.drain()
             starter.cancel()
@@ -133,7 +140,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
 
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, *resumable.routes,
-                *responses.routes,
+                *responses.routes, *lora.routes,
                 Route("/", PageFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],
@@ -154,9 +161,17 @@ async def _check_redis(store: SessionStore, url: str) -> None:
 
 async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admission,
                         max_concurrent: int | None, tool_call_parser: str | None,
-                        reasoning_parser: str | None = None) -> None:
+                        reasoning_parser: str | None = None, adapters: Adapters | None = None,
+                        lora_modules: Sequence[tuple[str, Path]] = ()) -> None:
     try:
         await engine.start()
+        for name, path in lora_modules:  # as vLLM's --lora-modules: a bad one stops the server
+            try:
+                assert adapters is not None
+                await adapters.add(name, path)
+            except StreamchatError as exc:
+                raise ConfigError(f"STREAMCHAT_LORA_MODULES: {name}={path}: {exc.message}") \
+                    from None
         if tool_call_parser is not None:  # vLLM checks --tool-call-parser at start too
             engine.tool_parser(tool_call_parser, None)
         if reasoning_parser is not None:  # and --reasoning-parser

@@ -21,6 +21,7 @@ from app.settings_types import (
     JsonObject,
     LogFormat,
     LogLevel,
+    NamedPaths,
     UserPath,
     describe,
     env_name,
@@ -142,12 +143,32 @@ class Settings(BaseModel):
         default=None, min_length=1, description="vLLM's reasoning parser (its --reasoning-parser "
         "names, e.g. deepseek_r1, qwen3): a reply's reasoning kept apart (reasoning_content, "
         "reasoning events) and out of later prompts; checked against the model at start")
+    # -- fine-tuning and LoRA adapters --------------------------------------------------
+    fine_tuning: bool = Field(
+        default=False, description="serve the fine-tuning API (/v1/files, /v1/fine_tuning/jobs) "
+        "and LoRA adapters in the engine: a job's adapter is served as its fine_tuned_model")
+    max_concurrent_jobs: int = Field(default=1, ge=1,
+                                     description="fine-tuning jobs training at once")
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1,
+                                  description="largest file POST /v1/files takes (413 past it)")
+    lora_modules: NamedPaths = Field(
+        default=(), description="LoRA adapters (peft folders) served from the start, "
+        "comma-separated name=path entries as vLLM's --lora-modules; turns LoRA on")
+    max_lora_rank: int = Field(default=16, ge=1,
+                               description="largest LoRA rank the engine serves (vLLM's)")
+    max_loras: int = Field(default=4, ge=1,
+                           description="LoRA adapters one engine step serves at once (vLLM's)")
     # -- logs -----------------------------------------------------------------------------
     log_format: LogFormat | None = Field(
         default=None, description="json (one JSON line per request or stream) | text; unset: "
         "json when stdout is not a terminal")
     log_content: bool = Field(default=False,
                               description="log prompt and reply text (never by default)")
+
+    @property
+    def lora(self) -> bool:
+        """Whether the engine serves LoRA adapters: for fine-tuning, or adapters named."""
+        return self.fine_tuning or bool(self.lora_modules)
 
     @field_validator("model")
     @classmethod

@@ -48,6 +48,22 @@ def _lower(value: Any) -> Any:
 
 
 CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
+
+
+def _named_paths(value: Any) -> Any:
+    """`name=path,name=path` (vLLM's --lora-modules form) as ((name, path), ...)."""
+    if not isinstance(value, str):
+        return value
+    pairs = []
+    for item in _split_commas(value):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"must be name=path entries, comma-separated; got {item!r}")
+        pairs.append((name.strip(), Path(path.strip()).expanduser()))
+    return tuple(pairs)
+
+
+NamedPaths = Annotated[tuple[tuple[str, Path], ...], BeforeValidator(_named_paths)]
 JsonObject = Annotated[Mapping[str, Any], BeforeValidator(_json_object)]
 UserPath = Annotated[Path, AfterValidator(_expand_user)]
 LogLevel = Annotated[Literal["critical", "error", "warning", "info", "debug"], BeforeValidator(_lower)]

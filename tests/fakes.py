@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from app.engine import reasoning_parsers
-from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, PromptLogprob, TokenLogprob
+from app.engine.base import (
+    ChatTurn,
+    Delta,
+    EngineStats,
+    GenerationParams,
+    LoraAdapter,
+    PromptLogprob,
+    TokenLogprob,
+)
 from app.engine.tool_parsers import new_parser
 from app.errors import InvalidRequest
 
@@ -62,6 +70,7 @@ class ScriptedEngine:
         self.running: set[str] = set()
         self.prompts: list[list[int]] = []
         self.params: list[GenerationParams] = []
+        self.loras: dict[int, LoraAdapter] = {}  # loaded in the engine, by lora id
         self.renders: list[tuple[bool, bool]] = []  # (add_generation_prompt, continue_final_message)
         self.rendered: list[tuple[list[ChatTurn], list[dict[str, Any]] | None]] = []  # turns, tools
 
@@ -115,6 +124,15 @@ class ScriptedEngine:
 
     def stats(self) -> EngineStats:
         return EngineStats(running=len(self.running))
+
+    async def add_lora(self, adapter: LoraAdapter) -> None:
+        if "broken" in adapter.path:  # what vLLM says of weights it cannot load
+            raise InvalidRequest(f"could not load the LoRA adapter at {adapter.path}",
+                                 param="lora_path")
+        self.loras[adapter.lora_id] = adapter
+
+    async def remove_lora(self, lora_id: int) -> None:
+        self.loras.pop(lora_id, None)
 
     async def stream(self, prompt_token_ids: Sequence[int], params: GenerationParams,
                      request_id: str, priority: int = 0) -> AsyncIterator[Delta]:

@@ -1,11 +1,12 @@
 """Authentication on every route and transport, before anything else runs.
 
 When auth is on, every route needs a key or token with the `chat` scope, except `/health`,
-`/ready` and the page (`/`, `/static/...`); `/metrics` needs `admin` unless
-`metrics_public`. Credentials come as `Authorization: Bearer ...`; a browser's WebSocket, which
-cannot set headers, may offer `bearer.<token>` in `Sec-WebSocket-Protocol` instead. A refused
-WebSocket is refused at the handshake, with the same HTTP answer as any other request. The key
-id (or JWT subject) becomes the request's owner: sessions belong to it."""
+`/ready` and the page (`/`, `/static/...`); `/metrics` needs `admin` unless `metrics_public`,
+and loading or unloading LoRA adapters needs `admin`. Credentials come as `Authorization: Bearer
+...`; a browser's WebSocket, which cannot set headers, may offer `bearer.<token>` in
+`Sec-WebSocket-Protocol` instead. A refused WebSocket is refused at the handshake, with the same
+HTTP answer as any other request. The key id (or JWT subject) becomes the request's owner:
+sessions belong to it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app.limits import KeyLimits
 from app.logs import request_context
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/"})
+ADMIN_PATHS = frozenset({"/metrics", "/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
 BEARER_PROTOCOL = "bearer."
 
 
@@ -53,7 +55,7 @@ class AuthMiddleware:
             return
         try:
             principal = self.authenticator.authenticate(credentials(scope))
-            scope_needed = "admin" if scope["path"] == "/metrics" else "chat"
+            scope_needed = "admin" if scope["path"] in ADMIN_PATHS else "chat"
             if not principal.can(scope_needed):
                 raise Forbidden(f"this key lacks the '{scope_needed}' scope")
             if self.limits is not None:

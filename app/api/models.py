@@ -89,12 +89,20 @@ def _ready(engine: Engine) -> Engine:
 async def models(request: Request) -> Response:
     svc = services(request)
     engine, created = svc.engine, int(svc.started_at)
-    # Every name serves the engine's own weights: each is a base model (no `parent`).
-    return json_response({"object": "list", "data": [
-        {"id": name, "object": "model", "created": created, "owned_by": "streamchat",
-         "root": engine.model_name, "parent": None, "max_model_len": engine.max_model_len,
-         "permission": [_permission(created)]}
-        for name in svc.models.names()]})
+    # The base model and its aliases serve the engine's own weights (no `parent`); an
+    # adapter's `parent` is the base model and its `root` its folder, as vLLM lists them.
+    adapters = {s.adapter.name: s for s in svc.models.adapters.all()} \
+        if svc.models.adapters is not None else {}
+    data = []
+    for name in svc.models.names():
+        served = adapters.get(name)
+        root, parent = (engine.model_name, None) if served is None else \
+            (served.adapter.path, svc.models.base)
+        made = created if served is None else served.created
+        data.append({"id": name, "object": "model", "created": made, "owned_by": "streamchat",
+                     "root": root, "parent": parent, "max_model_len": engine.max_model_len,
+                     "permission": [_permission(made)]})
+    return json_response({"object": "list", "data": data})
 
 
 def _permission(created: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,7 +38,8 @@ async def chat_completions(request: Request) -> Response:
     asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request),
                    fair_user(request, req.user), req.priority)
     completion = await svc.completions.chat(
-        req.turns(), req.generation_params(), req.requested_max_tokens, asked,
+        req.turns(), replace(req.generation_params(), lora=svc.models.lora(model)),
+        req.requested_max_tokens, asked,
         add_generation_prompt=req.add_generation_prompt,
         continue_final_message=req.continue_final_message, tools=req.template_tools())
     respond = resumable.stream if detach else _respond
@@ -54,7 +56,8 @@ async def completions(request: Request) -> Response:
     model = _served_model(svc, req.model or request.path_params.get("model"))
     asked = Caller("cmpl-" + secrets.token_hex(12), accepted_at, owner(request),
                    fair_user(request, req.user), req.priority)
-    completion = await complete(svc.completions, req.prompt, req.generation_params(),
+    completion = await complete(svc.completions, req.prompt,
+                                replace(req.generation_params(), lora=svc.models.lora(model)),
                                 req.requested_max_tokens, asked, echo=req.echo)
     return await _respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, False, req.logprobs is not None,

@@ -11,6 +11,7 @@ keeps such state in one process's memory."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -51,9 +52,9 @@ async def create(request: Request) -> Response:
     response_id = new_response_id()
     caller = Caller(response_id, accepted_at, owner(request), fair_user(request, req.user))
     try:
-        completion = await svc.completions.chat(chat.turns(), chat.generation_params(),
-                                                chat.requested_max_tokens, caller,
-                                                tools=chat.template_tools())
+        params = replace(chat.generation_params(), lora=svc.models.lora(model))
+        completion = await svc.completions.chat(chat.turns(), params, chat.requested_max_tokens,
+                                                caller, tools=chat.template_tools())
     except InvalidRequest as exc:  # what the engine's checks found, by this API's names
         raise renamed(exc) from None
     assert chat.tool_choice is not None  # resolved when validated

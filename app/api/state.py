@@ -8,6 +8,7 @@ from typing import TypedDict
 
 from starlette.requests import HTTPConnection
 
+from app.adapters import Adapters
 from app.admission import Admission
 from app.chat import ChatService
 from app.completions import CompletionService
@@ -33,6 +34,7 @@ class Services:
     models: ServedModels  # the model names served (/v1/models, every `model` checked)
     detached: DetachedStreams  # resumable OpenAI streams, background responses
     records: Records  # stored responses (the Responses API), kept with the sessions
+    adapters: Adapters  # LoRA adapters served by name (models also lists them)
 
 
 class State(TypedDict):

@@ -24,6 +24,16 @@ class StructuredOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class LoraAdapter:
+    """A LoRA adapter the engine serves (vLLM's `LoRARequest`): its served name, the number
+    the engine knows it by, and its peft folder."""
+
+    name: str
+    lora_id: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationParams:
     """Sampling parameters a client may set; validated by `app.params` and the OpenAI
     request models (app/api/openai_schemas.py)."""
@@ -48,6 +58,7 @@ class GenerationParams:
     include_stop_str_in_output: bool = False
     prompt_logprobs: int | None = None  # top-k logprobs per prompt token
     structured: StructuredOutput | None = None
+    lora: LoraAdapter | None = None  # generate with this adapter on the base weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,3 +170,9 @@ class Engine(Protocol):
         ...
 
     def stats(self) -> EngineStats: ...
+
+    async def add_lora(self, adapter: LoraAdapter) -> None:
+        """Load `adapter` now (the engine must serve LoRA); InvalidRequest if it cannot."""
+        ...
+
+    async def remove_lora(self, lora_id: int) -> None: ...

@@ -15,7 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.engine import reasoning_parsers, tool_parsers, vllm_params
-from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, TokenLogprob
+from app.engine.base import (
+    ChatTurn,
+    Delta,
+    EngineStats,
+    GenerationParams,
+    LoraAdapter,
+    TokenLogprob,
+)
 from app.engine.reaper import EngineReaper, descendants
 from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
 
@@ -176,6 +183,22 @@ class VllmEngine:
             return EngineStats(kv_cache_usage=_SchedulerStatsLogger.latest.kv_cache_usage)
         return _SchedulerStatsLogger.latest
 
+    async def add_lora(self, adapter: LoraAdapter) -> None:
+        if not self.ready:
+            raise NotReady("the engine is not ready")
+        try:
+            loaded = await self._llm.add_lora(_lora_request(adapter))
+        except Exception as exc:  # vLLM says why: a missing file, a rank over max_lora_rank
+            raise InvalidRequest(f"could not load the LoRA adapter at {adapter.path}: {exc}",
+                                 param="lora_path") from None
+        if not loaded:
+            raise InvalidRequest(f"the engine did not load the LoRA adapter at {adapter.path}",
+                                 param="lora_path")
+
+    async def remove_lora(self, lora_id: int) -> None:
+        if self.ready:
+            await self._llm.remove_lora(lora_id)
+
     async def stream(
         self, prompt_token_ids: Sequence[int], params: GenerationParams, request_id: str,
         priority: int = 0,
@@ -188,7 +211,9 @@ class VllmEngine:
         try:
             # Cancelling this generator (the consumer's task) makes vLLM abort the request.
             # vLLM refuses a priority unless its scheduler orders by priority.
-            extra = {"priority": priority} if self._priority_scheduling else {}
+            extra: dict[str, Any] = {"priority": priority} if self._priority_scheduling else {}
+            if params.lora is not None:
+                extra["lora_request"] = _lora_request(params.lora)
             async for out in self._llm.generate(prompt, sampling, request_id, **extra):
                 queue_s = _queue_seconds(out.metrics) if out.finished else None
                 for choice in out.outputs:
@@ -219,6 +244,12 @@ class VllmEngine:
             if self._llm is not None and self._llm.errored:
                 self._ready = False
             raise EngineFailure(f"generation failed: {exc}") from exc
+
+
+def _lora_request(adapter: LoraAdapter) -> Any:
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(adapter.name, adapter.lora_id, adapter.path)
 
 
 def _queue_seconds(stats: Any) -> float | None:

@@ -1,17 +1,18 @@
 """Detached streams: stateless generations that outlive their client, so that it can resume.
 
-An OpenAI chat completion streamed with `X-Stream-Resumable` (docs/API.md) runs in its own
-task, writing the JSON of each chunk to a `ReplyLog` (app/streams/) under the completion's id:
-the same logs, memory or Redis Streams, that make session replies resumable. Its clients follow
-the log, so the generation survives them: after the last one left it goes on for the orphan
-grace, then it is aborted (app/replies/orphans.py); a background response (the Responses API)
-needs no follower and runs until it ends or `cancel` stops it, on whichever replica runs it. The log's first event (`start`, seq 0) holds
-the key that started it; only that key may follow it. A finished stream can be resumed for
-`keep_s` here (for the log's own retention on another replica, through Redis).
+An OpenAI chat completion streamed with `X-Stream-Resumable` (docs/API.md) runs in its own task,
+writing the JSON of each chunk to a `ReplyLog` (app/streams/) under the completion's id: the
+same logs, memory or Redis Streams, that make session replies resumable. Its clients follow the
+log, so the generation survives them: after the last one left it goes on for the orphan grace,
+then it is aborted (app/replies/orphans.py); a background response (the Responses API) needs no
+follower and runs until it ends or `cancel` stops it, on whichever replica runs it. The log's
+first event (`start`, seq 0) holds the key that started it; only that key may follow it. A
+finished stream can be resumed for `keep_s` here (for the log's own retention on another
+replica, through Redis).
 
 Across replicas, the replica generating holds a leased claim in the session store under the
-stream's id (refreshed as session replies' are), which is how another replica's follower tells
-a stream still generated from one whose replica died. Nothing here knows the chunks' format."""
+stream's id (refreshed as session replies' are), which is how another replica's follower tells a
+stream still generated from one whose replica died. Nothing here knows the chunks' format."""
 
 from __future__ import annotations
 
