@@ -223,3 +223,25 @@ async def test_async_sdk_streams_and_chains(running: Start) -> None:
         types = [event.type async for event in stream]
     assert types == TEXT_EVENTS
     assert [t.content for t in engine.rendered[-1][0]] == ["Hi", "Hello there!", "More"]
+
+
+def test_reasoning_is_its_own_item_and_stays_out_of_the_chain() -> None:
+    from tests.test_reasoning import steps
+
+    engine = ScriptedEngine(steps("<think>plan it</think>The answer."))
+    settings = Settings(default_max_tokens=200, reasoning_parser="qwen3")
+    with TestClient(create_app(settings, engine)) as client:
+        sdk = sdk_for(client)
+        whole = sdk.responses.create(model="scripted", input="Why?")
+        events = list(sdk.responses.create(model="scripted", input="Why?", stream=True))
+        sdk.responses.create(model="scripted", input="And?", previous_response_id=whole.id)
+    reasoning, message = whole.output
+    assert reasoning.type == "reasoning" and reasoning.id.startswith("rs_")
+    assert [c.text for c in reasoning.content or []] == ["plan it"]
+    assert whole.output_text == "The answer."
+    thought = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert thought == "plan it"
+    assert [e.text for e in events if e.type == "response.reasoning_text.done"] == ["plan it"]
+    assert events[-1].response.output_text == "The answer."  # type: ignore[union-attr]
+    assert [(t.role, t.content) for t in engine.rendered[-1][0]] == \
+        [("user", "Why?"), ("assistant", "The answer."), ("user", "And?")]

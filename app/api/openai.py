@@ -46,7 +46,7 @@ async def chat_completions(request: Request) -> Response:
     return await respond(request, req, completion, openai_format.Shape(
         asked.request_id, int(time.time()), model, True, req.logprobs, req.top_logprobs or 0,
         req.continuous_usage, req.n, req.tool_calls(lambda: auto_reader(svc, req, model)),
-        _reasoning(svc, completion)))
+        reasoning_of(svc, completion)))
 
 
 async def completions(request: Request) -> Response:
@@ -72,7 +72,7 @@ def auto_reader(svc: Services, req: ChatCompletionRequest, model: str) -> Parser
                         vllm_request(model, tools))
 
 
-def _reasoning(svc: Services, completion: Completion) -> Reasoning | None:
+def reasoning_of(svc: Services, completion: Completion) -> Reasoning | None:
     """The reply's reasoning apart, when a reasoning parser is set (a new parser per choice)."""
     name = svc.settings.reasoning_parser
     if name is None:

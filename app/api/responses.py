@@ -21,7 +21,7 @@ from starlette.routing import Route
 from app.api import openai_format, sse
 from app.api.disconnect import unless_disconnected
 from app.api.errors import json_response
-from app.api.openai import CLIENT_CLOSED, auto_reader
+from app.api.openai import CLIENT_CLOSED, auto_reader, reasoning_of
 from app.api.responses_events import ResponseBuilder, new_response_id
 from app.api.responses_run import KIND, ResponseRun, frames, logged_frames, payloads, stored, whole
 from app.api.responses_schemas import ResponsesRequest, renamed
@@ -63,7 +63,8 @@ async def create(request: Request) -> Response:
                       background=req.background,
                       conversation=[*history, *req.new_messages()])
     shape = openai_format.Shape(response_id, int(time.time()), model, True, False, 0,
-                                tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)))
+                                tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)),
+                                reasoning=reasoning_of(svc, completion))
     events = run.events(openai_format.chunks(completion, shape, include_usage=True))
     if req.background:
         return await _background(request, svc, run, events, completion.release, req.stream)

@@ -4,8 +4,9 @@ chunks, and the response object they build.
 A response streamed, fetched whole, run in the background or resumed gives the same output:
 each is this builder fed the same chunks (`feed`), ended once (`close`). Every event carries
 its `sequence_number`, counting from 0 at `response.created`; `starting_after` resumes after
-one. Text is one `message` item with one `output_text` part; each tool call is a
-`function_call` item; items are closed in output order when the reply ends."""
+one. With a reasoning parser, the reasoning is one `reasoning` item (`reasoning_text`), kept out
+of a chained response's prompt; text is one `message` item with one `output_text` part; each
+tool call is a `function_call` item; items are closed in output order when the reply ends."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class ResponseBuilder:
         self._seq = 0
         self._items: list[_Item] = []
         self._message: _Item | None = None
+        self._reasoning: _Item | None = None
         self._calls: dict[int, _Item] = {}  # by the chat chunk's tool call index
         self._finish: str | None = None
 
@@ -80,6 +82,8 @@ class ResponseBuilder:
         events: list[Event] = []
         for choice in chunk.get("choices", ()):
             delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                events += self._thought(delta["reasoning_content"])
             if delta.get("content"):
                 events += self._text(delta["content"])
             for call in delta.get("tool_calls") or ():
@@ -100,6 +104,18 @@ class ResponseBuilder:
         return [*events, self._event("response.output_text.delta", item_id=self._message.body["id"],
                                      output_index=self._message.index, content_index=0,
                                      delta=text, logprobs=[])]
+
+    def _thought(self, text: str) -> list[Event]:
+        events = []
+        if self._reasoning is None:
+            self._reasoning = self._open({"id": "rs_" + secrets.token_hex(12), "type": "reasoning",
+                                          "status": "in_progress", "summary": [], "content": []})
+            events.append(self._added(self._reasoning))
+        self._reasoning.parts.append(text)
+        return [*events, self._event("response.reasoning_text.delta",
+                                     item_id=self._reasoning.body["id"],
+                                     output_index=self._reasoning.index, content_index=0,
+                                     delta=text)]
 
     def _call(self, call: dict[str, Any]) -> list[Event]:
         events = []
@@ -143,6 +159,11 @@ class ResponseBuilder:
                                 output_index=item.index, content_index=0,
                                 part=_text_part(text))]
                 item.body["content"] = [_text_part(text)]
+            elif item is self._reasoning:
+                events.append(self._event("response.reasoning_text.done",
+                                          item_id=item.body["id"], output_index=item.index,
+                                          content_index=0, text=text))
+                item.body["content"] = [{"type": "reasoning_text", "text": text}]
             else:
                 item.body["arguments"] = text
                 events.append(self._event("response.function_call_arguments.done",
@@ -164,6 +185,8 @@ class ResponseBuilder:
         """The reply as chat messages: what a response chained to this one sees of it."""
         messages: Messages = []
         for item in self._items:
+            if item is self._reasoning:
+                continue  # as the chat templates want: a turn's reasoning is not replayed
             if item is self._message:
                 messages.append({"role": "assistant", "content": "".join(item.parts)})
             else:
