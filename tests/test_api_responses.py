@@ -236,6 +236,7 @@ def test_reasoning_is_its_own_item_and_stays_out_of_the_chain() -> None:
         events = list(sdk.responses.create(model="scripted", input="Why?", stream=True))
         sdk.responses.create(model="scripted", input="And?", previous_response_id=whole.id)
     reasoning, message = whole.output
+    assert message.type == "message"
     assert reasoning.type == "reasoning" and reasoning.id.startswith("rs_")
     assert [c.text for c in reasoning.content or []] == ["plan it"]
     assert whole.output_text == "The answer."
