@@ -151,8 +151,7 @@ class ChatService:
             # The prompt is the conversation without the turns replaced.
             session.messages = session.turns_before(replaces)
         layers = (session.params, params.stored() if params else {})
-        generation = replace(merge_params(GenerationParams(), *layers),
-                             lora=self.models.lora(model))
+        generation = merge_params(GenerationParams(lora=self.models.lora(model)), *layers)
         requested = requested_max_tokens(*layers)
         context = self.engine.max_model_len
         turn = Message.new("user", content, "done")

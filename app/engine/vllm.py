@@ -15,14 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.engine import reasoning_parsers, tool_parsers, vllm_params
-from app.engine.base import (
-    ChatTurn,
-    Delta,
-    EngineStats,
-    GenerationParams,
-    LoraAdapter,
-    TokenLogprob,
-)
+from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, LoraAdapter
 from app.engine.reaper import EngineReaper, descendants
 from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
 
@@ -187,7 +180,7 @@ class VllmEngine:
         if not self.ready:
             raise NotReady("the engine is not ready")
         try:
-            loaded = await self._llm.add_lora(_lora_request(adapter))
+            loaded = await self._llm.add_lora(vllm_params.lora_request(adapter))
         except Exception as exc:  # vLLM says why: a missing file, a rank over max_lora_rank
             raise InvalidRequest(f"could not load the LoRA adapter at {adapter.path}: {exc}",
                                  param="lora_path") from None
@@ -213,9 +206,9 @@ class VllmEngine:
             # vLLM refuses a priority unless its scheduler orders by priority.
             extra: dict[str, Any] = {"priority": priority} if self._priority_scheduling else {}
             if params.lora is not None:
-                extra["lora_request"] = _lora_request(params.lora)
+                extra["lora_request"] = vllm_params.lora_request(params.lora)
             async for out in self._llm.generate(prompt, sampling, request_id, **extra):
-                queue_s = _queue_seconds(out.metrics) if out.finished else None
+                queue_s = vllm_params.queue_seconds(out.metrics) if out.finished else None
                 for choice in out.outputs:
                     delta = Delta(
                         index=choice.index,
@@ -223,7 +216,8 @@ class VllmEngine:
                         token_count=len(choice.token_ids),
                         token_ids=choice.token_ids,
                         finish_reason=choice.finish_reason,
-                        logprobs=_logprobs(choice) if params.logprobs is not None else None,
+                        logprobs=vllm_params.token_logprobs(choice)
+                        if params.logprobs is not None else None,
                         queue_s=queue_s,
                     )
                     if first:
@@ -244,32 +238,3 @@ class VllmEngine:
             if self._llm is not None and self._llm.errored:
                 self._ready = False
             raise EngineFailure(f"generation failed: {exc}") from exc
-
-
-def _lora_request(adapter: LoraAdapter) -> Any:
-    from vllm.lora.request import LoRARequest
-
-    return LoRARequest(adapter.name, adapter.lora_id, adapter.path)
-
-
-def _queue_seconds(stats: Any) -> float | None:
-    if stats is None or not getattr(stats, "scheduled_ts", 0.0):
-        return None
-    return max(0.0, float(stats.scheduled_ts - stats.queued_ts))
-
-
-def _logprobs(choice: Any) -> list[TokenLogprob]:
-    result: list[TokenLogprob] = []
-    if not choice.logprobs:
-        return result
-    for token_id, position in zip(choice.token_ids, choice.logprobs, strict=False):
-        chosen = position.get(token_id)
-        ranked = sorted(position.values(), key=lambda lp: lp.rank or 0)
-        result.append(
-            TokenLogprob(
-                token=(chosen.decoded_token if chosen else "") or "",
-                logprob=float(chosen.logprob) if chosen else float("-inf"),
-                top=tuple((lp.decoded_token or "", float(lp.logprob)) for lp in ranked),
-            )
-        )
-    return result

@@ -1,5 +1,5 @@
-"""`GenerationParams` as vLLM's `SamplingParams`, and vLLM's own checks of them as the
-contract's error.
+"""`GenerationParams` as vLLM's `SamplingParams` (an adapter as its `LoRARequest`), vLLM's own
+checks of them as the contract's error, and what vLLM returns (logprobs, queue time) as ours.
 
 vLLM checks a request's params (token ids within the vocabulary, a schema or regex its
 structured-output backend can compile) only when the request reaches the engine: by then a
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.engine.base import GenerationParams, PromptLogprob
+from app.engine.base import GenerationParams, LoraAdapter, PromptLogprob, TokenLogprob
 from app.errors import InvalidRequest
 
 
@@ -93,3 +93,32 @@ def prompt_logprobs(entries: Any) -> list[dict[int, PromptLogprob] | None]:
     return [None if position is None else {
         int(token_id): PromptLogprob(float(lp.logprob), lp.rank, lp.decoded_token)
         for token_id, lp in position.items()} for position in entries]
+
+
+def lora_request(adapter: LoraAdapter) -> Any:
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(adapter.name, adapter.lora_id, adapter.path)
+
+
+def queue_seconds(stats: Any) -> float | None:
+    if stats is None or not getattr(stats, "scheduled_ts", 0.0):
+        return None
+    return max(0.0, float(stats.scheduled_ts - stats.queued_ts))
+
+
+def token_logprobs(choice: Any) -> list[TokenLogprob]:
+    result: list[TokenLogprob] = []
+    if not choice.logprobs:
+        return result
+    for token_id, position in zip(choice.token_ids, choice.logprobs, strict=False):
+        chosen = position.get(token_id)
+        ranked = sorted(position.values(), key=lambda lp: lp.rank or 0)
+        result.append(
+            TokenLogprob(
+                token=(chosen.decoded_token if chosen else "") or "",
+                logprob=float(chosen.logprob) if chosen else float("-inf"),
+                top=tuple((lp.decoded_token or "", float(lp.logprob)) for lp in ranked),
+            )
+        )
+    return result
