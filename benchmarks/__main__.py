@@ -33,6 +33,9 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
     "openai": ("benchmarks.openai_structured",
                "what structured output costs: /v1/chat/completions streamed plain and with "
                "response_format json_schema, one at a time, TTFT and tokens/s side by side"),
+    "finetune": ("benchmarks.finetune_load",
+                 "what a fine-tuning job costs the chats served meanwhile: TTFT p50/p99 and "
+                 "tokens/s idle and while a LoRA job trains, side by side"),
     "load": ("benchmarks.load",
              "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
              "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "

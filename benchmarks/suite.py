@@ -34,6 +34,7 @@ STEPS: dict[str, tuple[list[str], str]] = {
     "multiturn": (["multiturn"], "*-multiturn.json"),
     "memory": (["memory"], "*-memory.json"),
     "load": (["load"], "*-load/summary.json"),
+    "finetune": (["finetune"], "*-finetune.json"),
 }
 
 
@@ -126,9 +127,19 @@ def _load(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _finetune(data: dict[str, Any]) -> list[str]:
+    idle, busy, ratios = data["results"]["idle"], data["results"]["training"], data["ratios"]
+    return [f"chat while a LoRA job trains / idle: TTFT p50 {busy['ttft_ms_p50']:.0f} / "
+            f"{idle['ttft_ms_p50']:.0f} ms ({ratios['ttft_p50_training_over_idle']:.2f}x), p99 "
+            f"{busy['ttft_ms_p99']:.0f} / {idle['ttft_ms_p99']:.0f} ms "
+            f"({ratios['ttft_p99_training_over_idle']:.2f}x), tokens/s "
+            f"{busy['tokens_per_s_p50']:.1f} / {idle['tokens_per_s_p50']:.1f} "
+            f"({ratios['tokens_per_s_training_over_idle']:.2f}x)"]
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "transport": _transport, "compare": _compare, "multiturn": _multiturn, "memory": _memory,
-    "load": _load}
+    "load": _load, "finetune": _finetune}
 
 
 def summarize(name: str, step: dict[str, Any]) -> list[str]:

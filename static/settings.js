@@ -9,13 +9,28 @@ const form = {
   error: $('#settings-error'), cancel: $('#settings-cancel'),
 };
 
-/** @type {string[]} model names from /v1/models, the base model first */
+/** @type {{id: string, parent: string|null}[]} what /v1/models lists, the base model first */
 let models = [];
+/** The model names served, the base model first (fetched again each time settings open, so
+ * an adapter a fine-tuning job just made is offered without reloading the page). */
 export async function loadModels() {
   try {
-    models = (await api.listModels()).map((m) => m.id);
-  } catch { /* the select then offers the session's own model only */ }
-  return models;
+    models = (await api.listModels()).map((m) => ({ id: m.id, parent: m.parent ?? null }));
+  } catch { /* the select then offers what it had, and the session's own model */ }
+  return models.map((m) => m.id);
+}
+
+/** Fill the model select: the base model, aliases, then fine-tuned adapters (`parent` set). */
+function showModels(current) {
+  const known = models.map((m) => m.id);
+  const entries = [...models, ...(current && !known.includes(current) ? [{ id: current, parent: null }] : [])];
+  form.model.replaceChildren(...entries.map((m, i) => {
+    const o = document.createElement('option');
+    o.value = m.id;
+    o.textContent = m.parent ? `${m.id} (fine-tuned)` : i === 0 && models.length ? `${m.id} (base)` : m.id;
+    return o;
+  }));
+  form.model.value = current || entries[0]?.id || '';
 }
 
 const numberOrNull = (input) => (input.value.trim() === '' ? null : Number(input.value));
@@ -26,14 +41,8 @@ const numberOrNull = (input) => (input.value.trim() === '' ? null : Number(input
  * @param {object} session @param {(s: object) => void} onSaved
  */
 export function openSettings(session, onSaved) {
-  const names = [...new Set([...models, ...(session.model ? [session.model] : [])])];
-  form.model.replaceChildren(...names.map((name, i) => {
-    const o = document.createElement('option');
-    o.value = name;
-    o.textContent = i === 0 && models.length ? `${name} (base)` : name;
-    return o;
-  }));
-  form.model.value = session.model || names[0] || '';
+  showModels(session.model);
+  loadModels().then(() => { if (form.dialog.open) showModels(form.model.value); });
   form.system.value = session.system || '';
   form.temperature.value = session.params?.temperature ?? '';
   form.maxTokens.value = session.params?.max_tokens ?? '';

@@ -15,8 +15,11 @@ from tests.test_server import scripted_server, stop
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    process, base = scripted_server("30", env={"STREAMCHAT_MODEL_ALIASES": "house-model"})
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    adapter = tmp_path_factory.mktemp("adapter")
+    (adapter / "adapter_config.json").write_text('{"r": 8, "peft_type": "LORA"}')
+    process, base = scripted_server("30", env={"STREAMCHAT_MODEL_ALIASES": "house-model",
+                                               "STREAMCHAT_LORA_MODULES": f"my-tuned={adapter}"})
     yield base
     stop(process)
 
@@ -32,7 +35,8 @@ def test_settings_are_kept_on_the_session_and_used_by_its_replies(page: Page, ur
     page.click("#open-settings")
     assert page.is_visible("#settings")
     options = page.locator("#set-model option").all_inner_texts()
-    assert options == ["scripted (base)", "house-model"]  # what /v1/models lists
+    # What /v1/models lists; an adapter (a fine-tuned model) is marked.
+    assert options == ["scripted (base)", "house-model", "my-tuned (fine-tuned)"]
     page.select_option("#set-model", "house-model")
     page.fill("#set-system", "Answer in one word.")
     page.fill("#set-temperature", "0.2")
