@@ -1,0 +1,32 @@
+"""The fine-tuning service for these settings: where its files, jobs and adapters live.
+Memory mode keeps records on disk in the cache folder (`{cache_dir}/finetune`), so jobs and
+their events outlive the process; Redis mode keeps them in the sessions' Redis, never
+expiring (they are few and small; a job's adapter outlives any idle TTL)."""
+
+from __future__ import annotations
+
+from app.engine.model import default_model_dir
+from app.finetune.files import FileStore
+from app.finetune.manager import AdapterRegistry, JobManager
+from app.finetune.store import JobStore
+from app.sessions.disk_records import DiskRecords
+from app.sessions.records import Records, RedisRecords
+from app.settings import Settings
+
+
+def build_fine_tuning(settings: Settings, records: Records,
+                      adapters: AdapterRegistry | None) -> JobManager | None:
+    """The job manager, or None when fine-tuning is off. `records`: the service's own (its
+    Redis client is shared in Redis mode); `adapters`: where succeeded jobs are served."""
+    if not settings.fine_tuning:
+        return None
+    shared = isinstance(records, RedisRecords)
+    kept: Records = (RedisRecords(records.redis, idle_ttl_s=None)
+                     if isinstance(records, RedisRecords)
+                     else DiskRecords(settings.cache_dir / "finetune"))
+    base = settings.model or str(default_model_dir(settings.cache_dir))
+    return JobManager(JobStore(kept),
+                      FileStore(kept, settings.cache_dir / "files", settings.max_upload_bytes),
+                      base_model=base, adapters_dir=settings.cache_dir / "adapters",
+                      max_concurrent=settings.max_concurrent_jobs, exclusive=not shared,
+                      adapters=adapters)
