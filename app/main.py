@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters import Adapters
 from app.admission import Admission
-from app.api import lora, openai, ops, responses, resumable, sessions, ws
+from app.api import files, fine_tuning, lora, openai, ops, responses, resumable, sessions, ws
 from app.api.auth import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.raw_send import StreamchatApp
@@ -31,6 +31,7 @@ from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
 from app.errors import ConfigError, StreamchatError
+from app.finetune.service import build_fine_tuning
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
 from app.replies.detached import DetachedStreams
@@ -118,6 +119,9 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                         max_reply_tokens=settings.max_reply_tokens,
                                         max_seconds=settings.max_reply_seconds, limits=limits)
         detached = DetachedStreams(logs, store, orphan_grace_s=settings.orphan_grace_s)
+        jobs = build_fine_tuning(settings, records, adapters)
+        if jobs is not None:
+            await jobs.start()  # fails what a previous process left running
         starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
                                                     settings.max_concurrent_generations,
                                                     settings.tool_call_parser,
@@ -126,10 +130,12 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
                                         admission, time.time(), models, detached, records,
-                                        adapters)}
+                                        adapters, jobs)}
         finally:
             lifecycle.drain()
             starter.cancel()
+            if jobs is not None:
+                await jobs.close()  # kills running jobs: failed, "the service stopped"
             if warmer is not None:
                 await warmer.close()
             await chat.shutdown()
@@ -140,7 +146,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
 
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, *resumable.routes,
-                *responses.routes, *lora.routes,
+                *responses.routes, *lora.routes, *files.routes, *fine_tuning.routes,
                 Route("/", PageFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],

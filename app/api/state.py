@@ -13,6 +13,7 @@ from app.admission import Admission
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
+from app.finetune.manager import JobManager
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
 from app.replies.detached import DetachedStreams
@@ -35,6 +36,7 @@ class Services:
     detached: DetachedStreams  # resumable OpenAI streams, background responses
     records: Records  # stored responses (the Responses API), kept with the sessions
     adapters: Adapters  # LoRA adapters served by name (models also lists them)
+    fine_tuning: JobManager | None = None  # files and jobs, with STREAMCHAT_FINE_TUNING=true
 
 
 class State(TypedDict):

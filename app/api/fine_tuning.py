@@ -1,0 +1,99 @@
+"""OpenAI's fine-tuning jobs API: `POST /v1/fine_tuning/jobs` (and the seed's `POST
+/v1/fine-tune`), `GET /v1/fine_tuning/jobs` (cursor pages, newest first), `GET .../{id}`,
+`POST .../{id}/cancel` (409 once it has ended), `GET .../{id}/events`: a page of events,
+newest first as OpenAI lists them, or with `Accept: text/event-stream` every event oldest
+first, live, until the job ends (then `data: [DONE]`); `Last-Event-ID` resumes after an event's
+index. Served only with STREAMCHAT_FINE_TUNING=true.
+
+Only the base model is fine-tuned: an alias names the same weights (the job records the base
+model's name), a fine-tuned model is refused (400 naming `model`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.api import sse
+from app.api.errors import json_response
+from app.api.files import enabled
+from app.api.schemas import accepts_event_stream, parse_body
+from app.api.state import owner, services
+from app.errors import InvalidRequest
+from app.finetune.job import JobRequest
+from app.finetune.store import JobStore, page
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+async def create(request: Request) -> Response:
+    manager, svc = enabled(request), services(request)
+    req = await parse_body(request, JobRequest, svc.settings.max_body_bytes)
+    model = svc.models.resolve(req.model)
+    if model != svc.models.base and model not in svc.models.aliases:
+        raise InvalidRequest(f"only the base model ({svc.models.base!r}) can be fine-tuned, "
+                             f"got {req.model!r}", param="model", code="model_not_fine_tunable")
+    for param, file_id in (("training_file", req.training_file),
+                           ("validation_file", req.validation_file)):
+        if file_id is not None and not await manager.files.exists(file_id, owner(request)):
+            raise InvalidRequest(f"{param} {file_id!r} not found: upload it first (POST "
+                                 "/v1/files, purpose fine-tune)", param=param,
+                                 code=f"invalid_{param}")
+    return json_response(await manager.create(req, svc.models.base, owner(request)))
+
+
+async def list_jobs(request: Request) -> Response:
+    manager = enabled(request)
+    jobs, has_more = page(await manager.all(owner(request)), request.query_params.get("after"),
+                          _limit(request))
+    return json_response({"object": "list", "data": jobs, "has_more": has_more})
+
+
+async def retrieve(request: Request) -> Response:
+    manager = enabled(request)
+    return json_response(await manager.get(request.path_params["job_id"], owner(request)))
+
+
+async def cancel(request: Request) -> Response:
+    manager = enabled(request)
+    return json_response(await manager.cancel(request.path_params["job_id"], owner(request)))
+
+
+async def events(request: Request) -> Response:
+    manager, job_id = enabled(request), request.path_params["job_id"]
+    await manager.get(job_id, owner(request))  # 404 unless it is the caller's
+    if accepts_event_stream(request):
+        after = sse.parse_last_event_id(request.headers.get("last-event-id"), None)
+        return sse.EventStreamResponse(_frames(manager.store, job_id, after + 1),
+                                       ping_s=sse.PING_INTERVAL_S)
+    newest_first = list(reversed(await manager.store.events(job_id)))
+    chosen, has_more = page(newest_first, request.query_params.get("after"), _limit(request))
+    return json_response({"object": "list", "data": chosen, "has_more": has_more})
+
+
+async def _frames(store: JobStore, job_id: str, start: int) -> AsyncIterator[bytes]:
+    async for index, event in store.follow(job_id, start):
+        yield sse.frame(orjson.dumps(event), event_id=index)
+    yield sse.frame(b"[DONE]")
+
+
+def _limit(request: Request) -> int:
+    value = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}, got {value!r}",
+                             param="limit")
+    return int(value)
+
+
+routes = [
+    Route("/v1/fine_tuning/jobs", create, methods=["POST"]),
+    Route("/v1/fine-tune", create, methods=["POST"]),  # the seed document's path
+    Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}", retrieve, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/events", events, methods=["GET"]),
+]
