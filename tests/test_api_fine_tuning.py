@@ -4,6 +4,7 @@ bad input named, the adapter served once a job succeeds, and the `openai` SDK re
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -11,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.api.sse import EventParser
-from tests.finetune_fixtures import client, fake_training, upload, wait_for
+from tests.finetune_fixtures import DATASET, client, fake_training, upload, wait_for
 
 __all__ = ["client", "fake_training"]
 
@@ -162,7 +163,6 @@ def test_events_stream_over_sse_until_the_job_ends(client: TestClient,
         for chunk in response.iter_bytes():
             events += list(parser.feed(chunk))
     assert events[-1].data == "[DONE]"
-    import json
     bodies = [json.loads(e.data) for e in events[:-1]]
     assert [e.id for e in events[:-1]] == [str(i) for i in range(len(bodies))]
     assert bodies[0]["message"].startswith("Created fine-tuning job")
@@ -178,8 +178,7 @@ def test_events_stream_over_sse_until_the_job_ends(client: TestClient,
 def test_the_openai_sdk_drives_a_job(client: TestClient) -> None:
     sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
                         http_client=client)
-    file = sdk.files.create(file=("data.jsonl", upload.__defaults__[0]),  # type: ignore[index]
-                            purpose="fine-tune")
+    file = sdk.files.create(file=("data.jsonl", DATASET), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(training_file=file.id, model="scripted", suffix="sdk",
                                       hyperparameters={"n_epochs": 1}, seed=7)
     assert job.status == "validating_files" and job.seed == 7

@@ -37,7 +37,7 @@ def _auto_or(kind: type[int] | type[float], low: float, high: float) -> PlainVal
             low <= value <= high if kind is int else low < value <= high)
         if not inside:
             bounds = f"from {low:g} to {high:g}" if kind is int else f"over {low:g}, at most {high:g}"
-            raise ValueError(f'must be "auto" or {what} {bounds}, got {value!r}')
+            raise ValueError(f'must be "auto" or {what} {bounds}')
         return value
 
     return PlainValidator(check)
