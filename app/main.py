@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -122,11 +122,23 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
         jobs = build_fine_tuning(settings, records, adapters)
         if jobs is not None:
             await jobs.start()  # fails what a previous process left running
+
+        async def serve_adapters() -> None:
+            """Once the engine runs: the adapters named at start (a bad one stops the start,
+            as vLLM's --lora-modules), then those of fine-tuning jobs that succeeded before."""
+            for name, path in settings.lora_modules:
+                try:
+                    await adapters.add(name, path)
+                except StreamchatError as exc:
+                    raise ConfigError(f"STREAMCHAT_LORA_MODULES: {name}={path}: "
+                                      f"{exc.message}") from None
+            if jobs is not None:
+                await jobs.restore_adapters()
+
         starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
                                                     settings.max_concurrent_generations,
                                                     settings.tool_call_parser,
-                                                    settings.reasoning_parser, adapters,
-                                                    settings.lora_modules))
+                                                    settings.reasoning_parser, serve_adapters))
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
                                         admission, time.time(), models, detached, records,
@@ -167,17 +179,12 @@ async def _check_redis(store: SessionStore, url: str) -> None:
 
 async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admission,
                         max_concurrent: int | None, tool_call_parser: str | None,
-                        reasoning_parser: str | None = None, adapters: Adapters | None = None,
-                        lora_modules: Sequence[tuple[str, Path]] = ()) -> None:
+                        reasoning_parser: str | None = None,
+                        serve_adapters: Callable[[], Awaitable[None]] | None = None) -> None:
     try:
         await engine.start()
-        for name, path in lora_modules:  # as vLLM's --lora-modules: a bad one stops the server
-            try:
-                assert adapters is not None
-                await adapters.add(name, path)
-            except StreamchatError as exc:
-                raise ConfigError(f"STREAMCHAT_LORA_MODULES: {name}={path}: {exc.message}") \
-                    from None
+        if serve_adapters is not None:
+            await serve_adapters()
         if tool_call_parser is not None:  # vLLM checks --tool-call-parser at start too
             engine.tool_parser(tool_call_parser, None)
         if reasoning_parser is not None:  # and --reasoning-parser
