@@ -1,11 +1,13 @@
 """`python -m benchmarks finetune`: what a fine-tuning job costs the chats served meanwhile.
 
 One server subprocess with fine-tuning on (`STREAMCHAT_FINE_TUNING=true`), the real engine.
-The same chat is streamed from `/v1/chat/completions`, one request at a time, first with the
-service idle, then while a LoRA job trains in its worker process (long enough to outlast the
-measurement, cancelled after it). Per request: TTFT (the first chunk with text, client-side)
-and output tokens/s after the first token. Reported: p50 and p99 of each, and the slowdown
-(training over idle), side by side in one run.
+The same chat is streamed from `/v1/chat/completions`, one request at a time: with the service
+idle, then while a LoRA job trains in its worker process (long enough to outlast the
+measurement, cancelled after it), then idle again: idle before and after, so that a drift of
+the machine over the run (the first run here sped up by a quarter as it went) does not pass
+for the job's cost. Per request: TTFT (the first chunk with text, client-side) and output
+tokens/s after the first token. Reported: p50 and p99 of each phase, and the slowdown
+(training over both idle phases), side by side in one run.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="max_tokens of each reply (default: 64)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="unmeasured chats before measuring (default: 2)")
-    parser.add_argument("--job-epochs", type=int, default=200,
-                        help="epochs of the job: enough to outlast the measurement, which "
-                        "cancels it (default: 200)")
+    parser.add_argument("--job-epochs", type=int, default=50,
+                        help="epochs of the job (the most a job takes): enough to outlast the "
+                        "measurement, which cancels it (default: 50, 400 steps)")
     add_model_options(parser)
     add_server_options(parser)
 
@@ -94,7 +96,8 @@ async def start_job(client: httpx.AsyncClient, model: str, epochs: int) -> str:
     job = await client.post("/v1/fine_tuning/jobs", json={
         "training_file": uploaded.json()["id"], "model": model,
         "hyperparameters": {"n_epochs": epochs}})
-    job.raise_for_status()
+    if job.status_code != 200:
+        raise RuntimeError(f"the job was refused: {job.text}")
     return str(job.json()["id"])
 
 
@@ -124,7 +127,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                            engine_args=dict(args.engine_arg),
                            log_path=results_dir() / f"{stamp}-finetune-server.log",
                            env={**os.environ, "STREAMCHAT_FINE_TUNING": "true"})
-    raw: dict[str, list[dict[str, Any]]] = {"idle": [], "training": []}
+    raw: dict[str, list[dict[str, Any]]] = {"idle_before": [], "training": [], "idle_after": []}
     job_id = None
     try:
         print(f"[bench] server: starting on {server.base_url} (log {server.log_path})", flush=True)
@@ -135,7 +138,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.warmup):
                 await chat(client, model, args.max_tokens)
             for i in range(args.requests):
-                raw["idle"].append(await chat(client, model, args.max_tokens))
+                raw["idle_before"].append(await chat(client, model, args.max_tokens))
                 print(f"[bench] finetune: idle {i + 1}/{args.requests}", flush=True)
             job_id = await start_job(client, model, args.job_epochs)
             await wait_training(client, job_id, 300)
@@ -147,10 +150,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"the job was {job['status']} before the measurement ended: "
                                    "raise --job-epochs")
             await client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
+            for i in range(args.requests):
+                raw["idle_after"].append(await chat(client, model, args.max_tokens))
+                print(f"[bench] finetune: idle again {i + 1}/{args.requests}", flush=True)
     finally:
         print("[bench] server: stopping", flush=True)
         server.stop()
     results = {phase: summarize(records) for phase, records in raw.items()}
+    results["idle"] = summarize(raw["idle_before"] + raw["idle_after"])
     idle, busy = results["idle"], results["training"]
     return {"timestamp": stamp,
             "config": {"requests": args.requests, "max_tokens": args.max_tokens,
@@ -166,9 +173,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(out: dict[str, Any]) -> str:
-    lines = [f"{'phase':<10}{'TTFT p50 ms':>12}{'TTFT p99 ms':>12}{'tok/s p50':>11}"]
+    lines = [f"{'phase':<12}{'TTFT p50 ms':>12}{'TTFT p99 ms':>12}{'tok/s p50':>11}"]
     for phase, r in out["results"].items():
-        lines.append(f"{phase:<10}{r['ttft_ms_p50']:>12.1f}{r['ttft_ms_p99']:>12.1f}"
+        lines.append(f"{phase:<12}{r['ttft_ms_p50']:>12.1f}{r['ttft_ms_p99']:>12.1f}"
                      f"{r['tokens_per_s_p50']:>11.1f}")
     ratios = out["ratios"]
     lines += ["", f"while training / idle: TTFT p50 {ratios['ttft_p50_training_over_idle']:.2f}x,"
