@@ -34,9 +34,10 @@ def engine() -> ScriptedEngine:
 
 
 @pytest.fixture
-def client(engine: ScriptedEngine) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(fine_tuning=True, default_max_tokens=50),
-                               engine)) as test_client:
+def client(engine: ScriptedEngine, tmp_path: Path) -> Iterator[TestClient]:
+    # Its own cache folder: fine-tuning serves again the adapters of jobs found there.
+    settings = Settings(fine_tuning=True, default_max_tokens=50, cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, engine)) as test_client:
         yield test_client
 
 
@@ -141,7 +142,8 @@ def test_a_bad_lora_module_stops_the_service_at_start(tmp_path: Path,
 
 
 def test_loading_needs_the_admin_scope(tmp_path: Path) -> None:
-    settings = Settings(fine_tuning=True, api_keys="alice:sk-alice:chat,ops:sk-ops:admin")
+    settings = Settings(fine_tuning=True, api_keys="alice:sk-alice:chat,ops:sk-ops:admin",
+                        cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, ScriptedEngine())) as client:
         refused = load(client, "a", adapter_folder(tmp_path), **CHAT_KEY)
         assert refused.status_code == 403
