@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import orjson
 
-from app.api.sse import EventParser
 from benchmarks.cli import add_model_options, add_server_options, default_cache_dir
+from benchmarks.openai_structured import one
 from benchmarks.output import environment, results_dir, timestamp, write_results
 
 PROMPT = "Tell me about the sea."
@@ -50,27 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def chat(client: httpx.AsyncClient, model: str, max_tokens: int) -> dict[str, Any]:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
-            "stream_options": {"include_usage": True}}
-    parser, usage = EventParser(), {}
-    sent = time.perf_counter()
-    first = last = None
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for raw in response.aiter_raw():
-            for event in parser.feed(raw):
-                if event.data == "[DONE]":
-                    continue
-                chunk = orjson.loads(event.data)
-                usage = chunk.get("usage") or usage
-                if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
-                    last = time.perf_counter()
-                    first = first or last
-    tokens = int(usage.get("completion_tokens", 0))
-    decode_s = (last - first) if first is not None and last is not None else 0.0
-    return {"ttft_ms": (first - sent) * 1000 if first is not None else None, "tokens": tokens,
-            "tokens_per_s": (tokens - 1) / decode_s if decode_s > 0 and tokens > 1 else None}
+    return await one(client, model, max_tokens, {"ignore_eos": True}, prompt=PROMPT)
 
 
 def _quantile(values: list[float], q: float) -> float:

@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def one(client: httpx.AsyncClient, model: str, max_tokens: int,
-              extra: dict[str, Any]) -> dict[str, Any]:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
+              extra: dict[str, Any], prompt: str = PROMPT) -> dict[str, Any]:
+    """One chat streamed: TTFT, tokens, tokens/s after the first, and (structured) validity."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}, **extra}
     parser, text, usage, finish = EventParser(), [], {}, None

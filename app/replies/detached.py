@@ -26,7 +26,7 @@ import orjson
 
 from app.errors import NotFound
 from app.replies.orphans import OrphanGrace
-from app.replies.replicas import CANCEL_WAIT_S, LEASE_S, follow_until_gone
+from app.replies.replicas import CANCEL_WAIT_S, LEASE_S, follow_until_gone, obey_cancels
 from app.sessions.store import SessionStore
 from app.streams import Event, ReplyLog, ReplyLogs
 
@@ -108,19 +108,13 @@ class DetachedStreams:
             await asyncio.sleep(0.05)
 
     async def _obey_cancels(self) -> None:
-        """Cancels asked on other replicas (`logs.request_cancel`) for streams run here."""
-        while True:
-            try:
-                async for stream_id in self.logs.cancel_requests():
-                    stream = self._streams.get(stream_id)
-                    if stream is not None and stream.task is not None:
-                        stream.task.cancel()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("listening for cancel requests failed; retrying")
-                await asyncio.sleep(1.0)
+        """Cancels asked on other replicas for streams run here."""
+        async def cancel(stream_id: str) -> None:
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.task is not None:
+                stream.task.cancel()
+
+        await obey_cancels(self.logs, cancel)
 
     async def _run(self, stream: Detached, payloads: AsyncIterator[bytes],
                    on_end: Callable[[], Awaitable[None]]) -> None:

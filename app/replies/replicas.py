@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from app.replies.live import Replies
 from app.replies.transcript import INTERRUPTED, Ending, Transcript, conclude, is_final, replay
@@ -102,18 +102,27 @@ class ReplicaCoordinator:
                     log.exception("refreshing the claim of %s failed", live.message.id)
 
     async def _obey_cancels(self) -> None:
-        while True:
-            try:
-                async for message_id in self.logs.cancel_requests():
-                    for live in self.replies.all():
-                        if live.message.id == message_id:
-                            await self.replies.cancel(live)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("listening for cancel requests failed; retrying")
-                await asyncio.sleep(1.0)
+        async def cancel(message_id: str) -> None:
+            for live in self.replies.all():
+                if live.message.id == message_id:
+                    await self.replies.cancel(live)
+
+        await obey_cancels(self.logs, cancel)
+
+
+async def obey_cancels(logs: ReplyLogs, cancel: Callable[[str], Awaitable[None]]) -> None:
+    """Run `cancel(id)` for each cancel asked anywhere (`logs.request_cancel`), for whatever
+    this replica runs under that id; listening again after a failure (Redis restarting)."""
+    while True:
+        try:
+            async for requested in logs.cancel_requests():
+                await cancel(requested)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("listening for cancel requests failed; retrying")
+            await asyncio.sleep(1.0)
 
 
 async def follow_until_gone(events: AsyncIterator[Event | None], after: int,
