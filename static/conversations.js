@@ -16,6 +16,12 @@ export let current = null;
 export function setCurrent(session) {
   current = session;
   store.set(session?.id || null);
+  // Marked at once in the list shown, not only when the list is next fetched.
+  for (const li of side.list.querySelectorAll('li.conversation')) {
+    const open = li.querySelector('.open');
+    if (li.dataset.id === session?.id) open?.setAttribute('aria-current', 'true');
+    else open?.removeAttribute('aria-current');
+  }
 }
 
 /** The remembered conversation, or null if there is none or the server lost it. */

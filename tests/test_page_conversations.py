@@ -58,7 +58,9 @@ def test_the_sidebar_lists_conversations_newest_first_and_switching_shows_each_h
     page.click("#conversations li:nth-child(2) .open")
     wait_for(page, "document.querySelector('#chat-title').textContent === 'First conversation'")
     assert turns(page) == [("user", "First conversation"), ("assistant", REPLY)]
-    assert page.get_attribute("#conversations li:nth-child(2) .open", "aria-current") == "true"
+    wait_for(page, "document.querySelector('#conversations li:nth-child(2) .open')"
+                   ".getAttribute('aria-current') === 'true'")
+    assert page.get_attribute("#conversations li:nth-child(1) .open", "aria-current") is None
 
     page.click("#conversations li:nth-child(1) .open")
     wait_for(page, "document.querySelector('#chat-title').textContent === 'Second conversation'")
