@@ -112,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streamchat: {exc.message}", file=sys.stderr)
         return 2
     scheme = "https" if settings.ssl_certfile else "http"
-    logging.getLogger("streamchat").info(
-        "serving %s on %s://%s:%d (auth: %s; logs: %s)", settings.model_name, scheme,
-        settings.host, settings.port, authenticator.describe() if authenticator else "off",
-        log_format)
+    log = logging.getLogger("streamchat")
+    log.info("serving %s on %s://%s:%d (auth: %s; hosts: %s; CORS origins: %s; logs: %s)",
+             settings.model_name, scheme, settings.host, settings.port,
+             authenticator.describe() if authenticator else "off",
+             ",".join(settings.served_hosts or ("any",)),
+             ",".join(settings.cors_origins) or "none", log_format)
+    warning = settings.exposure_warning()
+    if warning is not None:
+        log.warning("%s", warning)
     code = serve(app, settings, lifecycle)
     if code:
         print("streamchat: stopped: the engine failed to start (see the log above)", file=sys.stderr)

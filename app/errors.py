@@ -37,6 +37,19 @@ class BodyTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class BadHost(InvalidRequest):
+    """No `Host` header, or one that names no host."""
+
+    code = "bad_host"
+
+
+class HostNotAllowed(BadHost):
+    """A `Host` this replica does not serve (STREAMCHAT_ALLOWED_HOSTS): a 421, as a request
+    meant for another server."""
+
+    code = "host_not_allowed"
+
+
 class NotFound(StreamchatError):
     code = "not_found"
     kind = "not_found_error"
@@ -78,6 +91,12 @@ class Forbidden(StreamchatError):
 
     code = "forbidden"
     kind = "permission_error"
+
+
+class OriginNotAllowed(Forbidden):
+    """A web page from a site that STREAMCHAT_CORS_ORIGINS does not list."""
+
+    code = "origin_not_allowed"
 
 
 class RateLimited(StreamchatError):

@@ -22,6 +22,7 @@ from app.adapters import Adapters
 from app.admission import Admission
 from app.api import files, fine_tuning, lora, openai, ops, responses, resumable, sessions, ws
 from app.api.auth import AuthMiddleware
+from app.api.browser_guard import BrowserGuard, cors_middleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.raw_send import StreamchatApp
 from app.api.request_log import RequestLog
@@ -164,7 +165,11 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                       name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        # Outermost first; CORS outside auth, so that a page can read a 401 or 429 too.
         middleware=[Middleware(RequestLog),
+                    Middleware(BrowserGuard, hosts=settings.served_hosts,
+                               origins=settings.cors_origins),
+                    *cors_middleware(settings),
                     Middleware(AuthMiddleware, authenticator=authenticator, limits=limits,
                                metrics_public=settings.metrics_public)],
     )

@@ -39,8 +39,9 @@ ENGINE_WAITING = Gauge("streamchat_engine_waiting_requests", "Requests waiting i
 ENGINE_KV_CACHE_USAGE = Gauge(
     "streamchat_engine_kv_cache_usage_ratio", "Fraction of the KV cache in use.")
 
-# Admission control: refused before a generation starts (the 401/403, 429, 503 and 413 answers).
-REJECT_REASONS = ("auth", "rate_limit", "queue_full", "draining", "too_large")
+# Refused before a generation starts (the 401/403, 429, 503 and 413 answers; 421/400 for a
+# Host not served, 403 for another site's page).
+REJECT_REASONS = ("auth", "rate_limit", "queue_full", "draining", "too_large", "host", "origin")
 REJECTED = Counter(
     "streamchat_rejected_requests", "Requests refused before generating, by reason.", ["reason"])
 # Generations stopped before their end: the client left, asked to cancel, the replica drained

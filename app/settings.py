@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.settings_access import AccessSettings
 from app.settings_types import (
     CommaSeparated,
     JsonObject,
@@ -37,13 +38,10 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
 
 
-class Settings(BaseModel):
+class Settings(AccessSettings):
     # Frozen: one value for the whole run, shareable and usable as a default argument.
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    host: str = Field(default="127.0.0.1", min_length=1, description="interface to listen on")
-    port: int = Field(default=8000, ge=0, le=65535,
-                      description="TCP port to listen on (0 picks a free one)")
     model: str | None = Field(
         default=None, description="model to serve: a local folder or a Hugging Face id; "
         f"unset: {DEFAULT_MODEL_NAME}, converted once into the cache folder")
@@ -105,30 +103,6 @@ class Settings(BaseModel):
         "next prefix in the background, only while nobody waits: for models whose template "
         "renders a reply differently from the tokens generated (off: with the default model "
         "the prefix cache already holds the whole history, measured in the README)")
-    # -- auth: on when any of api_keys, api_keys_file, jwt_* is set -----------------------
-    api_keys: str | None = Field(
-        default=None, repr=False, description="API keys, comma-separated id:secret:scope+scope "
-        "entries, e.g. alice:sk-alice-1:chat,ops:sk-ops-1:chat+admin (scopes: chat, admin)")
-    api_keys_file: UserPath | None = Field(
-        default=None, description="API keys file storing only hashes, one `id:sha256:HEX:scopes` "
-        "a line (`python -m app keys new` prints one)")
-    jwt_secret: str | None = Field(default=None, repr=False,
-                                   description="accept JWT bearer tokens signed HS256 with this")
-    jwt_public_key: str | None = Field(
-        default=None, description="accept JWT bearer tokens signed RS256: a PEM public key, or "
-        "the path of a file holding one")
-    jwt_audience: str | None = Field(default=None,
-                                     description="the `aud` a JWT must carry (required with JWT)")
-    metrics_public: bool = Field(default=False,
-                                 description="serve /metrics without a key (else: admin scope)")
-    # -- per-key limits (with auth on) ---------------------------------------------------
-    rate_limit_rpm: int = Field(default=600, ge=0,
-                                description="requests per minute per key; 0: no limit")
-    rate_limit_tpm: int = Field(default=200_000, ge=0,
-                                description="generated tokens per minute per key; 0: no limit")
-    max_sessions_per_key: int = Field(default=1000, ge=1, description="sessions a key may hold")
-    max_streams_per_key: int = Field(default=8, ge=1,
-                                     description="generations a key may run at once")
     max_message_chars: int = Field(
         default=100_000, ge=1, description="longest message content (or prompt) in characters")
     max_reply_tokens: int = Field(default=4096, ge=1,
@@ -197,15 +171,7 @@ class Settings(BaseModel):
     def _pairs_complete(self) -> Settings:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("STREAMCHAT_SSL_CERTFILE and STREAMCHAT_SSL_KEYFILE go together")
-        if self.jwt_secret is not None and self.jwt_public_key is not None:
-            raise ValueError("set STREAMCHAT_JWT_SECRET or STREAMCHAT_JWT_PUBLIC_KEY, not both")
-        if (self.jwt_secret or self.jwt_public_key) and not self.jwt_audience:
-            raise ValueError("JWT needs STREAMCHAT_JWT_AUDIENCE (the `aud` tokens must carry)")
         return self
-
-    @property
-    def auth_enabled(self) -> bool:
-        return bool(self.api_keys or self.api_keys_file or self.jwt_secret or self.jwt_public_key)
 
     @field_validator("redis_url")
     @classmethod

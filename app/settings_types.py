@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError
 
+from app.host_names import split_host, split_origin
+
 ENV_PREFIX = "STREAMCHAT_"
 
 
@@ -63,6 +65,28 @@ def _named_paths(value: Any) -> Any:
     return tuple(pairs)
 
 
+def _host_patterns(value: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in value:
+        if entry != "*":
+            split_host(entry)  # a ValueError names the entry
+    return tuple(entry.lower() for entry in value)
+
+
+def _origins(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Each origin as a browser sends it in `Origin` (lowercase, no default port, no '/')."""
+    normal = []
+    for entry in value:
+        if entry == "*":
+            normal.append(entry)
+            continue
+        scheme, name, port = split_origin(entry.rstrip("/"))
+        normal.append(f"{scheme}://{name}" + ("" if port is None else f":{port}"))
+    return tuple(normal)
+
+
+HostPatterns = Annotated[tuple[str, ...], BeforeValidator(_split_commas),
+                         AfterValidator(_host_patterns)]
+Origins = Annotated[tuple[str, ...], BeforeValidator(_split_commas), AfterValidator(_origins)]
 NamedPaths = Annotated[tuple[tuple[str, Path], ...], BeforeValidator(_named_paths)]
 JsonObject = Annotated[Mapping[str, Any], BeforeValidator(_json_object)]
 UserPath = Annotated[Path, AfterValidator(_expand_user)]

@@ -11,7 +11,9 @@ def http_scope(method: str, path: str, headers: dict[str, str],
     return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
             "http_version": "1.1", "method": method, "scheme": "http", "path": path,
             "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            # A local client's Host, as the default allowed hosts want it.
+            "headers": [(k.lower().encode(), v.encode())
+                        for k, v in {"host": "localhost", **headers}.items()],
             "client": ("127.0.0.1", 1), "server": ("test", 80), "state": state or {}}
 
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from starlette.applications import Starlette
@@ -15,6 +17,22 @@ from tests.asgi import http_scope
 from tests.fakes import ScriptedEngine
 
 pytest_plugins = ["tests.browser", "tests.e2e_server", "tests.redis_server", "tests.replicas"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def local_test_client() -> Iterator[None]:
+    """Starlette's TestClient talks to the app as a local client does, with `Host: localhost`
+    (its own default, `testserver`, is a foreign host to a service listening on loopback)."""
+    connect = TestClient.websocket_connect  # joins a relative URL to ws://testserver itself
+
+    def websocket_connect(self: TestClient, url: str, *args: Any, **kwargs: Any) -> Any:
+        return connect(self, urljoin("ws://localhost", url), *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TestClient, "__init__", functools.partialmethod(
+            TestClient.__init__, base_url="http://localhost"))
+        patch.setattr(TestClient, "websocket_connect", websocket_connect)
+        yield
 
 
 @pytest.fixture

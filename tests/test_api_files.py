@@ -104,7 +104,7 @@ def test_off_unless_fine_tuning_is_on(tmp_path: Path) -> None:
 
 
 def test_the_openai_sdk_uploads_lists_and_deletes(client: TestClient) -> None:
-    sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
+    sdk = openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
                         http_client=client)
     file = sdk.files.create(file=("data.jsonl", DATASET), purpose="fine-tune")
     assert file.id.startswith("file-") and file.bytes == len(DATASET)

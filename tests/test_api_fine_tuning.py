@@ -176,7 +176,7 @@ def test_events_stream_over_sse_until_the_job_ends(client: TestClient,
 
 
 def test_the_openai_sdk_drives_a_job(client: TestClient) -> None:
-    sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
+    sdk = openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
                         http_client=client)
     file = sdk.files.create(file=("data.jsonl", DATASET), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(training_file=file.id, model="scripted", suffix="sdk",

@@ -116,7 +116,7 @@ def test_a_parser_that_does_not_exist_or_fit_stops_the_start(
 
 def test_the_sdk_sync_streaming_and_not() -> None:
     with client_of(ScriptedEngine(steps(REPLY)), reasoning_parser="deepseek_r1") as test_client:
-        sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
+        sdk = openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
                             http_client=test_client)
         reply = sdk.chat.completions.create(model="scripted", messages=CHAT["messages"])
         message: Any = reply.choices[0].message
@@ -135,7 +135,7 @@ async def test_the_sdk_async_streaming_and_not(running: Start) -> None:
         await app.app({**scope, "state": dict(app.state)}, receive, send)
 
     async with openai.AsyncOpenAI(
-            base_url="http://testserver/v1", api_key="unused", max_retries=0,
+            base_url="http://localhost/v1", api_key="unused", max_retries=0,
             http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
         reply = await sdk.chat.completions.create(model="scripted", messages=CHAT["messages"])
         message: Any = reply.choices[0].message

@@ -28,7 +28,7 @@ EXTRAS = {"min_p": 0.1, "repetition_penalty": 1.2, "min_tokens": 1, "bad_words":
 def sdk(engine: ScriptedEngine) -> Iterator[openai.OpenAI]:
     settings = Settings(max_n=4, default_max_tokens=16)
     with TestClient(create_app(settings, engine)) as test_client:
-        yield openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
+        yield openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
                             http_client=test_client)
 
 
@@ -83,7 +83,7 @@ async def test_async_sdk_streaming_and_not(running: Start) -> None:
         await app.app({**scope, "state": dict(app.state)}, receive, send)
 
     async with openai.AsyncOpenAI(
-            base_url="http://testserver/v1", api_key="unused", max_retries=0,
+            base_url="http://localhost/v1", api_key="unused", max_retries=0,
             http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
         reply = await sdk.chat.completions.create(
             model="scripted", messages=MESSAGES, response_format={"type": "json_object"},

@@ -32,7 +32,7 @@ def calls(message: Any) -> list[tuple[str, Any]]:
 def sdk() -> Iterator[openai.OpenAI]:
     engine = ScriptedEngine(tokens(REQUIRED_TEXT, 3))
     with TestClient(create_app(Settings(default_max_tokens=200), engine)) as test_client:
-        yield openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
+        yield openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
                             http_client=test_client)
 
 
@@ -69,7 +69,7 @@ async def test_async_named_streaming_and_not(running: Start) -> None:
         await app.app({**scope, "state": dict(app.state)}, receive, send)
 
     async with openai.AsyncOpenAI(
-            base_url="http://testserver/v1", api_key="unused", max_retries=0,
+            base_url="http://localhost/v1", api_key="unused", max_retries=0,
             http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
         reply = await sdk.chat.completions.create(model="scripted", messages=MESSAGES,
                                                   tools=TOOLS, tool_choice=NAMED)

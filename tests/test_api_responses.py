@@ -29,7 +29,7 @@ TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item
 
 
 def sdk_for(client: TestClient) -> openai.OpenAI:
-    return openai.OpenAI(base_url="http://testserver/v1", api_key="unused", max_retries=0,
+    return openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
                          http_client=client)
 
 
@@ -215,7 +215,7 @@ async def test_async_sdk_streams_and_chains(running: Start) -> None:
         await app.app({**scope, "state": dict(app.state)}, receive, send)
 
     async with openai.AsyncOpenAI(
-            base_url="http://testserver/v1", api_key="unused", max_retries=0,
+            base_url="http://localhost/v1", api_key="unused", max_retries=0,
             http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
         first = await sdk.responses.create(model="scripted", input="Hi")
         stream = await sdk.responses.create(model="scripted", input="More", stream=True,

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.e2e_server import REPO, LiveServer, start_server, stop_server
@@ -142,6 +143,29 @@ def test_openai_sdk_over_https(secure: tuple[LiveServer, str]) -> None:
                               http_client=http)
         with pytest.raises(openai.AuthenticationError):
             wrong.models.list()
+
+
+def test_with_the_defaults_another_site_reaches_nothing(live_server: LiveServer) -> None:
+    """The real service as `make run` starts it (loopback, no keys): a rebound name in Host
+    is a 421, another site's WebSocket handshake a 403; the page's own origin and clients that
+    send no Origin are served."""
+    port = live_server.url.rsplit(":", 1)[1]
+    rebound = httpx.get(live_server.url + "/v1/sessions", headers={"Host": f"rebound.example:{port}"})
+    assert rebound.status_code == 421 and rebound.json()["error"]["code"] == "host_not_allowed"
+    sid = httpx.post(live_server.url + "/v1/sessions").json()["id"]
+    ws_url = live_server.url.replace("http", "ws") + f"/v1/sessions/{sid}/ws"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, origin="http://attacker.example")  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
+    with connect(ws_url.replace("127.0.0.1", "localhost"),
+                 origin=f"http://localhost:{port}") as own_page:  # type: ignore[arg-type]
+        own_page.send(json.dumps({"type": "message", "content": "Hi",
+                                  "params": {"max_tokens": 2}}))
+        while json.loads(own_page.recv(timeout=120))["type"] not in ("done", "error"):
+            pass
+    with connect(ws_url) as sdk:  # no Origin: not a page
+        sdk.send(json.dumps({"type": "ping"}))
+        assert json.loads(sdk.recv(timeout=10))["type"] == "pong"
 
 
 def test_sigterm_drains_a_stream_in_flight_then_exits(secure: tuple[LiveServer, str]) -> None:

@@ -202,7 +202,10 @@ def check(svc: Service, reply: Reply, cred: str | None) -> None:
         error_of(json.loads(reply.body))
     if reply.status == 429:
         assert "retry-after" in reply.headers, where
-    if not svc.enforced or cred == "valid":
+    sent_origin = any(name == b"origin" for name, _ in reply.scope["headers"])
+    if reply.status == 403 and sent_origin:  # another site's page: refused before auth
+        assert error_of(json.loads(reply.body))["code"] == "origin_not_allowed", where
+    elif not svc.enforced or cred == "valid":
         assert reply.status not in (401, 403), f"{where}: {reply.body[:300]!r}"
     elif reply.scope["path"].startswith("/v1/"):
         assert reply.status == 401, f"{where} without a valid key: {reply.status}"

@@ -42,6 +42,13 @@ def test_environment_is_read_and_typed() -> None:
     ({"STREAMCHAT_MODEL_ALIASES": "a/b"}, "STREAMCHAT_MODEL_ALIASES must be names without '/'"),
     ({"STREAMCHAT_MODEL": "  "}, "STREAMCHAT_MODEL must not be blank"),
     ({"STREAMCHAT_DRAIN_TIMEOUT_S": "-0.5"}, "STREAMCHAT_DRAIN_TIMEOUT_S must be >= 0"),
+    ({"STREAMCHAT_ALLOWED_HOSTS": "ok.example,ex ample"},
+     "STREAMCHAT_ALLOWED_HOSTS 'ex ample' is not a host name or address"),
+    ({"STREAMCHAT_ALLOWED_HOSTS": "a.example:99999"},
+     "STREAMCHAT_ALLOWED_HOSTS 'a.example:99999' has a bad port"),
+    ({"STREAMCHAT_CORS_ORIGINS": "http://a.example/app"},
+     "STREAMCHAT_CORS_ORIGINS 'http://a.example/app' is not an origin"),
+    ({"STREAMCHAT_CORS_ORIGINS": "a.example"}, "STREAMCHAT_CORS_ORIGINS 'a.example' is not an origin"),
 ])
 def test_invalid_values_name_the_setting(env: dict[str, str], needle: str) -> None:
     with pytest.raises(SettingsError) as caught:

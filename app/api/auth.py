@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import count_rejection, error_response
+from app.api.errors import count_rejection, refuse
 from app.auth import Authenticator
 from app.errors import Forbidden, StreamchatError
 from app.limits import KeyLimits
@@ -62,29 +62,10 @@ class AuthMiddleware:
                 await self.limits.admit_request(principal.owner)
         except StreamchatError as exc:
             count_rejection(exc)
-            await _refuse(scope, send, exc)
+            await refuse(scope, send, exc)
             return
         context = request_context.get()
         if context is not None:
             context.key_id = principal.owner
         scope.setdefault("state", {})["owner"] = principal.owner
         await self.app(scope, receive, send)
-
-
-async def _refuse(scope: Scope, send: Send, exc: StreamchatError) -> None:
-    response = error_response(exc)
-    if exc.code == "unauthorized":
-        response.headers["www-authenticate"] = "Bearer"
-    if scope["type"] == "http":
-        await response({**scope}, _nothing, send)
-        return
-    if "websocket.http.response" in scope.get("extensions", {}):
-        await send({"type": "websocket.http.response.start", "status": response.status_code,
-                    "headers": response.raw_headers})
-        await send({"type": "websocket.http.response.body", "body": response.body})
-    else:  # a server without the denial extension: refuse the handshake plainly
-        await send({"type": "websocket.close", "code": 1008})
-
-
-async def _nothing() -> dict[str, str]:
-    return {"type": "http.disconnect"}

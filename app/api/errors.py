@@ -12,6 +12,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message, Scope, Send
 
 from app import errors, metrics
 
@@ -21,6 +22,7 @@ log = logging.getLogger("streamchat.api")
 HTTP_STATUS: list[tuple[type[errors.StreamchatError], int]] = [
     (errors.UnsupportedMediaType, 415),
     (errors.BodyTooLarge, 413),
+    (errors.HostNotAllowed, 421),
     (errors.InvalidRequest, 400),
     (errors.NotFound, 404),
     (errors.Unauthenticated, 401),
@@ -33,6 +35,7 @@ HTTP_STATUS: list[tuple[type[errors.StreamchatError], int]] = [
 _HTTP_KINDS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error",
                413: "invalid_request_error", 415: "invalid_request_error",
+               421: "invalid_request_error",
                422: "invalid_request_error", 429: "rate_limit_error", 503: "unavailable_error"}
 
 
@@ -45,6 +48,10 @@ def status_of(exc: errors.StreamchatError) -> int:
 
 def rejection_reason(exc: errors.StreamchatError) -> str | None:
     """The `reason` label of streamchat_rejected_requests_total for a refused request."""
+    if isinstance(exc, errors.OriginNotAllowed):
+        return "origin"
+    if isinstance(exc, errors.BadHost):
+        return "host"
     if isinstance(exc, (errors.Unauthenticated, errors.Forbidden)):
         return "auth"
     if isinstance(exc, errors.QueueFull):
@@ -86,6 +93,27 @@ def error_response(exc: errors.StreamchatError) -> Response:
     wait = retry_after(exc)
     headers = None if wait is None else {"Retry-After": str(wait)}
     return json_response(error_body(exc.message, exc.kind, exc.code, exc.param), status, headers)
+
+
+async def refuse(scope: Scope, send: Send, exc: errors.StreamchatError) -> None:
+    """Answer a request refused before any route (a middleware's refusal): the error as an HTTP
+    response, and a WebSocket refused at its handshake with the same status and body."""
+    response = error_response(exc)
+    if exc.code == "unauthorized":
+        response.headers["www-authenticate"] = "Bearer"
+    if scope["type"] == "http":
+        await response({**scope}, _nothing, send)
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": response.status_code,
+                    "headers": response.raw_headers})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+    else:  # a server without the denial extension: refuse the handshake plainly
+        await send({"type": "websocket.close", "code": 1008})
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
