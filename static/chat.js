@@ -1,14 +1,15 @@
 // streamchat's chat page. This entry wires the page; the modules do the work:
 //   connection.js WebSocket / SSE transports and the connection state · turn.js one streamed
 //   reply and the reconnect policy · conversations.js the open conversation and the sidebar ·
-//   settings.js per-conversation settings and the API key · render.js safe Markdown ·
-//   view.js the DOM · errors.js what a refusal tells the person · api.js HTTP calls ·
-//   sse.js the SSE parser · ready.js readiness.
+//   reasoning.js a reply's reasoning · settings.js per-conversation settings and the API key ·
+//   render.js safe Markdown · view.js the DOM · errors.js what a refusal tells the person ·
+//   api.js HTTP calls · sse.js the SSE parser · ready.js readiness.
 import * as api from './api.js';
 import * as conversations from './conversations.js';
 import { transport } from './connection.js';
 import { explain } from './errors.js';
 import { pollReady } from './ready.js';
+import { showReasoning } from './reasoning.js';
 import { askForKey, loadModels, openSettings } from './settings.js';
 import { activeTurn, detach, onTurnEnded, run, stop } from './turn.js';
 import * as view from './view.js';
@@ -40,8 +41,9 @@ function show(session) {
     if (m.role === 'user') { view.addRow('user', m.content, m.id); continue; }
     const inFlight = !FINAL.has(m.status);
     const bubble = view.addRow('assistant', inFlight ? '' : m.content, m.id);
-    if (inFlight) pending = { m, bubble };
-    else if (m.status === 'error') view.showError(bubble, m.error?.message || 'The reply failed.');
+    if (inFlight) { pending = { m, bubble }; continue; } // its events bring its reasoning again
+    showReasoning(bubble, m.reasoning);
+    if (m.status === 'error') view.showError(bubble, m.error?.message || 'The reply failed.');
     else view.setStats(bubble, { ...m, finish_reason: m.status === 'cancelled' ? 'cancelled' : m.finish_reason });
   }
   view.scrollDown(true);

@@ -4,6 +4,7 @@
 import * as api from './api.js';
 import { ApiError } from './api.js';
 import { ConnectionLost, WebSocketUnavailable, fallBack, setState, transport } from './connection.js';
+import { LiveReasoning } from './reasoning.js';
 import * as view from './view.js';
 
 const MAX_BACKOFF_MS = 10000;
@@ -15,6 +16,7 @@ const MAX_BACKOFF_MS = 10000;
  * @property {number} lastSeq the last numbered event shown (-1: none)
  * @property {HTMLElement} bubble
  * @property {view.LiveText} live
+ * @property {LiveReasoning|null} thought its reasoning, from the first `reasoning` event
  * @property {boolean} done a `done` or `error` event arrived
  * @property {boolean} stopRequested
  * @property {AbortController} ctrl
@@ -49,18 +51,28 @@ function handle(turn, ev) {
     }
     case 'prefill': view.setWaiting(turn.bubble, 'Reading your message…'); break;
     case 'start': view.setModel(d.model); break;
+    case 'reasoning':
+      if (!turn.thought) {
+        view.setWaiting(turn.bubble, null);
+        turn.thought = new LiveReasoning(turn.bubble);
+      }
+      turn.thought.append(d.text || '');
+      break;
     case 'token':
       if (!turn.live.text) view.setWaiting(turn.bubble, null);
+      turn.thought?.end(); // the answer has started
       turn.live.append(d.text || '');
       break;
     case 'done':
       turn.done = true;
+      turn.thought?.end();
       turn.live.end();
       view.setStats(turn.bubble, d);
       view.announce(`Reply ${d.finish_reason === 'cancelled' ? 'stopped' : 'finished'}: ${turn.live.text}`);
       break;
     case 'error':
       turn.done = true;
+      turn.thought?.end();
       turn.live.end();
       view.setWaiting(turn.bubble, null);
       view.showError(turn.bubble, d.message || d.code || 'The reply failed.');
@@ -140,8 +152,8 @@ async function follow(turn, first, body, known) {
  */
 export async function run({ sid, bubble, body = null, mid = null, known = new Set() }) {
   /** @type {Turn} */
-  const turn = { sid, mid, lastSeq: -1, bubble, live: new view.LiveText(bubble), done: false,
-    stopRequested: false, ctrl: new AbortController(), sentAt: performance.now() };
+  const turn = { sid, mid, lastSeq: -1, bubble, live: new view.LiveText(bubble), thought: null,
+    done: false, stopRequested: false, ctrl: new AbortController(), sentAt: performance.now() };
   active = turn;
   view.setBusy(true);
   const sink = (ev) => handle(turn, ev);
@@ -159,6 +171,7 @@ export async function run({ sid, bubble, body = null, mid = null, known = new Se
     }
   } finally {
     if (!turn.done) {
+      turn.thought?.end();
       turn.live.end();
       if (turn.ctrl.signal.aborted && !view.hasError(bubble)) view.setStats(bubble, { finish_reason: 'cancelled' });
     }
