@@ -1,4 +1,4 @@
-"""Domain exceptions. The core raises these; `app/api/errors.py` maps them to HTTP statuses,
+"""Domain exceptions. The core raises these; `app/api/http/errors.py` maps them to HTTP statuses,
 the one error shape of API.md, and WebSocket close codes. Nothing here knows HTTP."""
 
 from __future__ import annotations

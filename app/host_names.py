@@ -1,7 +1,7 @@
 """Host names as a browser sends them: `host[:port]` split, loopback told apart, patterns matched.
 
 Pure and shared: the settings check `STREAMCHAT_ALLOWED_HOSTS` and `STREAMCHAT_CORS_ORIGINS`
-with it, and `api/browser_guard.py` checks every request's `Host` and `Origin` with it."""
+with it, and `api/http/browser_guard.py` checks every request's `Host` and `Origin` with it."""
 
 from __future__ import annotations
 

@@ -20,13 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters import Adapters
 from app.admission import Admission
-from app.api import files, fine_tuning, lora, openai, ops, responses, resumable, sessions, ws
-from app.api.auth import AuthMiddleware
-from app.api.browser_guard import BrowserGuard, cors_middleware
-from app.api.errors import EXCEPTION_HANDLERS
-from app.api.raw_send import StreamchatApp
-from app.api.request_log import RequestLog
-from app.api.state import Services, State
+from app.api import fine_tuning, openai, ops, responses, sessions
+from app.api.http.auth import AuthMiddleware
+from app.api.http.browser_guard import BrowserGuard, cors_middleware
+from app.api.http.errors import EXCEPTION_HANDLERS
+from app.api.http.raw_send import StreamchatApp
+from app.api.http.request_log import RequestLog
+from app.api.http.state import Services, State
 from app.auth import Authenticator
 from app.chat import ChatService
 from app.completions import CompletionService
@@ -158,8 +158,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             await store.close()
 
     return StreamchatApp(
-        routes=[*ops.routes, *sessions.routes, *ws.routes, *openai.routes, *resumable.routes,
-                *responses.routes, *lora.routes, *files.routes, *fine_tuning.routes,
+        routes=[*ops.routes, *sessions.routes, *openai.routes, *responses.routes, *fine_tuning.routes,
                 Route("/", PageFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],

@@ -68,7 +68,7 @@ def serve(app: Starlette, settings: Settings, lifecycle: Lifecycle) -> int:
     """Serve until stopped; the process's exit code (1 if the engine failed to start)."""
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
-        # Logging is configured once (app/logs.py); requests are logged by app/api/request_log.py.
+        # Logging is configured once (app/logs.py); requests are logged by app/api/http/request_log.py.
         log_config=None, access_log=False,
         loop="uvloop", http="httptools", ws="websockets-sansio",
         ws_max_size=settings.max_body_bytes, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -43,7 +43,7 @@ class AccessSettings(BaseModel):
     max_sessions_per_key: int = Field(default=1000, ge=1, description="sessions a key may hold")
     max_streams_per_key: int = Field(default=8, ge=1,
                                      description="generations a key may run at once")
-    # -- browsers: DNS rebinding and other sites' pages (app/api/browser_guard.py) ---------
+    # -- browsers: DNS rebinding and other sites' pages (app/api/http/browser_guard.py) ----
     allowed_hosts: HostPatterns | None = Field(
         default=None, description="Host header values served, comma-separated: names, "
         "*.domain, addresses, [v6], each with an optional :port, `loopback` (localhost, "

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from benchmarks.sse_client import level_client
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from benchmarks.cli import add_model_options, add_server_options, default_cache_dir
 from benchmarks.output import environment, results_dir, timestamp, write_results
 

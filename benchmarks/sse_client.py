@@ -1,6 +1,6 @@
 """Side 2: streamchat's session endpoint over HTTP, the reply read as SSE.
 
-Frames are parsed incrementally with the service's own parser (app/api/sse.py), so that each
+Frames are parsed incrementally with the service's own parser (app/api/http/sse.py), so that each
 event is timestamped when the bytes that complete it arrive (a library that buffers whole
 responses or lines would blur TTFT and ITL).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from benchmarks.session_api import apply_event, measured_chat, reply_params
 from benchmarks.workload import PromptBuilder, RequestResult, TokenClock, run_levels
 

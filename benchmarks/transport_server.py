@@ -38,7 +38,7 @@ def _use_sse_starlette() -> None:
     """Session SSE responses through sse-starlette, as docs/DESIGN.md's first draft had it."""
     from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-    import app.api.sessions as sessions
+    import app.api.sessions.sessions as sessions
     from app.streams import Event
 
     async def server_sent_events(events: AsyncIterator[Event | None]) -> AsyncIterator[ServerSentEvent]:

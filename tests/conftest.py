@@ -10,7 +10,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from app.api.state import Services, State
+from app.api.http.state import Services, State
 from app.main import create_app
 from app.settings import Settings
 from tests.asgi import http_scope

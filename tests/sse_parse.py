@@ -1,4 +1,4 @@
-"""Reading SSE bodies as clients would, with the service's one SSE parser (app/api/sse.py)."""
+"""Reading SSE bodies as clients would, with the service's one SSE parser (app/api/http/sse.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 
 
 def parse_frames(text: str | bytes) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.admission import Admission, Ticket
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from app.engine.base import GenerationParams
 from app.errors import QueueFull
 from app.main import create_app
@@ -290,7 +290,7 @@ def test_progress_reaches_a_websocket_client_without_seq() -> None:
 
 
 def test_a_waiting_openai_stream_gets_keepalive_comments(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("app.api.sse.PING_INTERVAL_S", 0.02)
+    monkeypatch.setattr("app.api.http.sse.PING_INTERVAL_S", 0.02)
     engine = ScriptedEngine(tokens=["w"] * 10, delay_s=0.02)
     settings = Settings(max_concurrent_generations=1, max_queue=4, prefix_warmup=False)
     with TestClient(create_app(settings, engine)) as client:

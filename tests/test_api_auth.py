@@ -1,4 +1,4 @@
-"""Authentication over every route and transport (app/api/auth.py), table-driven: no key, a bad
+"""Authentication over every route and transport (app/api/http/auth.py), table-driven: no key, a bad
 key, an expired JWT, the wrong scope, another key's session -> 401 / 401 / 401 / 403 / 404,
 with nothing in the error body that tells more."""
 

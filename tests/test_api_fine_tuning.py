@@ -11,7 +11,7 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from tests.finetune_fixtures import DATASET, client, fake_training, upload, wait_for
 
 __all__ = ["client", "fake_training"]

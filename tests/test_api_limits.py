@@ -1,4 +1,4 @@
-"""Per-key limits over HTTP, WebSocket and the OpenAI API (app/limits, wired in app/api/auth.py,
+"""Per-key limits over HTTP, WebSocket and the OpenAI API (app/limits, wired in app/api/http/auth.py,
 app/chat.py, app/completions.py): the excess gets a quick 429 with Retry-After (4429 on a
 WebSocket), the rest completes; with Redis, replicas share one bucket."""
 

@@ -1,4 +1,4 @@
-"""The model's endpoints (app/api/models.py): `/v1/models` with vLLM's fields, `/tokenize` and
+"""The model's endpoints (app/api/openai/models.py): `/v1/models` with vLLM's fields, `/tokenize` and
 `/detokenize` in vLLM's shapes; and the vLLM sampling fields of session params."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible API (app/api/openai*.py) with a scripted engine: shapes, streaming,
+"""The OpenAI-compatible API (app/api/openai/) with a scripted engine: shapes, streaming,
 bad input, disconnects."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from app.main import create_app
 from app.settings import Settings
 from tests.asgi import LeavingClient

@@ -1,4 +1,4 @@
-"""Keep-alive comments on OpenAI streams (app/api/sse.py `ping_s`): a `: ping` after any
+"""Keep-alive comments on OpenAI streams (app/api/http/sse.py `ping_s`): a `: ping` after any
 silence of the interval (queued, a long prefill, a slow token), none while chunks flow."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.api import sse
+from app.api.http import sse
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine

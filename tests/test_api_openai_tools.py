@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.openai_tool_calls import CallReader
+from app.api.openai.tool_calls import CallReader
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
@@ -205,7 +205,7 @@ def test_bad_tool_input_is_a_400_naming_the_field(extra: dict[str, Any], param: 
 
 
 def test_auto_with_a_parser_set_is_accepted_by_validation() -> None:
-    from app.api.openai_schemas import ChatCompletionRequest
+    from app.api.openai.schemas import ChatCompletionRequest
     from app.validation import validate
 
     body = {**CHAT, "tools": TOOLS}
@@ -246,7 +246,7 @@ def test_auto_without_a_call_is_plain_content() -> None:
 
 
 def test_the_parser_gives_the_same_calls_wherever_the_text_is_split() -> None:
-    from app.api.openai_tool_parser import ParserReader, vllm_request
+    from app.api.openai.tool_parser import ParserReader, vllm_request
 
     engine = ScriptedEngine()
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.responses_run import KIND
+from app.api.responses.run import KIND
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine

@@ -1,4 +1,4 @@
-"""Resumable OpenAI chat completion streams (app/api/resumable.py, app/replies/detached.py)
+"""Resumable OpenAI chat completion streams (app/api/openai/resumable.py, app/replies/detached.py)
 with a scripted engine: ids, resume after any id, the orphan grace, 404s, owners."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from app.main import create_app
 from app.settings import Settings
 from tests.asgi import LeavingClient

@@ -1,4 +1,4 @@
-"""The sessions API over HTTP (app/api/sessions.py) with a scripted engine: event order, bad
+"""The sessions API over HTTP (app/api/sessions/sessions.py) with a scripted engine: event order, bad
 input, disconnects."""
 
 from __future__ import annotations

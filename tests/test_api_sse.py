@@ -1,12 +1,12 @@
-"""The SSE wire format both ways (app/api/sse.py), and the heartbeat of an idle stream."""
+"""The SSE wire format both ways (app/api/http/sse.py), and the heartbeat of an idle stream."""
 
 from __future__ import annotations
 
 import pytest
 from starlette.testclient import TestClient
 
-from app.api import sse
-from app.api.sse import EventParser, event_frame, frame, parse_last_event_id
+from app.api.http import sse
+from app.api.http.sse import EventParser, event_frame, frame, parse_last_event_id
 from app.main import create_app
 from app.settings import Settings
 from app.streams import Event
@@ -56,7 +56,7 @@ def test_an_idle_stream_sends_ping_comments(monkeypatch: pytest.MonkeyPatch) -> 
     """While the engine is silent, the stream sends `: ping` so proxies keep it open; the
     events around the pings are intact."""
     monkeypatch.setattr(sse, "PING_INTERVAL_S", 0.02)
-    monkeypatch.setattr("app.api.sessions.PING_INTERVAL_S", 0.02)
+    monkeypatch.setattr("app.api.sessions.sessions.PING_INTERVAL_S", 0.02)
     engine = ScriptedEngine(tokens=["a", "b", "c"], delay_s=0.15)
     with TestClient(create_app(Settings(), engine)) as client:
         sid = client.post("/v1/sessions").json()["id"]

@@ -1,4 +1,4 @@
-"""The session WebSocket (app/api/ws.py) with a scripted engine: frames, errors that keep the
+"""The session WebSocket (app/api/sessions/ws.py) with a scripted engine: frames, errors that keep the
 socket open, close codes, resume."""
 
 from __future__ import annotations
@@ -210,9 +210,9 @@ def test_leaving_the_socket_orphans_the_reply_then_aborts() -> None:
 
 
 async def test_a_frame_to_a_client_that_left_ends_the_socket_as_a_disconnect() -> None:
-    # Frames go straight to the server's send (app/api/raw_send.py), which raises OSError for
+    # Frames go straight to the server's send (app/api/http/raw_send.py), which raises OSError for
     # a client that left; the socket must see the disconnect Starlette's send would raise.
-    from app.api.ws import SessionSocket
+    from app.api.sessions.ws import SessionSocket
 
     async def gone(message: dict[str, object]) -> None:
         raise ConnectionResetError

@@ -1,4 +1,4 @@
-"""What another site's page may do (app/api/browser_guard.py): the Host table, the Origin table
+"""What another site's page may do (app/api/http/browser_guard.py): the Host table, the Origin table
 for WebSockets and HTTP, and CORS for the origins listed, streaming and not."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from app.api.browser_guard import BrowserGuard
+from app.api.http.browser_guard import BrowserGuard
 from app.errors import BadHost, HostNotAllowed, OriginNotAllowed
 from app.main import create_app
 from app.settings import Settings

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from tests.e2e_server import LiveServer
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from app.settings import Settings
 from tests.e2e_server import LiveServer
 from tests.nginx_server import Nginx

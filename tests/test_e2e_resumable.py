@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from tests.e2e_server import LiveServer
 
 pytestmark = pytest.mark.e2e

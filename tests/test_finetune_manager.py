@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.state import Services
+from app.api.http.state import Services
 from app.finetune.worker import NICENESS, Worker
 from app.main import create_app
 from app.sessions.disk_records import DiskRecords

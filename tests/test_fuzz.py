@@ -40,7 +40,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from app.api.sse import EventParser
+from app.api.http.sse import EventParser
 from app.main import create_app
 from app.settings import Settings
 from tests import fuzz_strategies as fz

@@ -1,4 +1,4 @@
-"""Log lines (app/logs.py, app/api/request_log.py, the stream line of app/metering.py): one per
+"""Log lines (app/logs.py, app/api/http/request_log.py, the stream line of app/metering.py): one per
 request and per stream, with the request id and the key, and no text unless asked for."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 port (another origin) tries fetch, EventSource and WebSocket. With the defaults each is refused
 (and the service counts the refusals); with STREAMCHAT_CORS_ORIGINS naming that origin and a
 key, it streams replies over fetch and the WebSocket (the scripted engine in a real server
-process; app/api/browser_guard.py)."""
+process; app/api/http/browser_guard.py)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import gpu_metrics, metrics
-from app.api.errors import error_response, json_response
-from app.api.state import services
+from app.api.http.errors import error_response, json_response
+from app.api.http.state import services
 from app.errors import NotReady
 from app.lifecycle import RETRY_AFTER_S
 

@@ -1,7 +1,7 @@
 """Authentication, without HTTP: API keys and JWTs in, a `Principal` (owner, scopes) out.
 
 `Authenticator.from_settings(settings)` builds it (None when auth is off); `authenticate(token)`
-returns the Principal or raises `Unauthenticated`. The HTTP side (`app/api/auth.py`) finds the
+returns the Principal or raises `Unauthenticated`. The HTTP side (`app/api/http/auth.py`) finds the
 credential in a request and checks the scope a route needs. Nothing here imports Starlette.
 """
 

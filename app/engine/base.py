@@ -36,7 +36,7 @@ class LoraAdapter:
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
     """Sampling parameters a client may set; validated by `app.params` and the OpenAI
-    request models (app/api/openai_schemas.py)."""
+    request models (app/api/openai/schemas.py)."""
 
     max_tokens: int = 512
     temperature: float = 0.7

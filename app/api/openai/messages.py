@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from app.api.openai_tools import MessageToolCall
+from app.api.openai.tools import MessageToolCall
 from app.engine.base import ChatTurn
 from app.validation import MessageText, StrictModel
 

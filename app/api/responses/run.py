@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 
-from app.api import openai_format, sse
-from app.api.responses_events import TERMINAL, Event, ResponseBuilder
-from app.api.responses_schemas import Messages
+from app.api.http import sse
+from app.api.openai.format import DONE
+from app.api.responses.events import TERMINAL, Event, ResponseBuilder
+from app.api.responses.schemas import Messages
 from app.errors import InvalidRequest, NotFound
 from app.sessions.records import Record, Records
 
@@ -51,7 +52,7 @@ class ResponseRun:
         try:
             async with contextlib.aclosing(frames):  # type: ignore[type-var]
                 async for frame in frames:
-                    if frame == openai_format.DONE:
+                    if frame == DONE:
                         break
                     for event in self.builder.feed(orjson.loads(sse.frame_data(frame))):
                         yield event

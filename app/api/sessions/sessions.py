@@ -6,17 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.errors import json_response
-from app.api.schemas import (
-    NewMessage,
-    NewSession,
-    SessionPatch,
-    accepts_event_stream,
-    parse_body,
-    validation_context,
-)
-from app.api.sse import PING_INTERVAL_S, EventStreamResponse, event_frames, parse_last_event_id
-from app.api.state import fair_user, owner, services
+from app.api.http.body import accepts_event_stream, parse_body, validation_context
+from app.api.http.errors import json_response
+from app.api.http.query import last_event_id
+from app.api.http.sse import PING_INTERVAL_S, EventStreamResponse, event_frames
+from app.api.http.state import fair_user, owner, services
+from app.api.sessions.schemas import NewMessage, NewSession, SessionPatch
 
 TRANSPORT = "sse"
 
@@ -76,10 +71,8 @@ async def get_message(request: Request) -> Response:
 
 
 async def stream_message(request: Request) -> Response:
-    after = parse_last_event_id(request.headers.get("last-event-id"),
-                                request.query_params.get("last_event_id"))
     events = await services(request).chat.follow_reply(
-        request.path_params["sid"], request.path_params["mid"], after,
+        request.path_params["sid"], request.path_params["mid"], last_event_id(request),
         heartbeat_s=PING_INTERVAL_S, owner=owner(request))
     return EventStreamResponse(event_frames(events))
 

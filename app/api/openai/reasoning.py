@@ -5,10 +5,14 @@ its answer in `content`, and only the answer read for tool calls."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.engine.base import Delta
 from app.reasoning import ReasoningSplit
+
+if TYPE_CHECKING:
+    from app.api.http.state import Services
+    from app.completions import Completion
 
 Piece = dict[str, Any]  # a chunk's `delta`, less its role
 
@@ -32,3 +36,12 @@ class Reasoning:
     def split(self, text: str) -> tuple[str | None, str | None]:
         """A whole choice's (reasoning, answer)."""
         return self._new_split().whole(text)
+
+
+def reasoning_of(svc: Services, completion: Completion) -> Reasoning | None:
+    """The reply's reasoning apart, when a reasoning parser is set (a new parser per choice)."""
+    name = svc.settings.reasoning_parser
+    if name is None:
+        return None
+    return Reasoning(lambda: ReasoningSplit(svc.engine.reasoning_parser(name),
+                                            completion.prompt_ids))

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+# What a client that left before its response is logged with: nginx's "client closed request".
+CLIENT_CLOSED = 499
 Result = TypeVar("Result")
 Receive = Callable[[], Awaitable[Any]]
 

@@ -4,7 +4,7 @@ their results (`tool`).
 
 `required` and a named function work with any model: the reply is constrained (structured
 output) to the JSON schema vLLM's own `get_json_schema_from_tools` builds from the tools, and
-that JSON is read back as calls (app/api/openai_tool_calls.py). `auto` needs a tool-call
+that JSON is read back as calls (app/api/openai/tool_calls.py). `auto` needs a tool-call
 parser (`STREAMCHAT_TOOL_CALL_PARSER`), as vLLM's server needs `--tool-call-parser`."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field, PlainValidator, ValidationError, ValidationInfo, field_validator
 
-from app.api.openai_structured import JsonSchema, _a_schema
-from app.api.openai_tool_calls import CallReader, Reader, ToolCalls
+from app.api.openai.structured import JsonSchema, _a_schema
+from app.api.openai.tool_calls import CallReader, Reader, ToolCalls
 from app.engine.base import StructuredOutput
 from app.validation import StrictModel
 

@@ -11,22 +11,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive
 
-from app.api.errors import json_response
-from app.api.state import owner, services
-from app.errors import BodyTooLarge, InvalidRequest, NotFound, UnsupportedMediaType
-from app.finetune.manager import JobManager
+from app.api.fine_tuning.manager import enabled
+from app.api.http.errors import json_response
+from app.api.http.state import owner
+from app.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the other fields, beyond the file itself
-
-
-def enabled(request: Request) -> JobManager:
-    """The job manager, or 404 when fine-tuning is off."""
-    manager = services(request).fine_tuning
-    if manager is None:
-        raise NotFound(f"fine-tuning is off on this server ({request.url.path}): set "
-                       "STREAMCHAT_FINE_TUNING=true to serve /v1/files and /v1/fine_tuning/jobs",
-                       code="fine_tuning_disabled")
-    return manager
 
 
 def capped(receive: Receive, limit: int) -> Receive:

@@ -5,9 +5,13 @@ calls. Streamed, the parser's `extract_tool_calls_streaming` is fed each piece; 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.api.openai_tool_calls import Piece, call_id
+from app.api.openai.tool_calls import Piece, call_id
+
+if TYPE_CHECKING:
+    from app.api.http.state import Services
+    from app.api.openai.schemas import ChatCompletionRequest
 
 
 class ParserReader:
@@ -61,3 +65,11 @@ def vllm_request(model: str, tools: list[dict[str, Any]]) -> Any:
     return ChatCompletionRequest.model_validate({
         "model": model, "messages": [{"role": "user", "content": ""}], "tools": tools,
         "tool_choice": "auto"})
+
+
+def auto_reader(svc: Services, req: ChatCompletionRequest, model: str) -> ParserReader:
+    """A reader of one choice for `tool_choice: auto`: the configured parser, new each time."""
+    assert svc.settings.tool_call_parser is not None  # validation refuses auto without one
+    tools = req.template_tools() or []
+    return ParserReader(svc.engine.tool_parser(svc.settings.tool_call_parser, tools),
+                        vllm_request(model, tools))

@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 
-from app.api.openai_reasoning import Reasoning
-from app.api.openai_tool_calls import ToolCalls
-from app.api.sse import frame
+from app.api.http.errors import error_body
+from app.api.http.sse import frame
+from app.api.openai.reasoning import Reasoning
+from app.api.openai.tool_calls import ToolCalls
 from app.completion_batch import CompletionBatch
 from app.completions import Completion
 from app.engine.base import Delta, PromptLogprob, TokenLogprob
@@ -82,7 +83,7 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
     spoken: set[int] = set()  # choices whose role was sent
     pending: dict[int, list[TokenLogprob]] = {}  # of tokens whose text is not shown yet
     offsets: dict[int, int] = {}
-    # No heartbeat here: the response pings after any silence (app/api/sse.py, `ping_s`).
+    # No heartbeat here: the response pings after any silence (app/api/http/sse.py, `ping_s`).
     async with contextlib.aclosing(completion.deltas()) as deltas:
         try:
             async for delta in deltas:
@@ -115,8 +116,7 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
                         continue
                     yield frame(orjson.dumps({**head, "choices": [choice]}))
         except StreamchatError as exc:
-            yield frame(orjson.dumps({"error": {"message": exc.message, "type": exc.kind,
-                                                "code": exc.code, "param": None}}))
+            yield frame(orjson.dumps(error_body(exc.message, exc.kind, exc.code)))
             yield DONE
             return
     if include_usage:

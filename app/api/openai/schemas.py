@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
-from app.api.openai_messages import ChatMessage
-from app.api.openai_structured import ResponseFormat, StructuredOutputs, constraint
-from app.api.openai_tools import ToolFields
+from app.api.openai.messages import ChatMessage
+from app.api.openai.structured import ResponseFormat, StructuredOutputs, constraint
+from app.api.openai.tools import ToolFields
 from app.engine.base import ChatTurn, GenerationParams
 from app.errors import InvalidRequest
 from app.params import SamplingFields, engine_fields

@@ -2,7 +2,7 @@
 background), `GET /v1/responses/{id}` (the response, or with `stream=true&starting_after=N` its
 events again, on any replica), `POST /v1/responses/{id}/cancel` and `DELETE`.
 
-A response is a chat completion underneath (app/api/responses_schemas.py): the same engine
+A response is a chat completion underneath (app/api/responses/schemas.py): the same engine
 path, admission, limits, tools and structured output. A background response runs detached
 (app/replies/detached.py) with its events in a reply log, memory or Redis Streams, which is what
 lets any replica resume it; OpenAI's own protocol for resumable streams, where vLLM's server
@@ -18,15 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import openai_format, sse
-from app.api.disconnect import unless_disconnected
-from app.api.errors import json_response
-from app.api.openai import CLIENT_CLOSED, auto_reader, reasoning_of
-from app.api.responses_events import ResponseBuilder, new_response_id
-from app.api.responses_run import KIND, ResponseRun, frames, logged_frames, payloads, stored, whole
-from app.api.responses_schemas import ResponsesRequest, renamed
-from app.api.schemas import parse_body, validation_context
-from app.api.state import Services, fair_user, owner, services
+from app.api.http import sse
+from app.api.http.body import parse_body, validation_context
+from app.api.http.disconnect import CLIENT_CLOSED, unless_disconnected
+from app.api.http.errors import json_response
+from app.api.http.query import flag, integer, last_event_id
+from app.api.http.state import Services, fair_user, owner, services
+from app.api.openai.format import Shape, chunks
+from app.api.openai.reasoning import reasoning_of
+from app.api.openai.tool_parser import auto_reader
+from app.api.responses.events import ResponseBuilder, new_response_id, response_error
+from app.api.responses.run import KIND, ResponseRun, frames, logged_frames, payloads, stored, whole
+from app.api.responses.schemas import ResponsesRequest, renamed
 from app.completions import Caller
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.sessions.records import Record
@@ -62,10 +65,10 @@ async def create(request: Request) -> Response:
     run = ResponseRun(builder, svc.records, owner=owner(request), store=req.store,
                       background=req.background,
                       conversation=[*history, *req.new_messages()])
-    shape = openai_format.Shape(response_id, int(time.time()), model, True, False, 0,
+    shape = Shape(response_id, int(time.time()), model, True, False, 0,
                                 tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)),
                                 reasoning=reasoning_of(svc, completion))
-    events = run.events(openai_format.chunks(completion, shape, include_usage=True))
+    events = run.events(chunks(completion, shape, include_usage=True))
     if req.background:
         return await _background(request, svc, run, events, completion.release, req.stream)
     if req.stream:
@@ -96,7 +99,7 @@ async def _background(request: Request, svc: Services, run: ResponseRun, events:
 
 async def retrieve(request: Request) -> Response:
     svc, response_id = services(request), request.path_params["response_id"]
-    stream, after = _flag(request, "stream"), _starting_after(request)
+    stream, after = flag(request, "stream"), _starting_after(request)
     record = await _current(svc, await stored(svc.records, response_id, owner(request)))
     if not stream:
         return json_response(record["response"])
@@ -141,28 +144,17 @@ async def _current(svc: Services, record: Record) -> Record:
     response = record["response"]
     if response["status"] in FINAL or await svc.detached.running(response["id"]):
         return record
-    response.update(status="failed", error={
-        "code": "interrupted", "message": "the replica running this response stopped"})
+    response.update(status="failed", error=response_error(
+        "interrupted", "the replica running this response stopped"))
     await svc.records.put(KIND, response["id"], record)
     return record
 
 
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name, "false").lower()
-    if value not in ("true", "false"):
-        raise InvalidRequest(f"'{name}' must be true or false, got {value!r}", param=name)
-    return value == "true"
-
-
 def _starting_after(request: Request) -> int:
     """`starting_after` (OpenAI's), or `Last-Event-ID` (an EventSource's); -1: from the start."""
-    value = request.query_params.get("starting_after")
-    if value is None:
-        return sse.parse_last_event_id(request.headers.get("last-event-id"), None)
-    if not value.lstrip("-").isdigit() or int(value) < -1:
-        raise InvalidRequest(f"'starting_after' must be a sequence number (an integer from "
-                             f"-1), got {value!r}", param="starting_after")
-    return int(value)
+    after = integer(request, "starting_after", low=-1,
+                    what="a sequence number (an integer from -1)")
+    return last_event_id(request, query=None) if after is None else after
 
 
 routes = [

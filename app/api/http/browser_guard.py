@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import count_rejection, refuse
+from app.api.http.errors import count_rejection, refuse
 from app.errors import BadHost, HostNotAllowed, OriginNotAllowed, StreamchatError
 from app.host_names import DEFAULT_PORTS, matches, split_host, split_origin
 from app.settings import Settings

@@ -1,4 +1,4 @@
-"""Keep-alive for a stream whose source cannot tell when it is quiet (app/api/sse.py)."""
+"""Keep-alive for a stream whose source cannot tell when it is quiet (app/api/http/sse.py)."""
 
 from __future__ import annotations
 

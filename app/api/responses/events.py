@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.api.openai_tools import NamedToolChoice
-from app.api.responses_schemas import Messages, ResponsesRequest, add_call
+from app.api.openai.tools import NamedToolChoice
+from app.api.responses.schemas import Messages, ResponsesRequest, add_call
 
 Event = dict[str, Any]
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed",
@@ -25,6 +25,11 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 
 def new_response_id() -> str:
     return "resp_" + secrets.token_hex(12)
+
+
+def response_error(code: str, message: str) -> dict[str, str]:
+    """A response's `error`: what failed it (the chat stream's error chunk, a dead replica)."""
+    return {"code": code, "message": message}
 
 
 @dataclass
@@ -74,8 +79,8 @@ class ResponseBuilder:
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         """The events one chat completion chunk makes."""
         if "error" in chunk:
-            self.response["error"] = {"code": chunk["error"]["code"],
-                                      "message": chunk["error"]["message"]}
+            self.response["error"] = response_error(chunk["error"]["code"],
+                                                    chunk["error"]["message"])
             return []
         if chunk.get("usage"):
             self.response["usage"] = _usage(chunk["usage"])

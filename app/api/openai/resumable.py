@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import openai_format, sse
-from app.api.openai_schemas import ChatCompletionRequest
-from app.api.state import owner, services
+from app.api.http import sse
+from app.api.http.query import last_event_id
+from app.api.http.state import owner, services
+from app.api.openai.format import DONE, Shape, chunks
+from app.api.openai.schemas import ChatCompletionRequest
 from app.completions import Completion
 from app.errors import InvalidRequest
 
@@ -33,9 +35,9 @@ def asked(request: Request) -> bool:
 
 
 async def stream(request: Request, req: ChatCompletionRequest, completion: Completion,
-                 shape: openai_format.Shape) -> Response:
+                 shape: Shape) -> Response:
     """Start the completion detached, under its id, and follow it from its start."""
-    frames = openai_format.chunks(completion, shape, req.include_usage)
+    frames = chunks(completion, shape, req.include_usage)
     try:
         log = await services(request).detached.start(shape.id, owner(request),
                                                      _payloads(frames), completion.release)
@@ -50,16 +52,14 @@ async def _payloads(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The JSON of each chunk the plain stream would send; its end is the log's."""
     async with contextlib.aclosing(frames):  # type: ignore[type-var]
         async for chunk in frames:
-            if chunk != openai_format.DONE:
+            if chunk != DONE:
                 yield sse.frame_data(chunk)
 
 
 async def resume(request: Request) -> Response:
     stream_id = request.path_params["stream_id"]
-    after = sse.parse_last_event_id(request.headers.get("last-event-id"),
-                                    request.query_params.get("last_event_id"))
     events = await services(request).detached.follow(
-        stream_id, after, heartbeat_s=sse.PING_INTERVAL_S, owner=owner(request))
+        stream_id, last_event_id(request), heartbeat_s=sse.PING_INTERVAL_S, owner=owner(request))
     return sse.EventStreamResponse(sse.chunk_frames(events), headers={STREAM_ID: stream_id})
 
 

@@ -4,10 +4,10 @@ Deliberate deviation from sse-starlette: frames are pre-encoded bytes (a reply's
 encoded once in its log and shared by every listener), sent without a per-event lock or send
 timeout, which keeps about twice its events/s (docs/DESIGN.md). What sse-starlette would add is
 kept: a `: ping` comment after 15 s of silence and a client disconnect that stops the stream at
-once, even while it waits (app/api/disconnect.py). The ping comes from the event source (a
+once, even while it waits (app/api/http/disconnect.py). The ping comes from the event source (a
 reply's log, which knows when it is quiet) or, for a source that cannot tell (an OpenAI
 stream: queued, prefilling or between tokens), from the response's own timer (`ping_s`,
-app/api/keepalive.py).
+app/api/http/keepalive.py).
 
 The first frame after a ping starts with an empty comment (`:` and a blank line), added by
 `EventStreamResponse` to every stream. A compliant parser skips it; it is there for clients
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.api.disconnect import unless_disconnected
-from app.api.keepalive import Pinger
-from app.api.raw_send import body_send
+from app.api.http.disconnect import unless_disconnected
+from app.api.http.keepalive import Pinger
+from app.api.http.raw_send import body_send
 from app.streams import Event
 
 PING = b": ping\n\n"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import count_rejection, refuse
+from app.api.http.errors import count_rejection, refuse
 from app.auth import Authenticator
 from app.errors import Forbidden, StreamchatError
 from app.limits import KeyLimits

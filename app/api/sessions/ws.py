@@ -14,24 +14,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import orjson
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import metrics
-from app.api.auth import BEARER_PROTOCOL
-from app.api.errors import count_rejection, retry_after, status_of
-from app.api.raw_send import body_send
-from app.api.schemas import (
+from app.api.http.auth import BEARER_PROTOCOL
+from app.api.http.body import validation_context
+from app.api.http.errors import count_rejection, error_frame
+from app.api.http.raw_send import body_send
+from app.api.http.state import Services, fair_user, owner, services
+from app.api.sessions.schemas import (
     CancelFrame,
     ClientFrame,
     MessageFrame,
     PingFrame,
     ResumeFrame,
     parse_frame,
-    validation_context,
 )
-from app.api.state import Services, fair_user, owner, services
 from app.chat import ChatService
 from app.errors import InvalidRequest, SessionNotFound, StreamchatError
 from app.streams import Event
@@ -52,15 +51,6 @@ def event_frame(event: Event, message_id: str) -> bytes:
     return head + (b"," + event.payload[1:] if len(event.payload) > 2 else b"}")
 
 
-def error_frame(exc: StreamchatError) -> bytes:
-    frame = {"type": "error", "code": exc.code, "message": exc.message,
-             "status": 4000 + status_of(exc), "param": exc.param}
-    wait = retry_after(exc)
-    if wait is not None:
-        frame["retry_after"] = wait  # what Retry-After says over HTTP
-    return orjson.dumps(frame)
-
-
 class SessionSocket:
     def __init__(self, websocket: WebSocket, svc: Services, session_id: str,
                  owner: str | None) -> None:
@@ -73,7 +63,7 @@ class SessionSocket:
         self.max_frame_bytes = svc.settings.max_body_bytes
         self.context = validation_context(svc.settings)
         self._send_lock = asyncio.Lock()
-        # Frames after the accept go straight to the server (app/api/raw_send.py).
+        # Frames after the accept go straight to the server (app/api/http/raw_send.py).
         self._send_frame = body_send(websocket.scope, websocket.send)
         self._forwarder: asyncio.Task[None] | None = None
 

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.errors import json_response
-from app.api.openai_schemas import ChatMessage, ModelName
-from app.api.schemas import parse_body, validation_context
-from app.api.state import services
+from app.api.http.body import parse_body, validation_context
+from app.api.http.errors import json_response
+from app.api.http.state import services
+from app.api.openai.schemas import ChatMessage, ModelName
 from app.engine.base import Engine
 from app.errors import NotReady
 from app.validation import MessageText, StrictModel

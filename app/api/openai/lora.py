@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from app.api.schemas import parse_body
-from app.api.state import services
+from app.api.http.body import parse_body
+from app.api.http.state import services
 from app.validation import StrictModel
 
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s/]+$")]

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PlainValidator, field_validator, model_validator
 
-from app.api.openai_schemas import ChatCompletionRequest, ModelName, PositiveInt
-from app.api.openai_structured import JsonSchemaFormat
-from app.api.openai_tools import FunctionDef
+from app.api.openai.schemas import ChatCompletionRequest, ModelName, PositiveInt
+from app.api.openai.structured import JsonSchemaFormat
+from app.api.openai.tools import FunctionDef
 from app.errors import InvalidRequest
 from app.params import SamplingFields
 from app.validation import MessageText, StrictModel, by_type, validate

@@ -1,5 +1,6 @@
-"""Domain exceptions -> the one error shape of docs/API.md and its HTTP statuses (a WebSocket
-error frame's `status` is 4000 + the same status)."""
+"""Domain exceptions -> the error shapes of docs/API.md and their HTTP statuses, each written
+here once: the HTTP body `{"error": {...}}` (`error_body`, also an OpenAI stream's error chunk)
+and the WebSocket error frame (`error_frame`, whose `status` is 4000 + the same status)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,16 @@ def count_rejection(exc: errors.StreamchatError) -> None:
 
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+def error_frame(exc: errors.StreamchatError) -> bytes:
+    """A WebSocket error frame: the HTTP error's code, message and param, its status + 4000."""
+    frame = {"type": "error", "code": exc.code, "message": exc.message,
+             "status": 4000 + status_of(exc), "param": exc.param}
+    wait = retry_after(exc)
+    if wait is not None:
+        frame["retry_after"] = wait  # what Retry-After says over HTTP
+    return orjson.dumps(frame)
 
 
 def json_response(body: Any, status: int = 200,

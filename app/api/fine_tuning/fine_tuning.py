@@ -17,17 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import sse
-from app.api.errors import json_response
-from app.api.files import enabled
-from app.api.schemas import accepts_event_stream, parse_body
-from app.api.state import owner, services
+from app.api.fine_tuning.manager import enabled
+from app.api.http import sse
+from app.api.http.body import accepts_event_stream, parse_body
+from app.api.http.errors import json_response
+from app.api.http.query import Page, last_event_id
+from app.api.http.state import owner, services
 from app.errors import InvalidRequest
 from app.finetune.job import JobRequest
 from app.finetune.store import JobStore, page
-
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 
 
 async def create(request: Request) -> Response:
@@ -48,8 +46,8 @@ async def create(request: Request) -> Response:
 
 async def list_jobs(request: Request) -> Response:
     manager = enabled(request)
-    jobs, has_more = page(await manager.all(owner(request)), request.query_params.get("after"),
-                          _limit(request))
+    asked = Page.of(request)
+    jobs, has_more = page(await manager.all(owner(request)), asked.after, asked.limit)
     return json_response({"object": "list", "data": jobs, "has_more": has_more})
 
 
@@ -67,11 +65,12 @@ async def events(request: Request) -> Response:
     manager, job_id = enabled(request), request.path_params["job_id"]
     await manager.get(job_id, owner(request))  # 404 unless it is the caller's
     if accepts_event_stream(request):
-        after = sse.parse_last_event_id(request.headers.get("last-event-id"), None)
+        after = last_event_id(request, query=None)
         return sse.EventStreamResponse(_frames(manager.store, job_id, after + 1),
                                        ping_s=sse.PING_INTERVAL_S)
     newest_first = list(reversed(await manager.store.events(job_id)))
-    chosen, has_more = page(newest_first, request.query_params.get("after"), _limit(request))
+    asked = Page.of(request)
+    chosen, has_more = page(newest_first, asked.after, asked.limit)
     return json_response({"object": "list", "data": chosen, "has_more": has_more})
 
 
@@ -79,14 +78,6 @@ async def _frames(store: JobStore, job_id: str, start: int) -> AsyncIterator[byt
     async for index, event in store.follow(job_id, start):
         yield sse.frame(orjson.dumps(event), event_id=index)
     yield sse.frame(b"[DONE]")
-
-
-def _limit(request: Request) -> int:
-    value = request.query_params.get("limit", str(DEFAULT_LIMIT))
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}, got {value!r}",
-                             param="limit")
-    return int(value)
 
 
 routes = [
