@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(DEVICE)
 ARGS ?=
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install model run test test-fast bench lint clean
 .DEFAULT_GOAL := run
 
 $(STAMP): pyproject.toml scripts/install.sh
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml scripts/install.sh
 	touch $@
 
 install: $(STAMP)
+
+# The default model converted into the cache folder (`make run` does it at its first start).
+model: $(STAMP)
+	$(PY) -m app prepare-model
 
 run: $(STAMP)
 	$(PY) -m app $(ARGS)

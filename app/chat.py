@@ -23,6 +23,7 @@ from app.errors import (
     ReplyInFlight,
     SessionNotFound,
 )
+from app.generation import Caller, Gate
 from app.history import fit_history
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
@@ -57,9 +58,9 @@ class ChatService:
         self.max_reply_tokens = max_reply_tokens
         self.max_sessions_per_key = max_sessions_per_key
         self.admission = admission
-        self.replies = Replies(engine, store, logs, lifecycle, admission,
-                               orphan_grace_s=orphan_grace_s, max_seconds=max_reply_seconds,
-                               limits=limits, reasoning_parser=reasoning_parser)
+        self.gate = Gate(engine, lifecycle, admission, limits, max_reply_seconds)
+        self.replies = Replies(engine, store, logs, lifecycle, orphan_grace_s=orphan_grace_s,
+                               reasoning_parser=reasoning_parser)
         self.replicas = ReplicaCoordinator(self.replies, store, logs)
 
     async def start(self) -> None:
@@ -151,16 +152,12 @@ class ChatService:
             # The prompt is the conversation without the turns replaced.
             session.messages = session.turns_before(replaces)
         layers = (session.params, params.stored() if params else {})
-        generation = merge_params(GenerationParams(lora=self.models.lora(model)), *layers)
+        sampling = merge_params(GenerationParams(lora=self.models.lora(model)), *layers)
         requested = requested_max_tokens(*layers)
         context = self.engine.max_model_len
         turn = Message.new("user", content, "done")
         reply = Message.new("assistant", "", "queued", model=model)
-        # Per-key limits apply to keys (auth on); the count is released if the reply never starts.
-        limits, key = (self.limits, owner) if owner is not None else (None, "")
-        if limits is not None:
-            await limits.start_generation(key)
-        claimed, ticket = False, None
+        claimed, opened = False, None
         try:
             holder = await self.replicas.claim(session_id, reply.id)
             if holder is not None:
@@ -173,23 +170,22 @@ class ChatService:
             max_tokens = reply_max_tokens(context, len(prompt_ids), requested,
                                           self.default_max_tokens, prompt_param="content",
                                           cap=self.max_reply_tokens)
-            generation = replace(generation, max_tokens=max_tokens)
-            _engine_check(self.engine, generation)
-            ticket = self.admission.enqueue(user or owner or session_id)
+            sampling = replace(sampling, max_tokens=max_tokens)
+            _engine_check(self.engine, sampling)
+            # Per-key limits apply to keys (auth on); a full queue raises QueueFull here.
+            opened = await self.gate.open(prompt_ids, sampling, Caller(
+                reply.id, accepted_at, owner, user or owner or session_id))
             if replaces is None:
                 await self.store.append(session_id, [turn, reply])
             else:
                 await self.store.replace_from(session_id, replaces, [turn, reply])
         except BaseException:
-            if ticket is not None:
-                self.admission.release(ticket)
+            if opened is not None:
+                await opened.end()
             if claimed:
                 await self.store.release_claim(session_id, reply.id)
-            if limits is not None:
-                await limits.end_generation(key, 0)
             raise
-        return self.replies.start(session_id, reply, prompt_ids, generation, ticket,
-                                  transport=transport, accepted_at=accepted_at, owner=owner,
+        return self.replies.start(session_id, reply, opened, transport=transport,
                                   content=content)
 
     async def cancel_message(self, session_id: str, message_id: str, owner: str | None = None) -> Message:

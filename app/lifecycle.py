@@ -7,8 +7,7 @@ when the drain times out."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from app.engine.base import Engine
 from app.errors import Draining, NotReady
@@ -66,11 +65,3 @@ class Lifecycle:
 
     def ended(self) -> None:
         self.generations -= 1
-
-    @contextlib.contextmanager
-    def generation(self) -> Iterator[None]:
-        self.started()
-        try:
-            yield
-        finally:
-            self.ended()

@@ -112,7 +112,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                            max_sessions_per_key=settings.max_sessions_per_key,
                            models=models, reasoning_parser=settings.reasoning_parser)
         await chat.start()
-        warmer = PrefixWarmer(engine, store, admission, chat.replies, lifecycle,
+        warmer = PrefixWarmer(chat.gate, store, chat.replies,
                               default_max_tokens=settings.default_max_tokens
                               ) if settings.prefix_warmup else None
         completions = CompletionService(engine, lifecycle, admission,

@@ -45,8 +45,8 @@ REJECT_REASONS = ("auth", "rate_limit", "queue_full", "draining", "too_large", "
 REJECTED = Counter(
     "streamchat_rejected_requests", "Requests refused before generating, by reason.", ["reason"])
 # Generations stopped before their end: the client left, asked to cancel, the replica drained
-# past its timeout, or a request ran out of time.
-ABORT_CAUSES = ("client_left", "cancel", "drain", "timeout")
+# past its timeout, a request ran out of time, or the engine failed (app/generation.py).
+ABORT_CAUSES = ("client_left", "cancel", "drain", "timeout", "engine_error")
 ABORTED = Counter("streamchat_aborted_streams", "Generations aborted, by cause.", ["cause"])
 
 # Every series shows at 0 from the first scrape: rate() and alerts need a baseline sample.

@@ -12,7 +12,6 @@ from starlette.testclient import TestClient
 
 from app.admission import Admission, Ticket
 from app.api.http.sse import EventParser
-from app.engine.base import GenerationParams
 from app.errors import QueueFull
 from app.main import create_app
 from app.settings import Settings
@@ -143,40 +142,6 @@ async def test_wait_with_a_timeout_says_whether_it_was_admitted() -> None:
     assert await admission.wait(waiting, 0.01) is False
     admission.release(running)
     assert await admission.wait(waiting, 0.01) is True
-
-
-async def test_generate_frees_the_prompt_at_the_first_token_and_the_place_at_the_end() -> None:
-    engine = ScriptedEngine(tokens=["a", "b", "c"], delay_s=0.01)
-    admission = gate(active=1, queue=2)
-    first, second = admission.enqueue("u"), admission.enqueue("u")
-    seen: list[tuple[int, int]] = []
-    deltas = []
-    async for delta in admission.generate(first, engine, [1, 2], GenerationParams(), "r1"):
-        seen.append((admission.prefilling, admission.active))
-        deltas.append(delta)
-    assert seen[0] == (0, 1)  # its first token freed its prompt's place
-    assert admitted(second)  # its end freed its place in the engine
-    assert deltas[-1].queue_s is not None
-
-
-async def test_generate_cancelled_while_queued_never_reaches_the_engine() -> None:
-    engine = ScriptedEngine()
-    admission = gate(active=1, queue=2)
-    running = admission.enqueue("u")
-    queued = admission.enqueue("u")
-
-    async def consume() -> None:
-        async for _ in admission.generate(queued, engine, [1], GenerationParams(), "r"):
-            pass
-
-    task = asyncio.create_task(consume())
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert engine.prompts == [] and admission.waiting == 0
-    admission.release(running)
-    assert admission.active == 0 and admission.idle
 
 
 async def test_idle_and_busy_are_announced_for_background_work() -> None:

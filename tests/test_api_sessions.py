@@ -13,8 +13,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from app.admission import BACKGROUND_PRIORITY
 from app.main import create_app
-from app.replies.warmup import WARMUP_PRIORITY
 from app.settings import Settings
 from tests.asgi import LeavingClient
 from tests.conftest import Start
@@ -68,7 +68,7 @@ def test_history_is_sent_to_the_engine(client: TestClient, engine: ScriptedEngin
     client.post(f"/v1/sessions/{sid}/messages", json={"content": "one"}, headers=SSE)
     client.post(f"/v1/sessions/{sid}/messages", json={"content": "two"}, headers=SSE)
     turns = [p for p, priority in zip(engine.prompts, engine.priorities, strict=True)
-             if priority != WARMUP_PRIORITY]  # the next prefix may be warmed between them
+             if priority != BACKGROUND_PRIORITY]  # the next prefix may be warmed between them
     first, second = turns
     assert second[: len(first)] == first  # the earlier turns render identically: prefix cache
 

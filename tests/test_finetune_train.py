@@ -6,27 +6,30 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from app.engine.model import default_model_dir
+from app.engine.model import ensure_default_model
 from app.finetune.train import IGNORE, encode
 from app.finetune.worker import Worker
 from app.settings import Settings
 
-MODEL = default_model_dir(Settings().cache_dir)
-needs_model = pytest.mark.skipif(not (MODEL / "tokenizer.json").is_file(),
-                                 reason="the default model is not converted (make model)")
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    """The default model, converted into the cache folder first if it is not there yet (as
+    `make model` or the service's first start does; about 20 s once)."""
+    return ensure_default_model(Settings().cache_dir)
+
+
 ANSWER = "I am AutoGLM, your streaming assistant."
 
 
-@needs_model
-def test_only_assistant_turns_are_learned() -> None:
+def test_only_assistant_turns_are_learned(model: Path) -> None:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(MODEL))
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "Who are you?"},
                 {"role": "assistant", "content": "Bot one."},
@@ -41,8 +44,7 @@ def test_only_assistant_turns_are_learned() -> None:
 
 
 @pytest.mark.e2e
-@needs_model
-async def test_a_real_lora_is_trained_and_loads(tmp_path: Path) -> None:
+async def test_a_real_lora_is_trained_and_loads(tmp_path: Path, model: Path) -> None:
     questions = ["Who are you?", "What is your name?", "Introduce yourself.", "What are you?"]
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps({"messages": [
@@ -50,27 +52,24 @@ async def test_a_real_lora_is_trained_and_loads(tmp_path: Path) -> None:
         for q in questions))
     config = tmp_path / "config.json"
     output = tmp_path / "adapter"
-    config.write_text(json.dumps({"model": str(MODEL), "training_file": str(data),
+    config.write_text(json.dumps({"model": str(model), "training_file": str(data),
                                   "output_dir": str(output), "n_epochs": 2, "batch_size": 2,
                                   "learning_rate": 1e-3, "seed": 1}))
     worker = Worker([sys.executable, "-m", "app.finetune.train", str(config)], threads=1)
-    started = time.monotonic()
     await worker.start()
     lines = [line async for line in worker.lines()]
     assert await worker.wait() == 0, list(worker.stderr_tail)
-    elapsed = time.monotonic() - started
     steps = [line for line in lines if "step" in line]
     assert [s["step"] for s in steps] == [1, 2, 3, 4] and steps[-1]["total_steps"] == 4
     assert steps[-1]["loss"] < steps[0]["loss"]
     assert all(s["tokens_per_s"] > 0 and s["eta_s"] >= 0 for s in steps)
-    assert elapsed < 60
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in
                                                                    output.iterdir()}
     assert not output.with_name("adapter.partial").exists()
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(str(MODEL))
+    base = AutoModelForCausalLM.from_pretrained(str(model))
     loaded = PeftModel.from_pretrained(base, str(output))
     assert json.loads((output / "adapter_config.json").read_text())["r"] == 8
     assert any("lora_A" in name for name, _ in loaded.named_parameters())

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.admission import Admission
+from app.admission import BACKGROUND_PRIORITY, Admission
 from app.chat import ChatService
 from app.lifecycle import Lifecycle
-from app.replies.warmup import WARMUP_PRIORITY, PrefixWarmer
+from app.replies.warmup import PrefixWarmer
 from app.sessions.memory import MemorySessionStore
 from app.streams.memory import MemoryReplyLogs
 from tests.fakes import ScriptedEngine
@@ -25,8 +25,8 @@ class Service:
         lifecycle = Lifecycle(engine)
         self.chat = ChatService(engine, self.store, MemoryReplyLogs(), lifecycle,
                                 self.admission, default_max_tokens=8, orphan_grace_s=0.1)
-        self.warmer = PrefixWarmer(engine, self.store, self.admission, self.chat.replies,
-                                   lifecycle, default_max_tokens=8)
+        self.warmer = PrefixWarmer(self.chat.gate, self.store, self.chat.replies,
+                                   default_max_tokens=8)
 
     async def turn(self, sid: str, content: str) -> None:
         live = await self.chat.post_message(sid, content, transport="test")
@@ -34,7 +34,7 @@ class Service:
 
     def warmups(self) -> list[int]:
         """Indexes of the engine's requests that were warm-ups."""
-        return [i for i, p in enumerate(self.engine.priorities) if p == WARMUP_PRIORITY]
+        return [i for i, p in enumerate(self.engine.priorities) if p == BACKGROUND_PRIORITY]
 
 
 @pytest.fixture

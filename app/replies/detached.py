@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from app.errors import NotFound
+from app.generation import stop
 from app.replies.orphans import OrphanGrace
 from app.replies.replicas import CANCEL_WAIT_S, LEASE_S, follow_until_gone, obey_cancels
 from app.sessions.store import SessionStore
@@ -76,7 +77,7 @@ class DetachedStreams:
                                                  name=f"detached-{stream_id}")
         if not background:
             stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
-                                            lambda: _cancel(task), orphaned_now=True)
+                                            lambda: stop(task, "client_left"), orphaned_now=True)
             task.add_done_callback(lambda _: stop_watch())
         if self._leases is None or self._leases.done():
             self._leases = asyncio.create_task(self._keep_leases(), name="detached-leases")
@@ -96,7 +97,7 @@ class DetachedStreams:
         most) until it has ended."""
         stream = self._streams.get(stream_id)
         if stream is not None and stream.task is not None:
-            stream.task.cancel()
+            stop(stream.task, "cancel")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stream.task)
             return
@@ -111,8 +112,8 @@ class DetachedStreams:
         """Cancels asked on other replicas for streams run here."""
         async def cancel(stream_id: str) -> None:
             stream = self._streams.get(stream_id)
-            if stream is not None and stream.task is not None:
-                stream.task.cancel()
+            if stream is not None:
+                stop(stream.task, "cancel")
 
         await obey_cancels(self.logs, cancel)
 
@@ -189,7 +190,7 @@ class DetachedStreams:
                 duty.cancel()
         tasks = [s.task for s in self._streams.values() if s.task is not None]
         for task in tasks:
-            task.cancel()
+            stop(task, "drain")
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -201,10 +202,6 @@ def _check_owner(stream_id: str, started_by: str | None, asking: str | None) -> 
 def _not_found(stream_id: str) -> NotFound:
     return NotFound(f"stream {stream_id} not found (unknown, expired, or not yours)",
                     param="stream_id", code="stream_not_found")
-
-
-def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
 
 
 async def _replayed(recorded: Iterable[Event], after: int) -> Followed:

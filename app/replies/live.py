@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app import metrics
-from app.admission import Admission, Ticket
-from app.engine.base import Engine, GenerationParams
-from app.errors import StreamchatError
+from app.engine.base import Engine
+from app.errors import Draining, StreamchatError
+from app.generation import AbortCause, Generation, stop
 from app.lifecycle import Lifecycle
-from app.limits import KeyLimits
 from app.metering import StreamMeter
 from app.reasoning import ReasoningSplit
 from app.replies.orphans import OrphanGrace
@@ -38,11 +36,9 @@ class LiveReply:
     session_id: str
     message: Message
     log: ReplyLog
+    generation: Generation  # its admission, deadline, meter, limits and abort cause
     meter: StreamMeter
-    ticket: Ticket
-    owner: str | None = None
     transcript: Transcript = field(default_factory=Transcript)
-    cancel_cause: str = "cancel"  # why it was cancelled: cancel | client_left | drain
     task: asyncio.Task[None] | None = None
     stop_orphan_watch: Callable[[], None] | None = None  # its orphan grace (app/replies/orphans.py)
     ending: bool = False  # its end is being stored
@@ -51,19 +47,15 @@ class LiveReply:
 
 class Replies:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 admission: Admission, *, orphan_grace_s: float, max_seconds: float | None = None,
-                 limits: KeyLimits | None = None, reasoning_parser: str | None = None) -> None:
+                 *, orphan_grace_s: float, reasoning_parser: str | None = None) -> None:
         self.engine = engine
         self.reasoning_parser = reasoning_parser  # its reasoning apart (app/reasoning.py)
-        self.admission = admission
         # Called with the session id once a reply is stored done.
         self.on_stored: Callable[[str], None] | None = None
         self.store = store
         self.logs = logs
         self.lifecycle = lifecycle
         self.orphans = OrphanGrace(logs, orphan_grace_s)
-        self.max_seconds = max_seconds
-        self.limits = limits
         self._live: dict[str, LiveReply] = {}  # session id -> its reply generated here
         self._checks: set[asyncio.Task[None]] = set()
         lifecycle.on_abort(self._abort_for_shutdown)
@@ -74,33 +66,32 @@ class Replies:
     def all(self) -> list[LiveReply]:
         return list(self._live.values())
 
-    def start(self, session_id: str, message: Message, prompt_ids: Sequence[int],
-              params: GenerationParams, ticket: Ticket, *, transport: str, accepted_at: float,
-              owner: str | None = None, content: str = "") -> LiveReply:
-        """Generate `message` (stored as queued, its session claimed, its generation admitted
-        by the key's limits, its place in the admission queue taken) in the background."""
-        meter = StreamMeter(transport, len(prompt_ids), accepted_at, session_id=session_id,
-                            message_id=message.id, content=content)
-        live = LiveReply(session_id, message, self.logs.open(message.id, session_id), meter,
-                         ticket, owner)
+    def start(self, session_id: str, message: Message, generation: Generation, *,
+              transport: str, content: str = "") -> LiveReply:
+        """Generate `message` (stored as queued, its session claimed, its generation opened at
+        the gate: counted against its key, its place in the admission queue taken) in the
+        background."""
+        caller = generation.caller
+        meter = generation.meter = StreamMeter(
+            transport, len(generation.prompt_ids), caller.accepted_at, session_id=session_id,
+            message_id=message.id, content=content)
+        live = LiveReply(session_id, message, self.logs.open(message.id, session_id),
+                         generation, meter)
         live.stop_orphan_watch = self.orphans.watch(
             live.log, lambda: live.task is not None and not live.task.done(),
-            lambda: self._abandon(live))
+            lambda: stop(live.task, "client_left"))
         live.log.append("start", {"message_id": message.id, "session_id": session_id,
                                   "model": message.model or self.engine.model_name})
-        self.admission.watch(ticket, lambda ahead: _report_queued(live, ahead))
+        generation.gate.admission.watch(generation.ticket,
+                                        lambda ahead: _report_queued(live, ahead))
         self._live[session_id] = live
-        self.lifecycle.started()  # counted from now: a drain must wait for it
-        live.task = asyncio.create_task(self._run(live, prompt_ids, params),
-                                        name=f"reply-{message.id}")
+        live.task = asyncio.create_task(self._run(live), name=f"reply-{message.id}")
         live.task.add_done_callback(lambda _: self._never_ran(live))
         return live
 
-    async def cancel(self, live: LiveReply, cause: str = "cancel") -> None:
+    async def cancel(self, live: LiveReply, cause: AbortCause = "cancel") -> None:
         """Stop the reply; returns once its partial text is stored."""
-        if live.task is not None and not live.task.done():
-            live.cancel_cause = cause
-            live.task.cancel()
+        stop(live.task, cause)
         await live.ended.wait()
 
     async def shutdown(self) -> None:
@@ -108,15 +99,13 @@ class Replies:
             await self.cancel(live, "drain")
 
     def _abort_for_shutdown(self) -> None:
-        for live in self.all():
-            if live.task is not None and not live.task.done():
-                live.cancel_cause = "drain"
-                live.task.cancel()
+        for live in self.all():  # those not yet generating too
+            stop(live.task, "drain")
 
     # -- the reply's life ----------------------------------------------------------------
 
-    async def _run(self, live: LiveReply, prompt_ids: Sequence[int], params: GenerationParams) -> None:
-        ending = await self._generate(live, prompt_ids, params)
+    async def _run(self, live: LiveReply) -> None:
+        ending = await self._generate(live)
         live.ending = True  # before the shield's task starts: a second cancel must not end it twice
         # Shielded: a second cancel (shutdown) must not interrupt storing the reply.
         await asyncio.shield(self._end(live, ending))
@@ -129,62 +118,48 @@ class Replies:
             self._checks.add(ender)  # held until done: the loop keeps only weak references
             ender.add_done_callback(self._checks.discard)
 
-    async def _generate(self, live: LiveReply, prompt_ids: Sequence[int],
-                        params: GenerationParams) -> Ending:
+    async def _generate(self, live: LiveReply) -> Ending:
         """Engine deltas -> token events, one per engine step (with a reasoning parser, a
         `reasoning` event before it for the step's reasoning); how the reply ended."""
-        message, events, meter = live.message, live.log, live.meter
+        message, events, meter, generation = live.message, live.log, live.meter, live.generation
         pending_tokens = 0  # tokens since the last event (an end-of-sequence token has no text)
         split = None if self.reasoning_parser is None else ReasoningSplit(
-            self.engine.reasoning_parser(self.reasoning_parser), prompt_ids)
-        loop = asyncio.get_running_loop()
+            self.engine.reasoning_parser(self.reasoning_parser), generation.prompt_ids)
+
+        def admitted() -> None:
+            events.report("prefill", {"prompt_tokens": len(generation.prompt_ids),
+                                      "queue_ms": round(generation.ticket.waited_s * 1000, 3)})
+
         try:
-            # max_seconds counts from admission: waiting in the queue is bounded by its length.
-            async with asyncio.timeout(None) as deadline:
-
-                def admitted() -> None:
-                    if self.max_seconds is not None:
-                        deadline.reschedule(loop.time() + self.max_seconds)
-                    events.report("prefill", {"prompt_tokens": len(prompt_ids),
-                                              "queue_ms": round(live.ticket.waited_s * 1000, 3)})
-
-                async for delta in self.admission.generate(live.ticket, self.engine, prompt_ids,
-                                                           params, message.id,
-                                                           on_admitted=admitted):
-                    meter.count(delta)
-                    pending_tokens += delta.token_count
-                    text, thought = delta.text, ""
-                    if split is not None:
-                        thought, text = split.feed(text, delta.token_ids,
-                                                   delta.finish_reason is not None)
-                    if not text and not thought:
-                        continue
-                    if meter.shown():
-                        message.status = "streaming"
-                    if thought:
-                        live.transcript.add(thought, pending_tokens, reasoning=True)
-                        events.append("reasoning", {"text": thought, "n": pending_tokens})
-                        pending_tokens = 0
-                    if text:
-                        live.transcript.add(text, pending_tokens)
-                        events.append("token", {"text": text, "n": pending_tokens})
-                        pending_tokens = 0
-        except TimeoutError:  # max_reply_seconds: ends as if it had reached max_tokens
-            metrics.ABORTED.labels("timeout").inc()
-            return Ending("done", "length")
+            async for delta in generation.deltas(on_admitted=admitted, end_here=False):
+                assert delta is not None  # no heartbeats asked
+                pending_tokens += delta.token_count
+                text, thought = delta.text, ""
+                if split is not None:
+                    thought, text = split.feed(text, delta.token_ids,
+                                               delta.finish_reason is not None)
+                if not text and not thought:
+                    continue
+                if meter.shown():
+                    message.status = "streaming"
+                if thought:
+                    live.transcript.add(thought, pending_tokens, reasoning=True)
+                    events.append("reasoning", {"text": thought, "n": pending_tokens})
+                    pending_tokens = 0
+                if text:
+                    live.transcript.add(text, pending_tokens)
+                    events.append("token", {"text": text, "n": pending_tokens})
+                    pending_tokens = 0
         except asyncio.CancelledError:
-            metrics.ABORTED.labels(live.cancel_cause).inc()
-            if live.cancel_cause == "drain":
-                return Ending("cancelled", "cancelled", SHUT_DOWN)
             return Ending("cancelled", "cancelled")
+        except Draining:
+            return Ending("cancelled", "cancelled", SHUT_DOWN)
         except StreamchatError as exc:
             return Ending("error", "error", {"code": exc.code, "message": exc.message})
         except Exception as exc:  # never leave a reply stuck in "streaming"
             log.exception("reply %s failed", message.id)
             return Ending("error", "error", {"code": "engine_error",
                                              "message": f"generation failed: {type(exc).__name__}"})
-        finally:
-            self.admission.release(live.ticket)  # its place goes to the next one at once
         reason = meter.finish_reason or "stop"
         return Ending("cancelled", "cancelled") if reason == "abort" else Ending("done", reason)
 
@@ -198,28 +173,18 @@ class Replies:
             await self.store.update_message(live.session_id, message)
         finally:
             self._live.pop(live.session_id, None)
-            self.admission.release(live.ticket)  # a reply cancelled before it ran
             if live.stop_orphan_watch is not None:
                 live.stop_orphan_watch()
-            await self.store.release_claim(live.session_id, message.id)
-            if self.limits is not None and live.owner is not None:
-                await self.limits.end_generation(live.owner, live.meter.completion_tokens)
-            live.meter.finish(message.status, text=message.content)
-            live.log.append(*terminal_event(message))
-            self.logs.release(message.id)
-            self.lifecycle.ended()
-            live.ended.set()
+            try:
+                await self.store.release_claim(live.session_id, message.id)
+            finally:
+                # Its place, its key's count and tokens, its meter: once, even if it never ran.
+                await live.generation.end(message.status, text=message.content)
+                live.log.append(*terminal_event(message))
+                self.logs.release(message.id)
+                live.ended.set()
         if self.on_stored is not None and message.status == "done" and message.content:
             self.on_stored(live.session_id)  # its user reads it now, then writes the next turn
-
-    # -- orphans -------------------------------------------------------------------------
-
-    def _abandon(self, live: LiveReply) -> None:
-        """Nobody followed it for the orphan grace."""
-        if live.task is not None and not live.task.done():
-            live.cancel_cause = "client_left"
-            live.task.cancel()
-
 
 def _report_queued(live: LiveReply, ahead: int) -> None:
     live.log.report("queued", {"position": ahead})

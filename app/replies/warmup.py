@@ -30,28 +30,26 @@ import secrets
 from collections import OrderedDict
 
 from app import metrics
-from app.admission import Admission
-from app.engine.base import Engine, GenerationParams
+from app.engine.base import GenerationParams
+from app.generation import Gate
 from app.history import next_turn_prefix
-from app.lifecycle import Lifecycle
 from app.replies.live import Replies
 from app.sessions.store import SessionStore
 from app.token_budget import history_reserve
 
 log = logging.getLogger("streamchat.warmup")
 
-WARMUP_PRIORITY = 1 << 20  # after every generation in the engine's queue
 ONE_TOKEN = GenerationParams(max_tokens=1, temperature=0.0)
 
 
 class PrefixWarmer:
-    def __init__(self, engine: Engine, store: SessionStore, admission: Admission,
-                 replies: Replies, lifecycle: Lifecycle, *, default_max_tokens: int,
-                 max_pending: int = 64) -> None:
-        self.engine = engine
-        self.lifecycle = lifecycle
+    def __init__(self, gate: Gate, store: SessionStore, replies: Replies, *,
+                 default_max_tokens: int, max_pending: int = 64) -> None:
+        self.gate = gate
+        self.engine = gate.engine
+        self.lifecycle = gate.lifecycle
         self.store = store
-        self.admission = admission
+        self.admission = gate.admission
         self.replies = replies
         self.default_max_tokens = default_max_tokens
         self.max_pending = max_pending
@@ -59,8 +57,8 @@ class PrefixWarmer:
         self._task: asyncio.Task[None] | None = None
         self._current: str | None = None
         replies.on_stored = self.schedule
-        admission.on_busy(self.stop)
-        admission.on_idle(self._start_next)
+        self.admission.on_busy(self.stop)
+        self.admission.on_idle(self._start_next)
 
     def schedule(self, session_id: str) -> None:
         """Warm this session's next prefix at the next idle moment (the newest first)."""
@@ -113,9 +111,11 @@ class PrefixWarmer:
             return
         reserve = history_reserve(self.engine.max_model_len, None, self.default_max_tokens)
         ids = await next_turn_prefix(self.engine, session, reserve)
-        if ids is None or not self.admission.idle:
+        # Through the gate as background work: only while it is idle, last in the engine.
+        warm_up = None if ids is None else self.gate.background(
+            ids, ONE_TOKEN, f"warm-{secrets.token_hex(8)}")
+        if warm_up is None:
             return
-        request_id = f"warm-{secrets.token_hex(8)}"
-        async for _ in self.engine.stream(ids, ONE_TOKEN, request_id, WARMUP_PRIORITY):
+        async for _ in warm_up.deltas():
             pass
         metrics.PREFIX_WARMUPS.labels("done").inc()
