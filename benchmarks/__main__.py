@@ -30,6 +30,10 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
                   "the transport's ceiling on one core: the real app on a token source with no "
                   "model, SSE and WebSocket at 100, 1,000, 2,000 streams (events/s flat out, "
                   "added latency at 20 tok/s each), against sse-starlette and bare Starlette"),
+    "stream-memory": ("benchmarks.stream_memory",
+                      "the server's RSS growth per token event under steady streaming (100 "
+                      "streams of replies one after the other, token source, no model), with "
+                      "optional tracemalloc snapshots and gc counts of what grew"),
     "openai": ("benchmarks.openai_structured",
                "what structured output costs: /v1/chat/completions streamed plain and with "
                "response_format json_schema, one at a time, TTFT and tokens/s side by side"),

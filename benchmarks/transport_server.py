@@ -89,7 +89,40 @@ def _starlette_floor(source: TokenSource) -> Any:
                              Route("/ready", ready)], lifespan=lifespan)
 
 
+def _memory_debug(folder: str) -> None:
+    """STREAMCHAT_MEMDEBUG=DIR (benchmarks/stream_memory.py): tracemalloc from now on, and on
+    SIGUSR1 a snapshot in DIR/<name>.tracemalloc and the gc's objects by type (with the
+    traced total and the asyncio task count) in DIR/<name>.gc.json, <name> read from DIR/next."""
+    import asyncio
+    import collections
+    import gc
+    import json
+    import signal
+    import tracemalloc
+    from pathlib import Path
+
+    tracemalloc.start(25)
+    where = Path(folder)
+
+    def dump(*_: object) -> None:
+        name = (where / "next").read_text().strip()
+        gc.collect()
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = -1
+        tracemalloc.take_snapshot().dump(str(where / f"{name}.tracemalloc"))
+        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        (where / f"{name}.gc.tmp").write_text(json.dumps(
+            {"traced": tracemalloc.get_traced_memory()[0], "tasks": tasks, "types": types}))
+        (where / f"{name}.gc.tmp").rename(where / f"{name}.gc.json")
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def main() -> None:
+    if folder := os.environ.get("STREAMCHAT_MEMDEBUG"):
+        _memory_debug(folder)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.transport_server")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="per stream; 0: flat out")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from app.kept_json import kept_json
 from app.sessions.redis import PREFIX
 
 Record = dict[str, Any]
@@ -47,12 +48,14 @@ class MemoryRecords:
         self.max_records = max_records
         self.idle_ttl_s = idle_ttl_s
         # (kind, id) -> (JSON, last used); most recently used last. Stored encoded: a caller
-        # changing what it put or got never changes the record.
+        # changing what it put or got never changes the record. Trimmed (app/kept_json.py):
+        # orjson's own buffers are 4 KB and more (65 KB for 5 KB of JSON), held as long as the
+        # record.
         self._records: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
         self._items: dict[tuple[str, str], list[bytes]] = {}
 
     async def put(self, kind: str, record_id: str, record: Record) -> None:
-        self._records[(kind, record_id)] = (orjson.dumps(record), time.monotonic())
+        self._records[(kind, record_id)] = (kept_json(record), time.monotonic())
         self._records.move_to_end((kind, record_id))
         while len(self._records) > self.max_records:
             key, _ = self._records.popitem(last=False)
@@ -82,7 +85,7 @@ class MemoryRecords:
 
     async def append(self, kind: str, record_id: str, item: Record) -> int:
         items = self._items.setdefault((kind, record_id), [])
-        items.append(orjson.dumps(item))
+        items.append(kept_json(item))
         return len(items)
 
     async def items(self, kind: str, record_id: str, start: int = 0) -> list[Record]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from app.kept_json import kept_json
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 PROGRESS_SEQ = -1  # the seq of a progress event: not part of the reply's numbering
@@ -30,7 +30,11 @@ class Event:
 
     @classmethod
     def of(cls, seq: int, type_: str, data: dict[str, Any]) -> Event:
-        return cls(seq, type_, data, orjson.dumps(data))
+        # Trimmed (app/kept_json.py): a live reply's log keeps every event, and orjson's own
+        # 4 KB buffer per token event made the server's RSS grow 4,458 bytes per event (100 SSE
+        # streams of never-ending replies, flat out: 166 -> 1,064 MiB over 211k events); 391
+        # trimmed (`python -m benchmarks stream-memory --reply-tokens 0`).
+        return cls(seq, type_, data, kept_json(data))
 
     @property
     def terminal(self) -> bool:
