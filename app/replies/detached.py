@@ -1,11 +1,12 @@
 """Detached streams: stateless generations that outlive their client, so that it can resume.
 
 An OpenAI chat completion streamed with `X-Stream-Resumable` (docs/API.md) runs in its own task,
-writing the JSON of each chunk to a `ReplyLog` (app/streams/) under the completion's id: the
-same logs, memory or Redis Streams, that make session replies resumable. Its clients follow the
-log, so the generation survives them: after the last one left it goes on for the orphan grace,
-then it is aborted (app/replies/orphans.py); a background response (the Responses API) needs no
-follower and runs until it ends or `cancel` stops it, on whichever replica runs it. The log's
+writing each chunk (an object, encoded once by the log) to a `ReplyLog` (app/streams/) under the
+completion's id: the same logs, memory or Redis Streams, that make session replies resumable.
+Its clients follow the log, so the generation survives them: after the last one left it goes on
+for the orphan grace, then it is aborted (app/replies/orphans.py); a background response (the
+Responses API) needs no follower and runs until it ends or `cancel` stops it, on whichever
+replica runs it. The log's
 first event (`start`, seq 0) holds the key that started it; only that key may follow it. A
 finished stream can be resumed for `keep_s` here (for the log's own retention on another
 replica, through Redis).
@@ -21,8 +22,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-
-import orjson
+from typing import Any
 
 from app.errors import NotFound
 from app.generation import stop
@@ -35,6 +35,7 @@ log = logging.getLogger("streamchat.replies")
 
 KEEP_S = 600.0  # how long a finished stream stays resumable on the replica that generated it
 Followed = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat interval
+Item = dict[str, Any]  # one chunk (or Responses event) of a detached stream
 
 
 def _claim_key(stream_id: str) -> str:
@@ -61,10 +62,11 @@ class DetachedStreams:
         self._leases: asyncio.Task[None] | None = None
         self._cancels: asyncio.Task[None] | None = None
 
-    async def start(self, stream_id: str, owner: str | None, payloads: AsyncIterator[bytes],
+    async def start(self, stream_id: str, owner: str | None, items: AsyncIterator[Item],
                     on_end: Callable[[], Awaitable[None]], *, background: bool = False
                     ) -> ReplyLog:
-        """Run `payloads` (each chunk's JSON) into a new log in the background; `on_end` runs
+        """Run `items` (chunks or events, as objects: the log encodes each once) into a new
+        log in the background; `on_end` runs
         once it ended, however it ended. The orphan grace starts at once: the client may have
         left before it follows the log. A `background` stream needs no follower: it runs
         until it ends or `cancel` stops it."""
@@ -73,7 +75,7 @@ class DetachedStreams:
         stream = Detached(stream_id, owner, self.logs.open(stream_id, _claim_key(stream_id)))
         stream.log.append("start", {"owner": owner})
         self._streams[stream_id] = stream
-        task = stream.task = asyncio.create_task(self._run(stream, payloads, on_end),
+        task = stream.task = asyncio.create_task(self._run(stream, items, on_end),
                                                  name=f"detached-{stream_id}")
         if not background:
             stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
@@ -117,12 +119,12 @@ class DetachedStreams:
 
         await obey_cancels(self.logs, cancel)
 
-    async def _run(self, stream: Detached, payloads: AsyncIterator[bytes],
+    async def _run(self, stream: Detached, items: AsyncIterator[Item],
                    on_end: Callable[[], Awaitable[None]]) -> None:
         try:
-            async with contextlib.aclosing(payloads):  # type: ignore[type-var]
-                async for payload in payloads:
-                    stream.log.append("chunk", orjson.loads(payload), payload)
+            async with contextlib.aclosing(items):  # type: ignore[type-var]
+                async for item in items:
+                    stream.log.append("chunk", item)
         except asyncio.CancelledError:
             pass  # abandoned, or shut down: what it sent stays resumable, then its end
         except Exception:

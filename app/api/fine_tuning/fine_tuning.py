@@ -77,7 +77,7 @@ async def events(request: Request) -> Response:
 async def _frames(store: JobStore, job_id: str, start: int) -> AsyncIterator[bytes]:
     async for index, event in store.follow(job_id, start):
         yield sse.frame(orjson.dumps(event), event_id=index)
-    yield sse.frame(b"[DONE]")
+    yield sse.DONE
 
 
 routes = [

@@ -23,7 +23,9 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -62,9 +64,7 @@ def event_frame(event: Event) -> bytes:
     return frame(event.payload, event.type, event.seq if event.numbered else None)
 
 
-def frame_data(chunk: bytes) -> bytes:
-    """The data of a one-line frame `frame` made: what a resumable stream records of it."""
-    return chunk.removeprefix(b"data: ").removesuffix(b"\n\n")
+DONE = frame(b"[DONE]")  # the end of an OpenAI stream
 
 
 def chunk_frame(event: Event) -> bytes:
@@ -178,6 +178,14 @@ class EventStreamResponse(Response):
             finally:
                 if pinger is not None:
                     await pinger.stop()
+
+
+async def openai_frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """An OpenAI stream's chunks, each encoded and framed once, then `data: [DONE]`."""
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        async for chunk in chunks:
+            yield frame(orjson.dumps(chunk))
+    yield DONE
 
 
 async def chunk_frames(events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:

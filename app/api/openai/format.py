@@ -10,10 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from app.api.http.errors import error_body
-from app.api.http.sse import frame
 from app.api.openai.reasoning import Reasoning
 from app.api.openai.tool_calls import ToolCalls
 from app.completion_batch import CompletionBatch
@@ -21,7 +18,6 @@ from app.completions import Completion
 from app.engine.base import Delta, PromptLogprob, TokenLogprob
 from app.errors import StreamchatError
 
-DONE = frame(b"[DONE]")
 Answer = Completion | CompletionBatch  # one prompt's completion, or several prompts'
 
 
@@ -75,8 +71,11 @@ def finish_reason(reason: str | None) -> str | None:
     return None if reason is None else ("length" if reason == "length" else "stop")
 
 
-async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> AsyncIterator[bytes]:
-    """The streamed response as SSE frames, ending with `data: [DONE]`."""
+async def chunks(completion: Answer, shape: Shape,
+                 include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    """The streamed response's chunks, as objects (the transport encodes and frames each once,
+    `sse.openai_frames`; a resumable stream's log keeps them); an error ends it with an error
+    chunk."""
     head = shape.head(streaming=True)
     if include_usage:
         head["usage"] = None
@@ -111,17 +110,14 @@ async def chunks(completion: Answer, shape: Shape, include_usage: bool) -> Async
                     offsets[delta.index] = offset + (len(delta.text) if k == 0 else 0)
                     choice["finish_reason"] = finish if k == max(len(pieces) - 1, 0) else None
                     if shape.continuous_usage:
-                        yield frame(orjson.dumps({**head, "choices": [choice],
-                                                  "usage": usage(completion)}))
+                        yield {**head, "choices": [choice], "usage": usage(completion)}
                         continue
-                    yield frame(orjson.dumps({**head, "choices": [choice]}))
+                    yield {**head, "choices": [choice]}
         except StreamchatError as exc:
-            yield frame(orjson.dumps(error_body(exc.message, exc.kind, exc.code)))
-            yield DONE
+            yield error_body(exc.message, exc.kind, exc.code)
             return
     if include_usage:
-        yield frame(orjson.dumps({**head, "choices": [], "usage": usage(completion)}))
-    yield DONE
+        yield {**head, "choices": [], "usage": usage(completion)}
 
 
 def _pieces(shape: Shape, delta: Delta) -> list[dict[str, Any]]:

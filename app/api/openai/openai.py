@@ -74,7 +74,7 @@ async def _respond(request: Request, req: OpenAIRequest,
     if req.stream:
         # Pinged after any silence: waiting for admission, a long prefill, a slow token.
         return sse.EventStreamResponse(
-            chunks(completion, shape, req.include_usage),
+            sse.openai_frames(chunks(completion, shape, req.include_usage)),
             on_close=completion.release, ping_s=sse.PING_INTERVAL_S)
     try:
         finished, body = await unless_disconnected(request.receive,

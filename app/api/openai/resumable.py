@@ -5,9 +5,6 @@ completion itself, so a client that leaves does not abort it, and `GET
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,7 +12,7 @@ from starlette.routing import Route
 from app.api.http import sse
 from app.api.http.query import last_event_id
 from app.api.http.state import owner, services
-from app.api.openai.format import DONE, Shape, chunks
+from app.api.openai.format import Shape, chunks
 from app.api.openai.schemas import ChatCompletionRequest
 from app.completions import Completion
 from app.errors import InvalidRequest
@@ -37,23 +34,15 @@ def asked(request: Request) -> bool:
 async def stream(request: Request, req: ChatCompletionRequest, completion: Completion,
                  shape: Shape) -> Response:
     """Start the completion detached, under its id, and follow it from its start."""
-    frames = chunks(completion, shape, req.include_usage)
     try:
-        log = await services(request).detached.start(shape.id, owner(request),
-                                                     _payloads(frames), completion.release)
+        log = await services(request).detached.start(
+            shape.id, owner(request), chunks(completion, shape, req.include_usage),
+            completion.release)
     except BaseException:  # never started (the store failed): its place and count go back
         await completion.release()
         raise
     return sse.EventStreamResponse(sse.chunk_frames(log.follow(-1, sse.PING_INTERVAL_S)),
                                    headers={STREAM_ID: shape.id})
-
-
-async def _payloads(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The JSON of each chunk the plain stream would send; its end is the log's."""
-    async with contextlib.aclosing(frames):  # type: ignore[type-var]
-        async for chunk in frames:
-            if chunk != DONE:
-                yield sse.frame_data(chunk)
 
 
 async def resume(request: Request) -> Response:

@@ -28,7 +28,7 @@ from app.api.openai.format import Shape, chunks
 from app.api.openai.reasoning import reasoning_of
 from app.api.openai.tool_parser import auto_reader
 from app.api.responses.events import ResponseBuilder, new_response_id, response_error
-from app.api.responses.run import KIND, ResponseRun, frames, logged_frames, payloads, stored, whole
+from app.api.responses.run import KIND, ResponseRun, frames, logged_frames, stored, whole
 from app.api.responses.schemas import ResponsesRequest, renamed
 from app.completions import Caller
 from app.errors import Conflict, InvalidRequest, NotFound
@@ -87,7 +87,7 @@ async def _background(request: Request, svc: Services, run: ResponseRun, events:
     await run.save()
     queued = run.builder.snapshot()
     try:
-        log = await svc.detached.start(queued["id"], owner(request), payloads(events), release,
+        log = await svc.detached.start(queued["id"], owner(request), events, release,
                                        background=True)
     except BaseException:  # never started: its place in the queue goes back
         await release()

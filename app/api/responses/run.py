@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 
 from app.api.http import sse
-from app.api.openai.format import DONE
 from app.api.responses.events import TERMINAL, Event, ResponseBuilder
 from app.api.responses.schemas import Messages
 from app.errors import InvalidRequest, NotFound
@@ -42,19 +41,17 @@ class ResponseRun:
                 "response": self.builder.snapshot(), "owner": self.owner,
                 "messages": [*self.conversation, *self.builder.conversation()]})
 
-    async def events(self, frames: AsyncIterator[bytes]) -> AsyncIterator[Event]:
-        """The response's events, from the chat completion's SSE frames."""
+    async def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Event]:
+        """The response's events (objects), from the chat completion's chunks (objects)."""
         for event in self.builder.opening():
             yield event
         if self.background:
             await self.save()  # in_progress, for GET
         cancelled = False
         try:
-            async with contextlib.aclosing(frames):  # type: ignore[type-var]
-                async for frame in frames:
-                    if frame == DONE:
-                        break
-                    for event in self.builder.feed(orjson.loads(sse.frame_data(frame))):
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                async for chunk in chunks:
+                    for event in self.builder.feed(chunk):
                         yield event
         except asyncio.CancelledError:
             if not self.background:
@@ -71,13 +68,6 @@ async def whole(events: AsyncIterator[Event]) -> None:
     async with contextlib.aclosing(events):  # type: ignore[type-var]
         async for _ in events:
             pass
-
-
-async def payloads(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    """Each event's JSON, for a background response's log (app/replies/detached.py)."""
-    async with contextlib.aclosing(events):  # type: ignore[type-var]
-        async for event in events:
-            yield orjson.dumps(event)
 
 
 async def frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
