@@ -27,6 +27,7 @@ from app.generation import Caller, Gate
 from app.history import fit_history
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
+from app.ownership import visible
 from app.params import ReplyParams, merge_params, requested_max_tokens
 from app.replies.live import LiveReply, Replies
 from app.replies.replicas import ReplicaCoordinator
@@ -90,7 +91,7 @@ class ChatService:
 
     async def get_session(self, session_id: str, owner: str | None = None) -> Session:
         session = await self.store.get(session_id)
-        if session is None or (owner is not None and session.owner != owner):
+        if session is None or not visible(session.owner, owner):
             raise SessionNotFound(f"session {session_id} not found", param="session_id")
         session.model = self._model_of(session.model)  # a view: what its replies are written by
         live = self.replies.of_session(session_id)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from app.errors import BodyTooLarge, InvalidRequest, NotFound
 from app.finetune import dataset
+from app.ids import new_id
+from app.ownership import visible
 from app.sessions.records import Record, Records
 
 KIND = "file"
@@ -35,7 +36,7 @@ class FileStore:
                                "(STREAMCHAT_MAX_UPLOAD_BYTES)", param="file")
         # A 50 MB file takes a while to check: off the event loop.
         await asyncio.to_thread(dataset.examples, raw)
-        file: dict[str, Any] = {"id": "file-" + uuid.uuid4().hex[:24], "object": "file", "bytes": len(raw),
+        file: dict[str, Any] = {"id": new_id("file-"), "object": "file", "bytes": len(raw),
                 "created_at": int(time.time()), "filename": filename or "upload.jsonl",
                 "purpose": purpose, "status": "processed", "expires_at": None,
                 "status_details": None}
@@ -79,6 +80,6 @@ class FileStore:
 
     async def _record(self, file_id: str, owner: str | None) -> Record | None:
         record = await self.records.get(KIND, file_id)
-        if record is None or (owner is not None and record.get("owner") != owner):
+        if record is None or not visible(record.get("owner"), owner):
             return None
         return record

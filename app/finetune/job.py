@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, StringConstraints
 
+from app.ids import new_id
 from app.validation import StrictModel
 
 STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
@@ -73,7 +74,7 @@ class JobRequest(StrictModel):
 
 
 def new_job_id() -> str:
-    return "ftjob-" + uuid.uuid4().hex[:24]
+    return new_id("ftjob-")
 
 
 def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:
@@ -105,7 +106,7 @@ def error(code: str, message: str, param: str | None = None) -> dict[str, Any]:
 def event(message: str, *, level: str = "info", data: dict[str, Any] | None = None,
           kind: str = "message") -> dict[str, Any]:
     """A `fine_tuning.job.event`: a `message`, or `metrics` with a training step's figures."""
-    return {"id": "ftevent-" + uuid.uuid4().hex[:24], "object": "fine_tuning.job.event",
+    return {"id": new_id("ftevent-"), "object": "fine_tuning.job.event",
             "created_at": int(time.time()), "level": level, "message": message,
             "data": data or {}, "type": kind}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from app.errors import InvalidRequest, NotFound
 from app.finetune.job import FINAL
+from app.ownership import visible
 from app.sessions.records import Record, Records
 
 KIND = "fine_tuning.job"
@@ -38,7 +39,7 @@ class JobStore:
                      param: str = "fine_tuning_job_id") -> Record:
         """The job's record; another key's job is as if it did not exist."""
         record = await self.records.get(KIND, job_id)
-        if record is None or (owner is not None and record.get("owner") != owner):
+        if record is None or not visible(record.get("owner"), owner):
             raise NotFound(f"fine-tuning job {job_id} not found (unknown, or not yours)",
                            param=param, code="fine_tuning_job_not_found")
         return record

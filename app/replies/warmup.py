@@ -26,13 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections import OrderedDict
 
 from app import metrics
 from app.engine.base import GenerationParams
 from app.generation import Gate
 from app.history import next_turn_prefix
+from app.ids import new_id
 from app.replies.live import Replies
 from app.sessions.store import SessionStore
 from app.token_budget import history_reserve
@@ -113,7 +113,7 @@ class PrefixWarmer:
         ids = await next_turn_prefix(self.engine, session, reserve)
         # Through the gate as background work: only while it is idle, last in the engine.
         warm_up = None if ids is None else self.gate.background(
-            ids, ONE_TOKEN, f"warm-{secrets.token_hex(8)}")
+            ids, ONE_TOKEN, new_id("warm-", 16))
         if warm_up is None:
             return
         async for _ in warm_up.deltas():

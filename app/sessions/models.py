@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict
 
 from app.errors import InvalidRequest, MessageNotFound
+from app.ids import new_id
 
 Role = Literal["user", "assistant"]
 Status = Literal["queued", "streaming", "done", "cancelled", "error"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "cancelled", "error"})
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 @dataclass(slots=True)
@@ -40,7 +36,7 @@ class Message:
 
     @classmethod
     def new(cls, role: Role, content: str, status: Status, model: str | None = None) -> Message:
-        return cls(id=new_id("msg"), role=role, content=content, status=status, created=time.time(),
+        return cls(id=new_id("msg_"), role=role, content=content, status=status, created=time.time(),
                    model=model)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,7 +80,7 @@ class Session:
         cls, *, system: str | None, params: dict[str, Any], title: str | None, owner: str | None,
         model: str | None = None,
     ) -> Session:
-        return cls(id=new_id("ses"), created=time.time(), title=title, system=system,
+        return cls(id=new_id("ses_"), created=time.time(), title=title, system=system,
                    params=params, owner=owner, model=model)
 
     @classmethod

@@ -6,11 +6,11 @@ as `X-Request-ID` and carried by every log line the request causes (app/logs.py)
 from __future__ import annotations
 
 import re
-import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.ids import new_id
 from app.logs import RequestContext, elapsed_ms, log_line, request_context
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -25,7 +25,7 @@ class RequestLog:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        request_id = _client_id(scope) or secrets.token_hex(8)
+        request_id = _client_id(scope) or new_id("", 16)
         token = request_context.set(RequestContext(request_id))
         started, status = time.monotonic(), 0
         header = (REQUEST_ID_HEADER, request_id.encode())

@@ -4,7 +4,6 @@ model (`root`, `parent`, `max_model_len`, `permission`), and its tokenizer, as v
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
@@ -18,6 +17,7 @@ from app.api.http.state import services
 from app.api.openai.schemas import ChatMessage, ModelName
 from app.engine.base import Engine
 from app.errors import NotReady
+from app.ids import new_id
 from app.validation import MessageText, StrictModel
 
 
@@ -107,7 +107,7 @@ async def models(request: Request) -> Response:
 
 def _permission(created: int) -> dict[str, Any]:
     """vLLM's `ModelPermission`, as its server lists it."""
-    return {"id": "modelperm-" + secrets.token_hex(16), "object": "model_permission",
+    return {"id": new_id("modelperm-", 32), "object": "model_permission",
             "created": created, "allow_create_engine": False, "allow_sampling": True,
             "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
             "allow_fine_tuning": False, "organization": "*", "group": None,

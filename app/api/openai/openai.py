@@ -4,7 +4,6 @@ aborts its engine request at once, streaming or not."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import replace
 
@@ -25,6 +24,7 @@ from app.api.openai.tool_parser import auto_reader
 from app.completion_batch import CompletionBatch, complete
 from app.completions import Caller, Completion
 from app.errors import InvalidRequest
+from app.ids import new_id
 
 
 async def chat_completions(request: Request) -> Response:
@@ -33,7 +33,7 @@ async def chat_completions(request: Request) -> Response:
                            context=validation_context(svc.settings))
     model = _served_model(svc, req.model)
     detach = resumable.asked(request) and req.stream  # a resumable stream (resumable.py)
-    asked = Caller("chatcmpl-" + secrets.token_hex(12), accepted_at, owner(request),
+    asked = Caller(new_id("chatcmpl-"), accepted_at, owner(request),
                    fair_user(request, req.user), req.priority)
     completion = await svc.completions.chat(
         req.turns(), replace(req.generation_params(), lora=svc.models.lora(model)),
@@ -52,7 +52,7 @@ async def completions(request: Request) -> Response:
     req = await parse_body(request, CompletionRequest, svc.settings.max_body_bytes,
                            context=validation_context(svc.settings))
     model = _served_model(svc, req.model or request.path_params.get("model"))
-    asked = Caller("cmpl-" + secrets.token_hex(12), accepted_at, owner(request),
+    asked = Caller(new_id("cmpl-"), accepted_at, owner(request),
                    fair_user(request, req.user), req.priority)
     completion = await complete(svc.completions, req.prompt,
                                 replace(req.generation_params(), lora=svc.models.lora(model)),

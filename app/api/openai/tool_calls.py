@@ -12,9 +12,10 @@ non-streamed response assembles the same deltas, so both give the same calls."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from app.ids import new_id
 
 ToolCallDelta = dict[str, Any]
 Piece = dict[str, Any]  # a chunk's `delta`, less its role
@@ -22,7 +23,7 @@ _DECODER = json.JSONDecoder()
 
 
 def call_id() -> str:
-    return "call_" + secrets.token_hex(12)
+    return new_id("call_")
 
 
 def _opening(index: int, name: str) -> ToolCallDelta:

@@ -10,13 +10,13 @@ tool call is a `function_call` item; items are closed in output order when the r
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.api.openai.tools import NamedToolChoice
 from app.api.responses.schemas import Messages, ResponsesRequest, add_call
+from app.ids import new_id
 
 Event = dict[str, Any]
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed",
@@ -24,7 +24,7 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 
 
 def new_response_id() -> str:
-    return "resp_" + secrets.token_hex(12)
+    return new_id("resp_")
 
 
 def response_error(code: str, message: str) -> dict[str, str]:
@@ -100,7 +100,7 @@ class ResponseBuilder:
         events = []
         if self._message is None:
             item = self._message = self._open({
-                "id": "msg_" + secrets.token_hex(12), "type": "message", "status": "in_progress",
+                "id": new_id("msg_"), "type": "message", "status": "in_progress",
                 "role": "assistant", "content": []})
             events = [self._added(item), self._event(
                 "response.content_part.added", item_id=item.body["id"], output_index=item.index,
@@ -113,7 +113,7 @@ class ResponseBuilder:
     def _thought(self, text: str) -> list[Event]:
         events = []
         if self._reasoning is None:
-            self._reasoning = self._open({"id": "rs_" + secrets.token_hex(12), "type": "reasoning",
+            self._reasoning = self._open({"id": new_id("rs_"), "type": "reasoning",
                                           "status": "in_progress", "summary": [], "content": []})
             events.append(self._added(self._reasoning))
         self._reasoning.parts.append(text)
@@ -127,7 +127,7 @@ class ResponseBuilder:
         item = self._calls.get(call["index"])
         if item is None:
             item = self._calls[call["index"]] = self._open({
-                "id": "fc_" + secrets.token_hex(12), "type": "function_call",
+                "id": new_id("fc_"), "type": "function_call",
                 "status": "in_progress", "call_id": call["id"],
                 "name": call["function"]["name"], "arguments": ""})
             events.append(self._added(item))

@@ -20,6 +20,7 @@ from app.api.http import sse
 from app.api.responses.events import TERMINAL, Event, ResponseBuilder
 from app.api.responses.schemas import Messages
 from app.errors import InvalidRequest, NotFound
+from app.ownership import visible
 from app.sessions.records import Record, Records
 
 KIND = "response"
@@ -95,7 +96,7 @@ async def stored(records: Records, response_id: str, owner: str | None,
                  param: str = "response_id") -> Record:
     """The stored response; another key's is as if it did not exist."""
     record = await records.get(KIND, response_id)
-    if record is None or (owner is not None and record.get("owner") != owner):
+    if record is None or not visible(record.get("owner"), owner):
         if param == "previous_response_id":
             raise InvalidRequest(f"previous response {response_id} not found (unknown, "
                                  "expired, stored with store: false, or not yours)",
