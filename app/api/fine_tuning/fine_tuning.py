@@ -5,8 +5,8 @@ newest first as OpenAI lists them, or with `Accept: text/event-stream` every eve
 first, live, until the job ends (then `data: [DONE]`); `Last-Event-ID` resumes after an event's
 index. Served only with STREAMCHAT_FINE_TUNING=true.
 
-Only the base model is fine-tuned: an alias names the same weights (the job records the base
-model's name), a fine-tuned model is refused (400 naming `model`)."""
+What a job may ask for (the base model, the caller's own files) is app/finetune/eligibility.py's
+to check."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from app.api.http.body import accepts_event_stream, parse_body
 from app.api.http.errors import json_response
 from app.api.http.query import Page, last_event_id
 from app.api.http.state import owner, services
-from app.errors import InvalidRequest
+from app.finetune.eligibility import base_model_for
 from app.finetune.job import JobRequest
 from app.finetune.store import JobStore, page
 
@@ -31,17 +31,8 @@ from app.finetune.store import JobStore, page
 async def create(request: Request) -> Response:
     manager, svc = enabled(request), services(request)
     req = await parse_body(request, JobRequest, svc.settings.max_body_bytes)
-    model = svc.models.resolve(req.model)
-    if model != svc.models.base and model not in svc.models.aliases:
-        raise InvalidRequest(f"only the base model ({svc.models.base!r}) can be fine-tuned, "
-                             f"got {req.model!r}", param="model", code="model_not_fine_tunable")
-    for param, file_id in (("training_file", req.training_file),
-                           ("validation_file", req.validation_file)):
-        if file_id is not None and not await manager.files.exists(file_id, owner(request)):
-            raise InvalidRequest(f"{param} {file_id!r} not found: upload it first (POST "
-                                 "/v1/files, purpose fine-tune)", param=param,
-                                 code=f"invalid_{param}")
-    return json_response(await manager.create(req, svc.models.base, owner(request)))
+    base = await base_model_for(req, owner(request), svc.models, manager.files)
+    return json_response(await manager.create(req, base, owner(request)))
 
 
 async def list_jobs(request: Request) -> Response:
