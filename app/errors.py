@@ -111,7 +111,7 @@ class RateLimited(StreamchatError):
 
 
 class QueueFull(RateLimited):
-    """Admission control's queue is full (app/admission.py): come back after `retry_after_s`."""
+    """Admission control's queue is full (app/admission/): come back after `retry_after_s`."""
 
     code = "queue_full"
 

@@ -85,7 +85,7 @@ class Settings(AccessSettings):
     ssl_certfile: UserPath | None = Field(default=None, description="TLS certificate (PEM); "
                                           "with ssl_keyfile, serve https and wss")
     ssl_keyfile: UserPath | None = Field(default=None, description="TLS private key (PEM)")
-    # -- admission control (app/admission.py) ---------------------------------------------
+    # -- admission control (app/admission/) --------------------------------------------
     max_concurrent_generations: int | None = Field(
         default=None, ge=1, description="generations in the engine at once; more wait in the "
         "admission queue; unset: the engine's max_num_seqs")

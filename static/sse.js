@@ -1,6 +1,6 @@
 // The page's one SSE parser (text/event-stream, as the HTML standard defines it), fed the
 // chunks of a fetch() body: fetch rather than EventSource so the page can POST, send
-// Last-Event-ID and abort. Unit-tested in the browser: static/test/sse.test.html.
+// Last-Event-ID and abort. Unit-tested in the browser: tests/test_page_sse_parser.py.
 
 /** @typedef {{event: string, id: string|null, data: any}} SseEvent */
 

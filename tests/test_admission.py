@@ -1,4 +1,4 @@
-"""Admission control (app/admission.py): the gate in front of the engine, its bounded and fair
+"""Admission control (app/admission/): the gate in front of the engine, its bounded and fair
 queue, and what every transport answers when the queue is full."""
 
 from __future__ import annotations

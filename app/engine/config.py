@@ -28,7 +28,7 @@ log = logging.getLogger("streamchat.engine")
 CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.5,
                                        "block_size": 32, "max_num_seqs": 64}
 # Everywhere: the engine's own queue orders by priority, so that admission's fair order
-# (app/admission.py) holds inside it too, and a prefix warm-up goes after every generation.
+# (app/admission/) holds inside it too, and a prefix warm-up goes after every generation.
 ENGINE_DEFAULTS: dict[str, Any] = {"scheduling_policy": "priority"}
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 

@@ -4,7 +4,7 @@ it goes on for `orphan_grace_s` (a client that reconnects resumes it), then it i
 the engine and stored as `cancelled` with the text it had.
 
 Before its first token a reply reports its progress: `queued` with its position while it waits
-for admission (app/admission.py), then `prefill` when it enters the engine. Once stored, the
+for admission (app/admission/), then `prefill` when it enters the engine. Once stored, the
 conversation's next prefix may be warmed (`on_stored`, app/replies/warmup.py)."""
 
 from __future__ import annotations

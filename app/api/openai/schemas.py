@@ -52,7 +52,7 @@ class OpenAIRequest(SamplingFields):
     stream_options: StreamOptions | None = None
     user: str | None = None
     # vLLM's extensions. `priority` orders a user's own waiting requests (lower first); it
-    # never moves them ahead of another user's (app/admission.py).
+    # never moves them ahead of another user's (app/admission/).
     priority: Int64 = 0
     prompt_logprobs: Annotated[int, Field(ge=0, le=MAX_PROMPT_LOGPROBS)] | None = None
     response_format: ResponseFormat | None = None
