@@ -21,6 +21,9 @@ import orjson
 STAMP = re.compile(rb"~([0-9a-f]+);")
 SSE_TOKEN = b"event: token"  # sse-starlette ends lines with \\r\\n, the app with \\n
 WS_TOKEN = b'{"type":"token"'
+OPENAI_CHUNK = b'"chat.completion.chunk"'
+RESPONSES_DELTA = b"event: response.output_text.delta"
+MODEL = "token-source"  # benchmarks/token_source.py's model name
 
 
 @dataclass
@@ -100,6 +103,14 @@ class SseStream(_Stream):
     marker = SSE_TOKEN
 
 
+class OpenAIStream(_Stream):
+    marker = OPENAI_CHUNK
+
+
+class ResponsesStream(_Stream):
+    marker = RESPONSES_DELTA
+
+
 class WsStream(_Stream):
     """A WebSocket: the upgrade, then one masked `message` frame once the 101 has come."""
 
@@ -160,6 +171,20 @@ def session_ws(sid: str, max_tokens: int, tally: Tally) -> WsStream:
     frame = masked_text_frame(orjson.dumps(
         {"type": "message", "content": "Hi", "params": {"max_tokens": max_tokens}}))
     return WsStream(upgrade, frame, tally)
+
+
+def openai_sse(max_tokens: int, tally: Tally) -> OpenAIStream:
+    """A streamed `/v1/chat/completions`: one chunk per token event."""
+    return OpenAIStream(_post("/v1/chat/completions", {
+        "model": MODEL, "stream": True, "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "Hi"}]}), tally)
+
+
+def responses_sse(max_tokens: int, tally: Tally) -> ResponsesStream:
+    """A background `/v1/responses` followed over SSE from its start (its reply log)."""
+    return ResponsesStream(_post("/v1/responses", {
+        "model": MODEL, "input": "Hi", "background": True, "stream": True,
+        "max_output_tokens": max_tokens}), tally)
 
 
 def floor_sse(max_tokens: int, tally: Tally) -> SseStream:

@@ -1,6 +1,8 @@
 """The transport's ceiling: the real app on a token source with no model, on one core.
 
-For each count of concurrent streams, over SSE and over the WebSocket (session endpoints):
+For each count of concurrent streams, on each path (`--transports`: a session reply over SSE
+and over the WebSocket, a streamed /v1/chat/completions, a background /v1/responses followed
+over SSE):
 - flat out: the token source steps as fast as the app lets it; the tokens/s and token
   events/s that reach the clients are the ceiling;
 - paced: every stream gets `--rate` tokens/s; the added latency of each token (its arrival at
@@ -8,7 +10,8 @@ For each count of concurrent streams, over SSE and over the WebSocket (session e
 At `--compare-at` streams, the same SSE path runs through sse-starlette's EventSourceResponse,
 and a floor with no service at all (one Starlette StreamingResponse over the token source).
 The server is pinned to `--server-core`, this client to `--client-core` (it uses well under
-one core; both CPU shares are reported).
+one core; both CPU shares are reported), and the server's CPU per token event is compared with
+the floor's on every path.
 """
 
 from __future__ import annotations
@@ -30,17 +33,28 @@ import httpx
 import psutil
 
 from benchmarks.output import environment, results_dir, timestamp, write_results
-from benchmarks.raw_streams import Tally, _Stream, floor_sse, open_streams, session_sse, session_ws
+from benchmarks.raw_streams import (
+    Tally,
+    _Stream,
+    floor_sse,
+    open_streams,
+    openai_sse,
+    responses_sse,
+    session_sse,
+    session_ws,
+)
 
 TARGET_EVENTS_PER_S = 50_000
 TARGET_P99_MS = 20.0
+TARGET_CPU_OVER_FLOOR = 1.5  # server CPU per token event, at --compare-at streams
+TRANSPORTS = ("sse", "ws", "openai", "responses")
 LONG_REPLY = 1 << 20  # tokens: no stream ends before the client closes it
 
 
 @dataclass(frozen=True)
 class Run:
     response: str  # app | sse-starlette | starlette (see benchmarks/transport_server.py)
-    transport: str  # sse | ws
+    transport: str  # sse | ws (session replies) | openai (/v1/chat/completions) | responses
     streams: int
     rate: float | None  # tokens/s per stream; None: flat out
 
@@ -57,9 +71,20 @@ def _counts(raw: str) -> list[int]:
     return values
 
 
+def _transports(raw: str) -> list[str]:
+    values = [part.strip() for part in raw.split(",") if part.strip()]
+    if not values or set(values) - set(TRANSPORTS):
+        raise argparse.ArgumentTypeError(f"transports are among {','.join(TRANSPORTS)}")
+    return values
+
+
 def define_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=_counts, default=[100, 1000, 2000],
                         help="concurrent stream counts (default: 100,1000,2000)")
+    parser.add_argument("--transports", type=_transports, default=list(TRANSPORTS),
+                        help="paths measured: sse and ws (session replies), openai "
+                        "(/v1/chat/completions streamed), responses (a background "
+                        "/v1/responses followed over SSE) (default: all four)")
     parser.add_argument("--rate", type=float, default=20.0,
                         help="tokens/s per stream in the paced runs (default: 20)")
     parser.add_argument("--window", type=float, default=10.0,
@@ -74,7 +99,7 @@ def define_options(parser: argparse.ArgumentParser) -> None:
 
 
 def plan(args: argparse.Namespace) -> list[Run]:
-    runs = [Run("app", transport, n, rate) for n in args.streams for transport in ("sse", "ws")
+    runs = [Run("app", transport, n, rate) for n in args.streams for transport in args.transports
             for rate in (None, args.rate)]
     if args.compare_at:
         runs += [Run(response, "sse", args.compare_at, rate)
@@ -135,9 +160,12 @@ async def measure(run: Run, args: argparse.Namespace, log: Path) -> dict[str, An
         await _wait_ready(port, proc)
         tally = Tally()
         make: Callable[[int], _Stream]
-        if run.response == "starlette":
+        if run.response == "starlette" or run.transport in ("openai", "responses"):
+            stateless = {"openai": openai_sse, "responses": responses_sse}.get(
+                run.transport if run.response == "app" else "", floor_sse)
+
             def make(_: int) -> _Stream:
-                return floor_sse(LONG_REPLY, tally)
+                return stateless(LONG_REPLY, tally)
         else:
             sids = await _sessions(port, run.streams)
             opener = session_ws if run.transport == "ws" else session_sse
@@ -186,14 +214,15 @@ async def measure(run: Run, args: argparse.Namespace, log: Path) -> dict[str, An
 
 def report(results: list[dict[str, Any]]) -> str:
     lines = ["| response | transport | streams | pace | tokens/s | events/s | added p50 / p99 ms "
-             "| server CPU | client CPU |", "|---|---|---|---|---|---|---|---|---|"]
+             "| server CPU | us/event | client CPU |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         pace = f"{r['rate_per_stream']:g}/s" if r["rate_per_stream"] else "flat out"
         lat = r["added_latency_ms"]
         latency = f"{lat['p50']:.1f} / {lat['p99']:.1f}" if r["rate_per_stream"] else "-"
         lines.append(f"| {r['response']} | {r['transport']} | {r['streams']:,} | {pace} "
                      f"| {r['tokens_per_s']:,.0f} | {r['events_per_s']:,.0f} | {latency} "
-                     f"| {r['server_cpu_of_one_core']:.0%} | {r['client_cpu_of_one_core']:.0%} |")
+                     f"| {r['server_cpu_of_one_core']:.0%} | {r['server_cpu_us_per_event']:.1f} "
+                     f"| {r['client_cpu_of_one_core']:.0%} |")
     return "\n".join(lines)
 
 
@@ -226,6 +255,16 @@ def verdicts(results: list[dict[str, Any]], compare_at: int) -> list[str]:
         lines.append(f"bare Starlette floor at {compare_at:,} streams: "
                      f"{floor['events_per_s']:,.0f} events/s; the app is "
                      f"{ours['events_per_s'] / floor['events_per_s']:.2f}x of it")
+    if floor:
+        for transport in TRANSPORTS:
+            if (path := find("app", transport, compare_at, False)) is None:
+                continue
+            ratio = path["server_cpu_us_per_event"] / floor["server_cpu_us_per_event"]
+            lines.append(f"server CPU per event, {transport} at {compare_at:,} streams: "
+                         f"{path['server_cpu_us_per_event']:.1f} us, {ratio:.2f}x the floor's "
+                         f"{floor['server_cpu_us_per_event']:.1f} us; target <= "
+                         f"{TARGET_CPU_OVER_FLOOR:g}x: "
+                         f"{'met' if ratio <= TARGET_CPU_OVER_FLOOR else 'MISSED'}")
     return lines
 
 
@@ -241,7 +280,7 @@ def plot(results: list[dict[str, Any]], folder: Path) -> list[Path]:
              TARGET_EVENTS_PER_S),
             ("transport-latency", True, "p99", "added latency p99 (ms)", TARGET_P99_MS)):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for transport in ("sse", "ws"):
+        for transport in TRANSPORTS:
             rows = [r for r in results if r["response"] == "app" and r["transport"] == transport
                     and bool(r["rate_per_stream"]) == paced]
             values = [r["added_latency_ms"][key] if paced else r[key] for r in rows]
@@ -273,7 +312,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix_str(run.label)
             results.append(await measure(run, args, folder / "server.log"))
     out = {"timestamp": stamp, "environment": environment(),
-           "config": {"streams": args.streams, "rate": args.rate, "window_s": args.window,
+           "config": {"streams": args.streams, "transports": args.transports,
+                      "rate": args.rate, "window_s": args.window,
                       "settle_s": args.settle, "compare_at": args.compare_at,
                       "server_core": args.server_core, "client_core": args.client_core},
            "results": results, "verdicts": verdicts(results, args.compare_at)}
