@@ -65,6 +65,10 @@ class ScriptedEngine:
         self.priorities: list[int] = []
         self._ready = ready
         self.started = asyncio.Event()  # set when a stream begins
+        # When an Event: every stream, once begun, waits for it to be set before its first
+        # token (a prompt held in prefill for exactly as long as a test needs).
+        self.proceed: asyncio.Event | None = None
+        self.yielded = 0  # deltas yielded so far, every stream together
         self.aborted: list[str] = []
         self.finished: list[str] = []
         self.running: set[str] = set()
@@ -143,6 +147,8 @@ class ScriptedEngine:
         self.started.set()
         tokens = self.tokens[: params.max_tokens]
         try:
+            if self.proceed is not None:
+                await self.proceed.wait()
             if self.prefill_s:
                 await asyncio.sleep(self.prefill_s)
             for i, text in enumerate(tokens):
@@ -156,6 +162,7 @@ class ScriptedEngine:
                 if params.logprobs is not None:
                     logprobs = [TokenLogprob(text, -0.5, ((text, -0.5), ("zz", -1.5), ("yy", -2.0)))]
                 for index in range(params.n):  # every choice the same: the script is the script
+                    self.yielded += 1
                     yield Delta(index=index, text=text, token_count=1, finish_reason=finish,
                                 token_ids=token_ids(text),
                                 prompt_tokens=len(prompt_token_ids) if i == 0 and index == 0
