@@ -35,11 +35,11 @@ from app.errors import ConfigError, StreamchatError
 from app.finetune.service import build_fine_tuning
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
+from app.records import MemoryRecords, Records, RedisRecords
 from app.replies.detached import DetachedStreams
 from app.replies.warmup import PrefixWarmer
 from app.served_models import ServedModels
 from app.sessions.memory import MemorySessionStore
-from app.sessions.records import MemoryRecords, Records, RedisRecords
 from app.sessions.store import SessionStore
 from app.settings import Settings
 from app.streams import ReplyLogs
@@ -62,8 +62,8 @@ def build_engine(settings: Settings) -> Engine:
 
 
 def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBuckets, Records]:
-    """The session store, reply logs, rate-limit buckets and records these settings ask for: memory,
-    or Redis shared by every replica."""
+    """The session store (with the leases every user shares, app/leases/), reply logs, rate-limit
+    buckets and records these settings ask for: memory, or Redis shared by every replica."""
     if settings.redis_url is None:
         return (MemorySessionStore(settings.max_sessions, settings.session_ttl_s),
                 MemoryReplyLogs(), MemoryBuckets(),
@@ -74,10 +74,10 @@ def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBucke
     from app.streams.redis import RedisReplyLogs
 
     redis = Redis.from_url(settings.redis_url)
-    store = RedisSessionStore(redis, idle_ttl_s=settings.session_ttl_s)
+    store = RedisSessionStore(redis, idle_ttl_s=settings.session_ttl_s)  # leases in Redis too
 
-    async def is_live(session_id: str, message_id: str) -> bool:
-        return await store.in_flight(session_id) == message_id
+    async def is_live(kind: str, lease_id: str, holder: str) -> bool:
+        return not await store.leases.gone(kind, lease_id, holder)
 
     return (store, RedisReplyLogs(redis, is_live), RedisBuckets(redis),
             RedisRecords(redis, idle_ttl_s=settings.session_ttl_s))
@@ -119,8 +119,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                         default_max_tokens=settings.default_max_tokens,
                                         max_reply_tokens=settings.max_reply_tokens,
                                         max_seconds=settings.max_reply_seconds, limits=limits)
-        detached = DetachedStreams(logs, store, orphan_grace_s=settings.orphan_grace_s)
-        jobs = build_fine_tuning(settings, records, adapters)
+        detached = DetachedStreams(logs, store.leases, orphan_grace_s=settings.orphan_grace_s)
+        jobs = build_fine_tuning(settings, records, store.leases, adapters)
         if jobs is not None:
             await jobs.start()  # fails what a previous process left running
 
@@ -153,6 +153,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                 await warmer.close()
             await chat.shutdown()
             await detached.close()
+            await store.leases.close()
             await engine.shutdown()
             await logs.close()
             await store.close()

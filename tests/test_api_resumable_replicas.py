@@ -57,3 +57,35 @@ def test_unknown_on_every_replica_is_a_404(replicas) -> None:  # type: ignore[no
     _, b, _ = replicas
     response = b.get(url("chatcmpl-nope"))
     assert response.status_code == 404 and response.json()["error"]["code"] == "stream_not_found"
+
+
+def test_a_stream_whose_replica_died_ends_on_the_other(replicas, redis_server: RedisServer) -> None:  # type: ignore[no-untyped-def]
+    """Its replica wrote two chunks, then died: nobody holds the stream's lease (app/leases/),
+    so a follower on another replica gets what was recorded, then the end."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from app.streams.redis import RedisReplyLogs
+
+    _, b, _ = replicas
+    stream_id = "chatcmpl-orphan"
+
+    async def never_live(kind: str, lease_id: str, holder: str) -> bool:
+        return False
+
+    async def die_mid_stream() -> None:
+        redis = Redis.from_url(redis_server.url)
+        logs = RedisReplyLogs(redis, never_live)
+        log = logs.open(stream_id, stream_id)
+        log.append("start", {"owner": None})
+        for word in ("Hel", "lo"):
+            log.append("chunk", {"id": stream_id, "choices": [{"delta": {"content": word}}]})
+        await logs.close()  # written to Redis; no `done`: the replica died first
+        await redis.aclose()
+
+    asyncio.run(die_mid_stream())
+    followed = b.get(url(stream_id), headers={"Last-Event-ID": "1"})
+    assert followed.status_code == 200
+    assert followed.text.startswith("id: 2\ndata: ") and '"lo"' in followed.text
+    assert followed.text.endswith("id: 3\ndata: [DONE]\n\n")

@@ -1,5 +1,5 @@
 """Two replicas sharing one real Redis, each with a scripted engine (app/replies/replicas.py,
-app/streams/redis.py): sessions, streams, cancels and crashed replies cross from one to the
+app/leases/, app/streams/redis.py): sessions, streams, cancels and crashed replies cross from one to the
 other."""
 
 from __future__ import annotations
@@ -105,23 +105,27 @@ def test_cancel_through_the_other_replica(replicas) -> None:  # type: ignore[no-
 
 
 def test_a_reply_left_by_a_dead_replica_is_never_stuck(redis_server: RedisServer) -> None:
-    """Simulate a replica that died mid-reply: its claim lapses, its message says streaming."""
+    """Simulate a replica that died mid-reply: its lease lapses, its message says streaming."""
     import asyncio
 
     from redis.asyncio import Redis
 
+    from app.leases import REPLY
+    from app.leases.redis import RedisLeaseStore
     from app.sessions.models import Message, Session
     from app.sessions.redis import RedisSessionStore
 
     redis_server.flush()
 
     async def leave_a_broken_reply() -> tuple[str, str]:
-        store = RedisSessionStore(Redis.from_url(redis_server.url))
+        redis = Redis.from_url(redis_server.url)
+        store = RedisSessionStore(redis)
         session = Session.new(system=None, params={}, title=None, owner=None)
         await store.create(session)
         reply = Message.new("assistant", "", "streaming")
         await store.append(session.id, [Message.new("user", "hi", "done"), reply])
-        await store.try_claim(session.id, reply.id, 0.05)  # a lease nobody refreshes
+        # Its replica took the reply's lease, then died: nobody refreshes it.
+        await RedisLeaseStore(redis).acquire(REPLY, session.id, reply.id, 0.05)
         await store.close()
         return session.id, reply.id
 
@@ -135,3 +139,31 @@ def test_a_reply_left_by_a_dead_replica_is_never_stuck(redis_server: RedisServer
         assert replay[-1]["event"] == "error"
         again = client.post(f"/v1/sessions/{sid}/messages", json={"content": "next"}, headers=SSE)
         assert check_grammar(parse_frames(again.text))[-1]["event"] == "done"
+
+
+async def test_a_reply_stored_as_ended_since_it_was_read_is_not_repaired() -> None:
+    """Its replica stores the reply, then lets go of its lease: a reader holding the copy from
+    before sees no lease, reads the reply again and leaves it as it is."""
+    from dataclasses import replace
+
+    from app.lifecycle import Lifecycle
+    from app.replies.live import Replies
+    from app.replies.replicas import ReplicaCoordinator
+    from app.sessions.memory import MemorySessionStore
+    from app.sessions.models import Message, Session
+    from app.streams.memory import MemoryReplyLogs
+
+    engine, store, logs = ScriptedEngine(), MemorySessionStore(), MemoryReplyLogs()
+    replicas = ReplicaCoordinator(Replies(engine, store, logs, Lifecycle(engine),
+                                          orphan_grace_s=1.0), store, logs)
+    session = Session.new(system=None, params={}, title=None, owner=None)
+    await store.create(session)
+    reply = Message.new("assistant", "all of it", "done")
+    await store.append(session.id, [Message.new("user", "hi", "done"), reply])
+    read_before = await store.get(session.id)
+    assert read_before is not None
+    read_before.messages[-1] = replace(reply, status="streaming", content="all")
+    await replicas.repair_if_abandoned(read_before)
+    assert read_before.messages[-1].status == "done"
+    stored = await store.get(session.id)
+    assert stored is not None and stored.messages[-1].content == "all of it"

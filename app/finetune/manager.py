@@ -2,18 +2,20 @@
 most `max_concurrent` at a time (the others wait `queued`, first come first served), its
 steps turned into events, its adapter handed to serving when it succeeds.
 
-Jobs outlive the process (`store.py`), the processes do not. On start (`start`), a job the
-previous process left unfinished is marked failed, queued ones included (re-running them
-silently hours later surprises more than a clear failure: start it again); in Redis mode,
-where other replicas run jobs too, only jobs whose replica stopped refreshing their heartbeat.
-On shutdown (`close`) running jobs are killed and marked failed ("the service stopped").
-A job another replica runs is cancelled through the store: its replica sees the status at the
-job's next step and kills its worker."""
+Jobs outlive the process (`store.py`), the processes do not. A job runs under its lease
+(app/leases/, kind `job`), taken before the job is stored and let go of once it has ended. A
+job stored unfinished whose lease nobody holds was left by a process that stopped: it is marked
+failed, on start (`start`) and whenever it is read (queued ones included: re-running them
+silently hours later surprises more than a clear failure: start it again). In memory mode that
+is every such job after a restart; with Redis, those of a replica that died, once its lease ran
+out. On shutdown (`close`) running jobs are killed and marked failed ("the service stopped").
+`cancel` stores the job cancelled, then stops it through its lease, here or on the replica
+running it; that replica also stops a job whose stored status is no longer `running` at its
+next step (a relayed cancel is not kept for a replica that is not listening)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -28,12 +30,11 @@ from app.finetune import job as jobs
 from app.finetune.files import FileStore
 from app.finetune.store import Job, JobStore
 from app.finetune.worker import Worker
+from app.leases import JOB, Leases, MemoryLeaseStore
 
 log = logging.getLogger("streamchat.finetune")
 
 TRAIN_COMMAND = (sys.executable, "-m", "app.finetune.train")
-HEARTBEAT_S = 30.0  # how often a replica says its jobs are still its own
-STALE_S = 120.0  # a heartbeat older than this: the replica running the job is gone
 
 
 class AdapterRegistry(Protocol):
@@ -48,28 +49,28 @@ class AdapterRegistry(Protocol):
 
 class JobManager:
     def __init__(self, store: JobStore, files: FileStore, *, base_model: str, adapters_dir: Path,
-                 max_concurrent: int = 1, exclusive: bool = True,
+                 max_concurrent: int = 1, leases: Leases | None = None,
                  adapters: AdapterRegistry | None = None,
                  train_command: Sequence[str] | None = None) -> None:
         self.store = store
         self.files = files
         self.base_model = base_model  # the base weights' folder (or hub id) to train on
         self.adapters_dir = adapters_dir
-        self.exclusive = exclusive  # no other process runs these jobs (memory mode)
+        # Which replica runs each job (the service's own, shared with its other work).
+        self.leases = leases if leases is not None else Leases(MemoryLeaseStore())
+        self.leases.serve(JOB, self._stop)
         # + the job's config file; TRAIN_COMMAND read now, so that tests can swap in a fake
         self.train_command = tuple(train_command or TRAIN_COMMAND)
         self.adapters = adapters  # where a succeeded job's adapter is served
         self._slots = asyncio.Semaphore(max_concurrent)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._workers: dict[str, Worker] = {}
-        self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Fails what a previous process left unfinished; starts the heartbeat."""
+        """Fails what a stopped process left unfinished; hears cancels from other replicas."""
+        await self.leases.start()
         for record in await self.store.all():
-            if record["job"]["status"] not in jobs.FINAL and (self.exclusive or self._stale(record)):
-                await self._interrupted(record["job"]["id"], record["job"]["status"])
-        self._heartbeat = asyncio.create_task(self._beat())
+            await self._current(record)
 
     async def restore_adapters(self) -> list[str]:
         """Serves the adapters of the jobs that succeeded before this process started: call
@@ -94,7 +95,13 @@ class JobManager:
 
     async def create(self, req: jobs.JobRequest, base: str, owner: str | None) -> Job:
         job = jobs.new_job(req, base, owner)
-        await self.store.create(job, owner)
+        # Its lease first: another replica must never find it stored and unheld.
+        await self.leases.acquire(JOB, job["id"], job["id"])
+        try:
+            await self.store.create(job, owner)
+        except BaseException:
+            await self.leases.release(JOB, job["id"], job["id"])
+            raise
         await self.store.add_event(job["id"], jobs.event(f"Created fine-tuning job: {job['id']}"))
         self._tasks[job["id"]] = asyncio.create_task(self._run(job["id"]))
         return job
@@ -111,17 +118,19 @@ class JobManager:
             raise Conflict(f"fine-tuning job {job_id} has already {job['status']}",
                            param="fine_tuning_job_id", code="job_finished")
         await self._finish(job_id, "cancelled", "The job was cancelled")
+        await self.leases.cancel(JOB, job_id)
+        return await self.get(job_id, owner)
+
+    async def _stop(self, job_id: str) -> None:
+        """A job run here, stopped (for `cancel`, here or relayed from another replica)."""
         task, worker = self._tasks.get(job_id), self._workers.get(job_id)
         if worker is not None:
             await worker.kill()
         elif task is not None:
             task.cancel()
-        return await self.get(job_id, owner)
 
     async def close(self) -> None:
         """Kills the running jobs and fails every unfinished one of this process."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
         tasks = dict(self._tasks)  # each task removes itself as it ends
         for job_id, task in tasks.items():
             worker = self._workers.get(job_id)
@@ -155,6 +164,7 @@ class JobManager:
         finally:
             self._tasks.pop(job_id, None)
             self._workers.pop(job_id, None)
+            await self.leases.release(JOB, job_id, job_id)
 
     async def _train(self, job: Job) -> None:
         job_id, hyper = job["id"], job["hyperparameters"]
@@ -217,20 +227,10 @@ class JobManager:
             "start a new job"))
 
     async def _current(self, record: dict[str, Any]) -> Job:
-        """The job, failed first when the replica that ran it has stopped (Redis mode)."""
+        """The job, failed first when nobody runs it any more (its process stopped)."""
         job: Job = record["job"]
-        if job["status"] not in jobs.FINAL and job["id"] not in self._tasks and self._stale(record):
+        if job["status"] not in jobs.FINAL and await self.leases.gone(JOB, job["id"]):
+            # `_finish` reads it again: one that ended just before its lease is left as it is.
             await self._interrupted(job["id"], job["status"])
             job = (await self.store.record(job["id"]))["job"]
         return job
-
-    @staticmethod
-    def _stale(record: dict[str, Any]) -> bool:
-        return time.time() - float(record.get("heartbeat_at") or 0) > STALE_S
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            for job_id in list(self._tasks):
-                with contextlib.suppress(StreamchatError):
-                    await self.store.update(job_id)

@@ -9,18 +9,18 @@ from app.engine.model import default_model_dir
 from app.finetune.files import FileStore
 from app.finetune.manager import AdapterRegistry, JobManager
 from app.finetune.store import JobStore
-from app.sessions.disk_records import DiskRecords
-from app.sessions.records import Records, RedisRecords
+from app.leases import Leases
+from app.records import DiskRecords, Records, RedisRecords
 from app.settings import Settings
 
 
-def build_fine_tuning(settings: Settings, records: Records,
+def build_fine_tuning(settings: Settings, records: Records, leases: Leases,
                       adapters: AdapterRegistry | None) -> JobManager | None:
     """The job manager, or None when fine-tuning is off. `records`: the service's own (its
-    Redis client is shared in Redis mode); `adapters`: where succeeded jobs are served."""
+    Redis client is shared in Redis mode); `leases`: the service's own (which replica runs
+    each job); `adapters`: where succeeded jobs are served."""
     if not settings.fine_tuning:
         return None
-    shared = isinstance(records, RedisRecords)
     kept: Records = (RedisRecords(records.redis, idle_ttl_s=None)
                      if isinstance(records, RedisRecords)
                      else DiskRecords(settings.cache_dir / "finetune"))
@@ -28,5 +28,5 @@ def build_fine_tuning(settings: Settings, records: Records,
     return JobManager(JobStore(kept),
                       FileStore(kept, settings.cache_dir / "files", settings.max_upload_bytes),
                       base_model=base, adapters_dir=settings.cache_dir / "adapters",
-                      max_concurrent=settings.max_concurrent_jobs, exclusive=not shared,
+                      max_concurrent=settings.max_concurrent_jobs, leases=leases,
                       adapters=adapters)

@@ -2,9 +2,9 @@
 
 The minute rates live in token buckets (`buckets.py`), shared by every replica when the
 buckets are Redis's. Concurrent generations are counted per replica, in memory, even with
-Redis: a global count would need leases refreshed by the replica running each generation (as
-the session claims are), or a crashed replica's streams would count forever. So a key may run
-`max_streams` generations on each replica.
+Redis: a global count would need a lease per generation, refreshed by the replica running it
+(as replies', streams' and jobs' are, app/leases/), or a crashed replica's would count
+forever. So a key may run `max_streams` generations on each replica.
 """
 
 from __future__ import annotations

@@ -11,35 +11,31 @@ first event (`start`, seq 0) holds the key that started it; only that key may fo
 finished stream can be resumed for `keep_s` here (for the log's own retention on another
 replica, through Redis).
 
-Across replicas, the replica generating holds a leased claim in the session store under the
-stream's id (refreshed as session replies' are), which is how another replica's follower tells a
-stream still generated from one whose replica died. Nothing here knows the chunks' format."""
+Across replicas, the replica generating holds the stream's lease (app/leases/, kind `stream`,
+id and holder the stream's id), which is how another replica's follower tells a stream still
+generated from one whose replica died, and how `cancel` reaches it. Nothing here knows the
+chunks' format."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.errors import NotFound
 from app.generation import stop
+from app.leases import STREAM, Leases
 from app.replies.orphans import OrphanGrace
-from app.replies.replicas import CANCEL_WAIT_S, LEASE_S, follow_until_gone, obey_cancels
-from app.sessions.store import SessionStore
-from app.streams import Event, ReplyLog, ReplyLogs
+from app.streams import Event, ReplyLog, ReplyLogs, follow_until_gone
 
 log = logging.getLogger("streamchat.replies")
 
 KEEP_S = 600.0  # how long a finished stream stays resumable on the replica that generated it
 Followed = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat interval
 Item = dict[str, Any]  # one chunk (or Responses event) of a detached stream
-
-
-def _claim_key(stream_id: str) -> str:
-    return "stream:" + stream_id  # never a session id: those start with "ses"
 
 
 @dataclass(eq=False)
@@ -52,15 +48,14 @@ class Detached:
 
 
 class DetachedStreams:
-    def __init__(self, logs: ReplyLogs, store: SessionStore, *, orphan_grace_s: float,
+    def __init__(self, logs: ReplyLogs, leases: Leases, *, orphan_grace_s: float,
                  keep_s: float = KEEP_S) -> None:
         self.logs = logs
-        self.store = store
+        self.leases = leases
         self.orphans = OrphanGrace(logs, orphan_grace_s)
         self.keep_s = keep_s
         self._streams: dict[str, Detached] = {}
-        self._leases: asyncio.Task[None] | None = None
-        self._cancels: asyncio.Task[None] | None = None
+        leases.serve(STREAM, self._stop)
 
     async def start(self, stream_id: str, owner: str | None, items: AsyncIterator[Item],
                     on_end: Callable[[], Awaitable[None]], *, background: bool = False
@@ -71,8 +66,9 @@ class DetachedStreams:
         left before it follows the log. A `background` stream needs no follower: it runs
         until it ends or `cancel` stops it."""
         self._forget_expired()
-        await self.store.try_claim(_claim_key(stream_id), stream_id, LEASE_S)
-        stream = Detached(stream_id, owner, self.logs.open(stream_id, _claim_key(stream_id)))
+        await self.leases.start()  # hears cancels from other replicas (once)
+        await self.leases.acquire(STREAM, stream_id, stream_id)  # a new id: never taken
+        stream = Detached(stream_id, owner, self.logs.open(stream_id, stream_id))
         stream.log.append("start", {"owner": owner})
         self._streams[stream_id] = stream
         task = stream.task = asyncio.create_task(self._run(stream, items, on_end),
@@ -81,10 +77,6 @@ class DetachedStreams:
             stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
                                             lambda: stop(task, "client_left"), orphaned_now=True)
             task.add_done_callback(lambda _: stop_watch())
-        if self._leases is None or self._leases.done():
-            self._leases = asyncio.create_task(self._keep_leases(), name="detached-leases")
-        if self._cancels is None:
-            self._cancels = asyncio.create_task(self._obey_cancels(), name="detached-cancels")
         return stream.log
 
     async def running(self, stream_id: str) -> bool:
@@ -92,32 +84,20 @@ class DetachedStreams:
         stream = self._streams.get(stream_id)
         if stream is not None and stream.task is not None:
             return not stream.task.done()
-        return await self.store.in_flight(_claim_key(stream_id)) == stream_id
+        return not await self.leases.gone(STREAM, stream_id, stream_id)
 
     async def cancel(self, stream_id: str) -> None:
         """Stop the stream, here or on the replica generating it, and wait (a few seconds at
         most) until it has ended."""
+        await self.leases.cancel(STREAM, stream_id)
+
+    async def _stop(self, stream_id: str) -> None:
+        """A stream run here: stopped (for `cancel`, here or relayed), once it has ended."""
         stream = self._streams.get(stream_id)
         if stream is not None and stream.task is not None:
             stop(stream.task, "cancel")
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stream.task)
-            return
-        if not await self.running(stream_id):
-            return
-        await self.logs.request_cancel(stream_id)
-        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
-        while asyncio.get_running_loop().time() < deadline and await self.running(stream_id):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-    async def _obey_cancels(self) -> None:
-        """Cancels asked on other replicas for streams run here."""
-        async def cancel(stream_id: str) -> None:
-            stream = self._streams.get(stream_id)
-            if stream is not None:
-                stop(stream.task, "cancel")
-
-        await obey_cancels(self.logs, cancel)
 
     async def _run(self, stream: Detached, items: AsyncIterator[Item],
                    on_end: Callable[[], Awaitable[None]]) -> None:
@@ -136,7 +116,7 @@ class DetachedStreams:
                 stream.log.append("done", {})
                 self.logs.release(stream.id)
                 stream.expires_at = asyncio.get_running_loop().time() + self.keep_s
-                await self.store.release_claim(_claim_key(stream.id), stream.id)
+                await self.leases.release(STREAM, stream.id, stream.id)
 
     async def follow(self, stream_id: str, after: int = -1, *, heartbeat_s: float | None = None,
                      owner: str | None = None) -> Followed:
@@ -153,31 +133,22 @@ class DetachedStreams:
             raise _not_found(stream_id)
         _check_owner(stream_id, recorded[0].data.get("owner"), owner)
         if not recorded[-1].terminal:
-            events = await self.logs.follow(stream_id, _claim_key(stream_id), after, heartbeat_s)
+            events = await self.logs.follow(stream_id, stream_id, after, heartbeat_s, kind=STREAM)
             if events is not None:
                 return self._until_gone(stream_id, events, after)
-        return _replayed(recorded, after)
+        return ReplyLog.ended(stream_id, stream_id, recorded).follow(after)
 
     def _until_gone(self, stream_id: str, events: Followed, after: int) -> Followed:
         """A stream followed on another replica; if that replica stops (it ended, or died)
         before its last event reached this one, the rest from its recorded log."""
 
         async def recorded_rest(seen: int) -> Followed:
+            # Ended with `done` here if its replica died before writing its end.
             recorded = await self.logs.recorded(stream_id)
-            async for event in _replayed(recorded, seen):
+            async for event in ReplyLog.ended(stream_id, stream_id, recorded).follow(seen):
                 yield event
-            if not recorded or not recorded[-1].terminal:  # its replica died: end it here
-                yield Event.of(max(seen, len(recorded) - 1) + 1, "done", {})
 
         return follow_until_gone(events, after, recorded_rest)
-
-    async def _keep_leases(self) -> None:
-        while any(s.expires_at is None for s in self._streams.values()):
-            await asyncio.sleep(LEASE_S / 3)
-            for stream in list(self._streams.values()):
-                if stream.expires_at is None:
-                    with contextlib.suppress(Exception):  # tried again at the next round
-                        await self.store.refresh_claim(_claim_key(stream.id), stream.id, LEASE_S)
 
     def _forget_expired(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -187,9 +158,6 @@ class DetachedStreams:
 
     async def close(self) -> None:
         """Abort what is still generated (shutdown)."""
-        for duty in (self._leases, self._cancels):
-            if duty is not None:
-                duty.cancel()
         tasks = [s.task for s in self._streams.values() if s.task is not None]
         for task in tasks:
             stop(task, "drain")
@@ -204,14 +172,3 @@ def _check_owner(stream_id: str, started_by: str | None, asking: str | None) -> 
 def _not_found(stream_id: str) -> NotFound:
     return NotFound(f"stream {stream_id} not found (unknown, expired, or not yours)",
                     param="stream_id", code="stream_not_found")
-
-
-async def _replayed(recorded: Iterable[Event], after: int) -> Followed:
-    """Recorded events after `after`; a finished stream's terminal event even for a client
-    that had seen it (as `ReplyLog.follow` does)."""
-    events = list(recorded)
-    for event in events:
-        if event.seq > after:
-            yield event
-    if events and events[-1].terminal and after >= events[-1].seq:
-        yield events[-1]

@@ -9,16 +9,19 @@ from dataclasses import replace
 from typing import Any
 
 from app.errors import MessageNotFound, SessionNotFound
+from app.leases import Leases, MemoryLeaseStore
+from app.sessions.claims import ReplyClaims
 from app.sessions.models import Message, Session, SessionChanges
 
 
-class MemorySessionStore:
-    def __init__(self, max_sessions: int = 10_000, idle_ttl_s: float = 24 * 3600.0) -> None:
+class MemorySessionStore(ReplyClaims):
+    def __init__(self, max_sessions: int = 10_000, idle_ttl_s: float = 24 * 3600.0,
+                 leases: Leases | None = None) -> None:
         self.max_sessions = max_sessions
         self.idle_ttl_s = idle_ttl_s
         # session id -> (session, last used, monotonic); most recently used last.
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
-        self._claims: dict[str, str] = {}  # session id -> message id in flight (no lease needed)
+        self.leases = leases if leases is not None else Leases(MemoryLeaseStore())
 
     def _touch(self, session_id: str) -> Session | None:
         entry = self._sessions.get(session_id)
@@ -28,7 +31,6 @@ class MemorySessionStore:
         now = time.monotonic()
         if now - last_used > self.idle_ttl_s:
             del self._sessions[session_id]
-            self._claims.pop(session_id, None)
             return None
         self._sessions[session_id] = (session, now)
         self._sessions.move_to_end(session_id)
@@ -40,7 +42,6 @@ class MemorySessionStore:
             oldest_id, (_, last_used) = next(iter(self._sessions.items()))
             if len(self._sessions) > self.max_sessions or now - last_used > self.idle_ttl_s:
                 del self._sessions[oldest_id]
-                self._claims.pop(oldest_id, None)
             else:
                 break
 
@@ -59,7 +60,6 @@ class MemorySessionStore:
         return [s.summary() for s in sorted(found, key=lambda s: s.created, reverse=True)]
 
     async def delete(self, session_id: str) -> bool:
-        self._claims.pop(session_id, None)
         return self._sessions.pop(session_id, None) is not None
 
     async def append(self, session_id: str, messages: list[Message]) -> None:
@@ -97,20 +97,6 @@ class MemorySessionStore:
 
     async def count(self) -> int:
         return len(self._sessions)
-
-    async def try_claim(self, session_id: str, message_id: str, lease_s: float) -> str | None:
-        holder = self._claims.setdefault(session_id, message_id)
-        return None if holder == message_id else holder
-
-    async def refresh_claim(self, session_id: str, message_id: str, lease_s: float) -> None:
-        pass  # one process: a claim dies with it
-
-    async def release_claim(self, session_id: str, message_id: str) -> None:
-        if self._claims.get(session_id) == message_id:
-            del self._claims[session_id]
-
-    async def in_flight(self, session_id: str) -> str | None:
-        return self._claims.get(session_id)
 
     async def close(self) -> None:
         self._sessions.clear()

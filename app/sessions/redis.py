@@ -4,11 +4,11 @@ Layout (prefix `sc:`):
   s:{sid}           JSON of the session without its messages
   s:{sid}:order     list of message ids, oldest first
   s:{sid}:msgs      hash message id -> message JSON
-  s:{sid}:inflight  id of the reply being generated, with a lease (PX) its replica refreshes
   index             sorted set of session ids by creation time (owner:{owner} per owner)
 Every session key expires after `idle_ttl_s` without use; index entries of expired sessions are
 dropped when listed. Changes that read before they write are atomic: the metadata's under
-WATCH, replacing a turn and what followed it in one Lua script.
+WATCH, replacing a turn and what followed it in one Lua script. The reply in flight is a lease
+of its own (app/leases/redis.py), not a session key.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from app.errors import MessageNotFound, SessionNotFound
+from app.leases import Leases
+from app.leases.redis import RedisLeaseStore
+from app.sessions.claims import ReplyClaims
 from app.sessions.models import Message, Session, SessionChanges, summary_of
 
 PREFIX = "sc:"
@@ -43,13 +46,15 @@ return 1
 """
 
 
-class RedisSessionStore:
-    def __init__(self, redis: Redis, *, idle_ttl_s: float = 24 * 3600.0, max_list: int = 1000) -> None:
+class RedisSessionStore(ReplyClaims):
+    def __init__(self, redis: Redis, *, idle_ttl_s: float = 24 * 3600.0, max_list: int = 1000,
+                 leases: Leases | None = None) -> None:
         # redis-py's type hints cover sync and async clients at once; treat replies as Any.
         self.redis: Any = redis
         self.ttl_ms = int(idle_ttl_s * 1000)
         self.max_list = max_list
         self._replace_from = redis.register_script(REPLACE_FROM)
+        self.leases = leases if leases is not None else Leases(RedisLeaseStore(redis))
 
     @staticmethod
     def _keys(sid: str) -> tuple[str, str, str]:
@@ -108,7 +113,7 @@ class RedisSessionStore:
         meta, order, msgs = self._keys(session_id)
         raw = await self.redis.get(meta)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(meta, order, msgs, meta + ":inflight")
+            pipe.delete(meta, order, msgs)
             pipe.zrem(PREFIX + "index", session_id)
             if raw is not None and (owner := orjson.loads(raw).get("owner")):
                 pipe.zrem(f"{PREFIX}owner:{owner}", session_id)
@@ -169,33 +174,6 @@ class RedisSessionStore:
 
     async def count(self) -> int:
         return int(await self.redis.zcard(PREFIX + "index"))
-
-    # -- the in-flight claim: one reply per session, across replicas -------------------------
-
-    async def try_claim(self, session_id: str, message_id: str, lease_s: float) -> str | None:
-        key = self._keys(session_id)[0] + ":inflight"
-        if await self.redis.set(key, message_id, nx=True, px=int(lease_s * 1000)):
-            return None
-        holder = await self.redis.get(key)
-        return holder.decode() if holder else None
-
-    async def refresh_claim(self, session_id: str, message_id: str, lease_s: float) -> None:
-        key = self._keys(session_id)[0] + ":inflight"
-        # Compare-and-extend: never extend a claim someone else now holds.
-        await self.redis.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
-            1, key, message_id, int(lease_s * 1000))
-
-    async def release_claim(self, session_id: str, message_id: str) -> None:
-        key = self._keys(session_id)[0] + ":inflight"
-        await self.redis.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('del', KEYS[1]) else return 0 end", 1, key, message_id)
-
-    async def in_flight(self, session_id: str) -> str | None:
-        holder = await self.redis.get(self._keys(session_id)[0] + ":inflight")
-        return holder.decode() if holder else None
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from app.leases import Leases
 from app.sessions.models import Message, Session, SessionChanges
 
 
@@ -40,13 +41,9 @@ class SessionStore(Protocol):
 
     async def count(self) -> int: ...
 
-    # One reply in flight per session, across replicas. The claim is a lease: the replica
-    # generating the reply refreshes it, so a crashed replica's claim runs out by itself.
-    async def try_claim(self, session_id: str, message_id: str, lease_s: float) -> str | None:
-        """Claim the session for this reply; returns the holder's message id if already held."""
-        ...
-
-    async def refresh_claim(self, session_id: str, message_id: str, lease_s: float) -> None: ...
+    # The session's reply lease (app/sessions/claims.py): transitional, for chat.py and
+    # replies/live.py, until they reach the leases through the ReplicaCoordinator.
+    leases: Leases
 
     async def release_claim(self, session_id: str, message_id: str) -> None: ...
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from app.streams.log import Event, ReplyGone, ReplyLog
+from app.leases import REPLY
+from app.streams.log import Event, ReplyGone, ReplyLog, follow_until_gone
 
 
 class ReplyLogs(Protocol):
-    def open(self, message_id: str, session_id: str) -> ReplyLog:
+    """Logs are named by their reply's id (`message_id`: a session reply's message, a detached
+    stream's own id); the work writing one holds a lease (app/leases/) under `(kind, lease_id)`
+    with that id as holder: a session reply's is `("reply", its session id)`, a detached
+    stream's `("stream", its own id)`. That lease is how a follower on another replica tells
+    work still generated from work whose replica stopped."""
+
+    def open(self, message_id: str, lease_id: str) -> ReplyLog:
         """A new log for a reply generated here."""
         ...
 
@@ -22,10 +29,13 @@ class ReplyLogs(Protocol):
         """This replica's own log of a reply in progress, if it has one."""
         ...
 
-    async def follow(self, message_id: str, session_id: str, after: int = -1,
-                     heartbeat_s: float | None = None) -> AsyncIterator[Event | None] | None:
+    async def follow(self, message_id: str, lease_id: str, after: int = -1,
+                     heartbeat_s: float | None = None, *, kind: str = REPLY
+                     ) -> AsyncIterator[Event | None] | None:
         """Follow a reply in progress, here or on another replica; None if no replica can be
-        generating it. A remote follow raises ReplyGone if its replica stops mid-reply."""
+        generating it. A remote follow raises ReplyGone once the lease `(kind, lease_id)` is
+        no longer held by `message_id` before the reply's end reached it (it ended, or its
+        replica died)."""
         ...
 
     async def recorded(self, message_id: str) -> list[Event]:
@@ -36,15 +46,7 @@ class ReplyLogs(Protocol):
         """Whether a listener on another replica follows this reply."""
         ...
 
-    async def request_cancel(self, message_id: str) -> None:
-        """Ask whichever replica generates this reply to cancel it."""
-        ...
-
-    def cancel_requests(self) -> AsyncIterator[str]:
-        """Message ids whose cancel was requested anywhere (runs until closed)."""
-        ...
-
     async def close(self) -> None: ...
 
 
-__all__ = ["Event", "ReplyGone", "ReplyLog", "ReplyLogs"]
+__all__ = ["Event", "ReplyGone", "ReplyLog", "ReplyLogs", "follow_until_gone"]

@@ -3,14 +3,17 @@
 Every event of a reply (start, token..., done | error) is appended to its log with a sequence
 number. Listeners follow the log from any point: events after `after` are replayed, then the
 live ones follow, in order and without duplicates, always ending with the terminal event (even
-for a listener that claims to have seen it). The log counts its listeners so that the reply's
-owner can tell when it has been orphaned.
+for a listener that claims to have seen it). That rule is written here once: `ReplyLog.follow`
+for a live log and for one read back from another replica (`ReplyLog.ended`), and
+`follow_until_gone` for a log whose replica stopped before its end; a stored session reply's
+replay (app/replies/transcript.py) ends the same way. The log counts its listeners so that the
+reply's owner can tell when it has been orphaned.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +55,9 @@ class ReplyGone(Exception):
 
 
 class ReplyLog:
-    def __init__(self, message_id: str, session_id: str) -> None:
+    def __init__(self, message_id: str, lease_id: str) -> None:
         self.message_id = message_id
-        self.session_id = session_id
+        self.lease_id = lease_id  # the lease its writer holds (app/streams/__init__.py)
         self.events: list[Event] = []
         self.finished = False
         self.listeners = 0
@@ -70,6 +73,17 @@ class ReplyLog:
         # asyncio.Event replaced per event (the transport ceiling's profile: waking listeners
         # through Events was a fifth of the app's time per token).
         self._waiters: list[asyncio.Future[None]] = []
+
+    @classmethod
+    def ended(cls, message_id: str, lease_id: str, recorded: Iterable[Event]) -> ReplyLog:
+        """A finished log of `recorded` events (another replica's, read back), ended here with
+        `done` if its writer stopped before its end (its replica died): followed as any log."""
+        log = cls(message_id, lease_id)
+        log.events = list(recorded)
+        if not log.events or not log.events[-1].terminal:
+            log.append("done", {})
+        log.finished = True
+        return log
 
     def append(self, type_: str, data: dict[str, Any], payload: bytes | None = None) -> Event:
         """The next event; `payload`, when given, is `data` already encoded (kept as is)."""
@@ -159,3 +173,20 @@ class ReplyLog:
             self.listeners -= 1
             if self.listeners == 0 and not self.finished and self.on_orphaned is not None:
                 self.on_orphaned()
+
+
+async def follow_until_gone(events: AsyncIterator[Event | None], after: int,
+                            rest: Callable[[int], AsyncIterator[Event | None]]
+                            ) -> AsyncIterator[Event | None]:
+    """Follow `events`, a reply's log as another replica writes it; if that replica stops
+    (ReplyGone) before its end reached this one, `rest(seen)` gives what follows the last
+    event seen, its terminal event last: for session replies and detached streams alike."""
+    seen = after
+    try:
+        async for event in events:
+            if event is not None:
+                seen = event.seq
+            yield event
+    except ReplyGone:
+        async for event in rest(seen):
+            yield event

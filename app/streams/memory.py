@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from app.leases import REPLY
 from app.streams.log import Event, ReplyLog
 
 
@@ -14,8 +15,8 @@ class MemoryReplyLogs:
     def __init__(self) -> None:
         self._logs: dict[str, ReplyLog] = {}
 
-    def open(self, message_id: str, session_id: str) -> ReplyLog:
-        log = ReplyLog(message_id, session_id)
+    def open(self, message_id: str, lease_id: str) -> ReplyLog:
+        log = ReplyLog(message_id, lease_id)
         self._logs[message_id] = log
         return log
 
@@ -25,8 +26,9 @@ class MemoryReplyLogs:
     def get(self, message_id: str) -> ReplyLog | None:
         return self._logs.get(message_id)
 
-    async def follow(self, message_id: str, session_id: str, after: int = -1,
-                     heartbeat_s: float | None = None) -> AsyncIterator[Event | None] | None:
+    async def follow(self, message_id: str, lease_id: str, after: int = -1,
+                     heartbeat_s: float | None = None, *, kind: str = REPLY
+                     ) -> AsyncIterator[Event | None] | None:
         log = self._logs.get(message_id)
         return None if log is None else log.follow(after, heartbeat_s)
 
@@ -36,13 +38,6 @@ class MemoryReplyLogs:
 
     async def watched_elsewhere(self, message_id: str) -> bool:
         return False
-
-    async def request_cancel(self, message_id: str) -> None:
-        pass  # one replica: the chat service cancels its own replies directly
-
-    async def cancel_requests(self) -> AsyncIterator[str]:
-        return
-        yield  # an async generator that never yields
 
     async def close(self) -> None:
         self._logs.clear()

@@ -6,9 +6,8 @@ pipeline. Entry ids are `0-{seq+1}`, so resuming after seq N is XREAD from id `0
 Progress before the first token (not numbered) is the value of `sc:p:{message_id}`, which
 remote listeners read until tokens flow. Listeners elsewhere XREAD with a short block, and keep
 `sc:w:{message_id}` alive so the owner knows the reply is still watched; when the reply is no
-longer generated anywhere (it ended, or its replica died) they raise ReplyGone and the chat
-service goes on from the stored message.
-Cancel requests travel on the pub/sub channel `sc:cancel`.
+longer generated anywhere (its lease, app/leases/, is no longer held by it: it ended, or its
+replica died) they raise ReplyGone and the caller goes on from what was stored.
 """
 
 from __future__ import annotations
@@ -22,15 +21,15 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from app.leases import REPLY
 from app.streams.log import PROGRESS_SEQ, Event, ReplyGone, ReplyLog
 from app.streams.memory import MemoryReplyLogs
 
 log = logging.getLogger("streamchat.streams")
 
 PREFIX = "sc:"
-CANCEL_CHANNEL = PREFIX + "cancel"
-# (session id, message id) -> is a replica still generating it?
-IsLive = Callable[[str, str], Awaitable[bool]]
+# (kind, lease id, holder) -> is a replica still generating it (still holding that lease)?
+IsLive = Callable[[str, str, str], Awaitable[bool]]
 
 
 def stream_key(message_id: str) -> str:
@@ -56,10 +55,10 @@ class RedisReplyLogs:
 
     # -- writing (the owner replica) ----------------------------------------------------------
 
-    def open(self, message_id: str, session_id: str) -> ReplyLog:
+    def open(self, message_id: str, lease_id: str) -> ReplyLog:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="reply-log-writer")
-        reply_log = self.local.open(message_id, session_id)
+        reply_log = self.local.open(message_id, lease_id)
         reply_log.on_append = lambda event: self._enqueue(message_id, event)
         reply_log.on_progress = lambda event: self._enqueue(message_id, event)
         return reply_log
@@ -107,19 +106,20 @@ class RedisReplyLogs:
 
     # -- following (any replica) ----------------------------------------------------------------
 
-    async def follow(self, message_id: str, session_id: str, after: int = -1,
-                     heartbeat_s: float | None = None) -> AsyncIterator[Event | None] | None:
+    async def follow(self, message_id: str, lease_id: str, after: int = -1,
+                     heartbeat_s: float | None = None, *, kind: str = REPLY
+                     ) -> AsyncIterator[Event | None] | None:
         local = self.local.get(message_id)
         if local is not None:
             return local.follow(after, heartbeat_s)
         # Generated elsewhere, or queued there and not yet started: follow its stream.
-        return self._follow_remote(message_id, session_id, after, heartbeat_s)
+        return self._follow_remote(message_id, (kind, lease_id), after, heartbeat_s)
 
     async def recorded(self, message_id: str) -> list[Event]:
         entries = await self.redis.xrange(stream_key(message_id))
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
-    async def _follow_remote(self, message_id: str, session_id: str, after: int,
+    async def _follow_remote(self, message_id: str, lease: tuple[str, str], after: int,
                              heartbeat_s: float | None) -> AsyncIterator[Event | None]:
         key, watch = stream_key(message_id), f"{PREFIX}w:{message_id}"
         last_id = f"0-{after + 1}"
@@ -139,7 +139,7 @@ class RedisReplyLogs:
                 if heartbeat_s is not None and idle_ms >= heartbeat_s * 1000:
                     idle_ms = 0
                     yield None
-                if not await self.is_live(session_id, message_id):
+                if not await self.is_live(*lease, message_id):
                     # It ended (its last events may not be mirrored yet) or its replica died:
                     # the rest is with the stored message.
                     raise ReplyGone(message_id)
@@ -155,21 +155,6 @@ class RedisReplyLogs:
 
     async def watched_elsewhere(self, message_id: str) -> bool:
         return bool(await self.redis.exists(f"{PREFIX}w:{message_id}"))
-
-    # -- cancel requests across replicas ----------------------------------------------------------
-
-    async def request_cancel(self, message_id: str) -> None:
-        await self.redis.publish(CANCEL_CHANNEL, message_id.encode())
-
-    async def cancel_requests(self) -> AsyncIterator[str]:
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(CANCEL_CHANNEL)
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    yield message["data"].decode()
-        finally:
-            await pubsub.aclose()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -32,7 +32,7 @@ from app.api.responses.run import KIND, ResponseRun, frames, logged_frames, stor
 from app.api.responses.schemas import ResponsesRequest, renamed
 from app.completions import Caller
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.sessions.records import Record
+from app.records import Record
 
 FINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
 
@@ -140,13 +140,17 @@ async def delete(request: Request) -> Response:
 
 async def _current(svc: Services, record: Record) -> Record:
     """The record, repaired when it says in progress but no replica runs it any more (its
-    replica died): failed, with what happened."""
+    lease is gone: its replica died): failed, with what happened."""
     response = record["response"]
     if response["status"] in FINAL or await svc.detached.running(response["id"]):
         return record
-    response.update(status="failed", error=response_error(
-        "interrupted", "the replica running this response stopped"))
-    await svc.records.put(KIND, response["id"], record)
+    # Read again: it may have ended (stored, then its lease let go) since it was read.
+    record = await svc.records.get(KIND, response["id"]) or record
+    response = record["response"]
+    if response["status"] not in FINAL:
+        response.update(status="failed", error=response_error(
+            "interrupted", "the replica running this response stopped"))
+        await svc.records.put(KIND, response["id"], record)
     return record
 
 

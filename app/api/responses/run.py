@@ -21,7 +21,7 @@ from app.api.responses.events import TERMINAL, Event, ResponseBuilder
 from app.api.responses.schemas import Messages
 from app.errors import InvalidRequest, NotFound
 from app.ownership import visible
-from app.sessions.records import Record, Records
+from app.records import Record, Records
 
 KIND = "response"
 

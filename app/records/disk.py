@@ -1,4 +1,4 @@
-"""Records on disk (`records.py`'s protocol), for a memory-mode service whose records must
+"""Records on disk (the protocol of `app/records/`), for a memory-mode service whose records must
 outlive the process: fine-tuning jobs, their events and uploaded files' metadata. One JSON file
 a record (`{folder}/{kind}/{id}.json`, written to a temporary name and renamed, so a crash
 never leaves half a record) and one JSONL file of its items beside it (appended a line at a
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from app.sessions.records import Record
+from app.records.types import Record
 
 _SAFE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # ids and kinds become file names
 

@@ -1,6 +1,6 @@
-"""Records with items and listings (app/sessions/records.py's protocol): the memory and Redis
-records the Responses API already uses, and the disk records a memory-mode service keeps its
-fine-tuning jobs in, which a new process reads back."""
+"""Records with items and listings (app/records/): the memory and Redis records the Responses
+API uses, and the disk records a memory-mode service keeps its fine-tuning jobs in, which a new
+process reads back."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sessions.disk_records import DiskRecords
-from app.sessions.records import MemoryRecords, Records, RedisRecords
+from app.records import DiskRecords, MemoryRecords, Records, RedisRecords
 from tests.redis_server import RedisServer
 
 
