@@ -25,6 +25,7 @@ from app.errors import (
 )
 from app.generation import Caller, Gate
 from app.history import fit_history
+from app.leases import Leases
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
 from app.ownership import visible
@@ -48,7 +49,8 @@ class ChatService:
                  limits: KeyLimits | None = None, max_reply_tokens: int | None = None,
                  max_reply_seconds: float | None = None,
                  max_sessions_per_key: int | None = None,
-                 models: ServedModels | None = None, reasoning_parser: str | None = None) -> None:
+                 models: ServedModels | None = None, reasoning_parser: str | None = None,
+                 leases: Leases | None = None) -> None:
         self.engine = engine
         self.models = models if models is not None else ServedModels(engine)
         self.store = store
@@ -61,7 +63,7 @@ class ChatService:
         self.admission = admission
         self.gate = Gate(engine, lifecycle, admission, limits, max_reply_seconds)
         self.replies = Replies(engine, store, logs, lifecycle, orphan_grace_s=orphan_grace_s,
-                               reasoning_parser=reasoning_parser)
+                               reasoning_parser=reasoning_parser, leases=leases)
         self.replicas = ReplicaCoordinator(self.replies, store, logs)
 
     async def start(self) -> None:
@@ -184,7 +186,7 @@ class ChatService:
             if opened is not None:
                 await opened.end()
             if claimed:
-                await self.store.release_claim(session_id, reply.id)
+                await self.replicas.release(session_id, reply.id)
             raise
         return self.replies.start(session_id, reply, opened, transport=transport,
                                   content=content)
@@ -203,7 +205,7 @@ class ChatService:
 
     async def reply_in_flight(self, session_id: str) -> str | None:
         """The id of the session's reply being generated, on any replica."""
-        return await self.store.in_flight(session_id)
+        return await self.replicas.holder(session_id)
 
     async def follow_reply(self, session_id: str, message_id: str, after: int = -1, *,
                            heartbeat_s: float | None = None, owner: str | None = None) -> Listened:

@@ -28,22 +28,20 @@ from app.api.http.raw_send import StreamchatApp
 from app.api.http.request_log import RequestLog
 from app.api.http.state import Services, State
 from app.auth import Authenticator
+from app.backends import build_backends
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
 from app.errors import ConfigError, StreamchatError
 from app.finetune.service import build_fine_tuning
 from app.lifecycle import Lifecycle
-from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
-from app.records import MemoryRecords, Records, RedisRecords
+from app.limits import KeyLimits
 from app.replies.detached import DetachedStreams
 from app.replies.warmup import PrefixWarmer
 from app.served_models import ServedModels
-from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
 from app.settings import Settings
 from app.streams import ReplyLogs
-from app.streams.memory import MemoryReplyLogs
 
 log = logging.getLogger("streamchat")
 DEFAULT_MAX_ACTIVE = 128  # vLLM's max_num_seqs for an engine on a CPU, until it says its own
@@ -61,35 +59,15 @@ def build_engine(settings: Settings) -> Engine:
                          {**lora, **settings.engine_args}, settings.cache_dir)
 
 
-def build_state(settings: Settings) -> tuple[SessionStore, ReplyLogs, TokenBuckets, Records]:
-    """The session store (with the leases every user shares, app/leases/), reply logs, rate-limit
-    buckets and records these settings ask for: memory, or Redis shared by every replica."""
-    if settings.redis_url is None:
-        return (MemorySessionStore(settings.max_sessions, settings.session_ttl_s),
-                MemoryReplyLogs(), MemoryBuckets(),
-                MemoryRecords(settings.max_sessions, settings.session_ttl_s))
-    from redis.asyncio import Redis
-
-    from app.sessions.redis import RedisSessionStore
-    from app.streams.redis import RedisReplyLogs
-
-    redis = Redis.from_url(settings.redis_url)
-    store = RedisSessionStore(redis, idle_ttl_s=settings.session_ttl_s)  # leases in Redis too
-
-    async def is_live(kind: str, lease_id: str, holder: str) -> bool:
-        return not await store.leases.gone(kind, lease_id, holder)
-
-    return (store, RedisReplyLogs(redis, is_live), RedisBuckets(redis),
-            RedisRecords(redis, idle_ttl_s=settings.session_ttl_s))
-
-
 def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | None = None,
                store: SessionStore | None = None, logs: ReplyLogs | None = None) -> Starlette:
     """The ASGI app. The engine starts in the background once the app starts: /health answers
     and /ready says 503 meanwhile. A bad auth configuration raises ConfigError here."""
     lifecycle = lifecycle if lifecycle is not None else Lifecycle(engine)
-    default_store, default_logs, buckets, records = build_state(settings)
-    store, logs = store or default_store, logs or default_logs
+    backends = build_backends(settings)
+    backends.store, backends.logs = store or backends.store, logs or backends.logs
+    store, logs, buckets, records, leases = (backends.store, backends.logs, backends.buckets,
+                                             backends.records, backends.leases)
     authenticator = Authenticator.from_settings(settings)
     limits = None if authenticator is None else KeyLimits(
         buckets, rpm=settings.rate_limit_rpm, tpm=settings.rate_limit_tpm,
@@ -110,7 +88,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                            max_reply_tokens=settings.max_reply_tokens,
                            max_reply_seconds=settings.max_reply_seconds,
                            max_sessions_per_key=settings.max_sessions_per_key,
-                           models=models, reasoning_parser=settings.reasoning_parser)
+                           models=models, reasoning_parser=settings.reasoning_parser,
+                           leases=leases)
         await chat.start()
         warmer = PrefixWarmer(chat.gate, store, chat.replies,
                               default_max_tokens=settings.default_max_tokens
@@ -119,8 +98,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                         default_max_tokens=settings.default_max_tokens,
                                         max_reply_tokens=settings.max_reply_tokens,
                                         max_seconds=settings.max_reply_seconds, limits=limits)
-        detached = DetachedStreams(logs, store.leases, orphan_grace_s=settings.orphan_grace_s)
-        jobs = build_fine_tuning(settings, records, store.leases, adapters)
+        detached = DetachedStreams(logs, leases, orphan_grace_s=settings.orphan_grace_s)
+        jobs = build_fine_tuning(settings, records, leases, adapters)
         if jobs is not None:
             await jobs.start()  # fails what a previous process left running
 
@@ -153,10 +132,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                 await warmer.close()
             await chat.shutdown()
             await detached.close()
-            await store.leases.close()
             await engine.shutdown()
-            await logs.close()
-            await store.close()
+            await backends.close()
 
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *openai.routes, *responses.routes, *fine_tuning.routes,

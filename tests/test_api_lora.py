@@ -121,7 +121,10 @@ def test_lora_modules_are_served_from_the_start(tmp_path: Path) -> None:
     folder = adapter_folder(tmp_path)
     engine = ScriptedEngine()
     with TestClient(create_app(Settings(lora_modules=f"first={folder}"), engine)) as client:
-        ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        for _ in range(100):  # the engine, then its adapters, start in the background
+            ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+            if len(ids) == 2:
+                break
         assert ids == ["scripted", "first"]
         client.post("/v1/chat/completions", json={
             "model": "first", "messages": [{"role": "user", "content": "Hi"}]})

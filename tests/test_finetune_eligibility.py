@@ -11,8 +11,8 @@ from app.errors import InvalidRequest, NotFound
 from app.finetune.eligibility import base_model_for
 from app.finetune.files import FileStore
 from app.finetune.job import JobRequest
+from app.records import MemoryRecords
 from app.served_models import ServedModels
-from app.sessions.records import MemoryRecords
 from tests.fakes import ScriptedEngine
 
 LINE = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}'

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.errors import MessageNotFound, SessionNotFound
-from app.leases import REPLY
 from app.sessions.memory import MemorySessionStore
 from app.sessions.models import Message, Session
 from app.sessions.store import SessionStore
@@ -200,21 +199,6 @@ async def test_replace_from_an_unknown_message_or_session_changes_nothing(
     with pytest.raises(SessionNotFound):
         await store.replace_from("ses_nope", old[0].id, turns("x"))
     assert await store.get("ses_nope") is None
-
-
-async def test_the_reply_in_flight_is_the_sessions_reply_lease(store: SessionStore) -> None:
-    """Kept apart from the session (app/leases/: tests/test_leases.py), reached through the
-    store while chat.py and replies/live.py ask it there."""
-    s = session()
-    await store.create(s)
-    assert await store.leases.acquire(REPLY, s.id, "m1") is None
-    assert await store.in_flight(s.id) == "m1"
-    await store.release_claim(s.id, "m2")  # not the holder: nothing happens
-    assert await store.in_flight(s.id) == "m1"
-    await store.release_claim(s.id, "m1")
-    assert await store.in_flight(s.id) is None
-    assert await store.leases.acquire(REPLY, s.id, "m2") is None
-    await store.release_claim(s.id, "m2")
 
 
 async def test_count(store: SessionStore) -> None:

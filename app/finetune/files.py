@@ -13,7 +13,7 @@ from app.errors import BodyTooLarge, InvalidRequest, NotFound
 from app.finetune import dataset
 from app.ids import new_id
 from app.ownership import visible
-from app.sessions.records import Record, Records
+from app.records import Record, Records
 
 KIND = "file"
 PURPOSES = ("fine-tune",)

@@ -10,14 +10,13 @@ stored, so a follower that sees the job ended has already been able to read ever
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from app.errors import InvalidRequest, NotFound
 from app.finetune.job import FINAL
 from app.ownership import visible
-from app.sessions.records import Record, Records
+from app.records import Record, Records
 
 KIND = "fine_tuning.job"
 POLL_S = 2.0  # a job another replica runs: how often its follower looks for new events
@@ -32,8 +31,7 @@ class JobStore:
         self._changed: dict[str, asyncio.Event] = {}  # job id -> set at its next event
 
     async def create(self, job: Job, owner: str | None) -> None:
-        await self.records.put(KIND, job["id"], {"job": job, "owner": owner,
-                                                 "heartbeat_at": time.time()})
+        await self.records.put(KIND, job["id"], {"job": job, "owner": owner})
 
     async def record(self, job_id: str, owner: str | None = None, *,
                      param: str = "fine_tuning_job_id") -> Record:
@@ -44,7 +42,7 @@ class JobStore:
                            param=param, code="fine_tuning_job_not_found")
         return record
 
-    async def update(self, job_id: str, *, heartbeat: bool = True, **changes: Any) -> Job:
+    async def update(self, job_id: str, **changes: Any) -> Job:
         """Changes the job's fields (nothing once it has ended); the job as stored now."""
         async with self._lock:
             record = await self.record(job_id)
@@ -52,8 +50,6 @@ class JobStore:
             if job["status"] in FINAL:
                 return job
             job.update(changes)
-            if heartbeat:
-                record["heartbeat_at"] = time.time()
             await self.records.put(KIND, job_id, record)
         if job["status"] in FINAL:
             self._notify(job_id)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from app.engine.base import Engine
 from app.errors import Draining, StreamchatError
 from app.generation import AbortCause, Generation, stop
+from app.leases import REPLY, Leases, MemoryLeaseStore
 from app.lifecycle import Lifecycle
 from app.metering import StreamMeter
 from app.reasoning import ReasoningSplit
@@ -47,12 +48,15 @@ class LiveReply:
 
 class Replies:
     def __init__(self, engine: Engine, store: SessionStore, logs: ReplyLogs, lifecycle: Lifecycle,
-                 *, orphan_grace_s: float, reasoning_parser: str | None = None) -> None:
+                 *, orphan_grace_s: float, reasoning_parser: str | None = None,
+                 leases: Leases | None = None) -> None:
         self.engine = engine
         self.reasoning_parser = reasoning_parser  # its reasoning apart (app/reasoning.py)
         # Called with the session id once a reply is stored done.
         self.on_stored: Callable[[str], None] | None = None
         self.store = store
+        # A session's reply runs under the session's `reply` lease (app/leases/), let go of here.
+        self.leases = leases if leases is not None else Leases(MemoryLeaseStore())
         self.logs = logs
         self.lifecycle = lifecycle
         self.orphans = OrphanGrace(logs, orphan_grace_s)
@@ -176,7 +180,7 @@ class Replies:
             if live.stop_orphan_watch is not None:
                 live.stop_orphan_watch()
             try:
-                await self.store.release_claim(live.session_id, message.id)
+                await self.leases.release(REPLY, live.session_id, message.id)
             finally:
                 # Its place, its key's count and tokens, its meter: once, even if it never ran.
                 await live.generation.end(message.status, text=message.content)

@@ -25,8 +25,7 @@ class ReplicaCoordinator:
         self.replies = replies
         self.store = store
         self.logs = logs
-        # The replica's leases, reached through the store until ChatService hands them over.
-        self.leases = store.leases
+        self.leases = replies.leases  # the replica's, shared with every other user of them
         self.leases.serve(REPLY, self._stop)
 
     async def start(self) -> None:
@@ -38,6 +37,14 @@ class ReplicaCoordinator:
     async def claim(self, session_id: str, message_id: str) -> str | None:
         """Claim the session for a new reply; the holder's message id if it is taken."""
         return await self.leases.acquire(REPLY, session_id, message_id)
+
+    async def holder(self, session_id: str) -> str | None:
+        """The message id of the session's reply being generated, on any replica."""
+        return await self.leases.holder(REPLY, session_id)
+
+    async def release(self, session_id: str, message_id: str) -> None:
+        """Let go of the session's lease (a reply that never started)."""
+        await self.leases.release(REPLY, session_id, message_id)
 
     async def cancel(self, session_id: str, message_id: str | None = None) -> None:
         """Cancel the session's reply in flight (only `message_id`, when given), here or on

@@ -33,6 +33,7 @@ from app.engine.base import GenerationParams
 from app.generation import Gate
 from app.history import next_turn_prefix
 from app.ids import new_id
+from app.leases import REPLY
 from app.replies.live import Replies
 from app.sessions.store import SessionStore
 from app.token_budget import history_reserve
@@ -107,7 +108,7 @@ class PrefixWarmer:
         if self.replies.of_session(session_id) is not None:
             return  # its next turn is already here
         session = await self.store.get(session_id)
-        if session is None or await self.store.in_flight(session_id) is not None:
+        if session is None or await self.replies.leases.holder(REPLY, session_id) is not None:
             return
         reserve = history_reserve(self.engine.max_model_len, None, self.default_max_tokens)
         ids = await next_turn_prefix(self.engine, session, reserve)

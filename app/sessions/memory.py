@@ -9,19 +9,15 @@ from dataclasses import replace
 from typing import Any
 
 from app.errors import MessageNotFound, SessionNotFound
-from app.leases import Leases, MemoryLeaseStore
-from app.sessions.claims import ReplyClaims
 from app.sessions.models import Message, Session, SessionChanges
 
 
-class MemorySessionStore(ReplyClaims):
-    def __init__(self, max_sessions: int = 10_000, idle_ttl_s: float = 24 * 3600.0,
-                 leases: Leases | None = None) -> None:
+class MemorySessionStore:
+    def __init__(self, max_sessions: int = 10_000, idle_ttl_s: float = 24 * 3600.0) -> None:
         self.max_sessions = max_sessions
         self.idle_ttl_s = idle_ttl_s
         # session id -> (session, last used, monotonic); most recently used last.
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
-        self.leases = leases if leases is not None else Leases(MemoryLeaseStore())
 
     def _touch(self, session_id: str) -> Session | None:
         entry = self._sessions.get(session_id)

@@ -20,9 +20,6 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from app.errors import MessageNotFound, SessionNotFound
-from app.leases import Leases
-from app.leases.redis import RedisLeaseStore
-from app.sessions.claims import ReplyClaims
 from app.sessions.models import Message, Session, SessionChanges, summary_of
 
 PREFIX = "sc:"
@@ -46,15 +43,14 @@ return 1
 """
 
 
-class RedisSessionStore(ReplyClaims):
-    def __init__(self, redis: Redis, *, idle_ttl_s: float = 24 * 3600.0, max_list: int = 1000,
-                 leases: Leases | None = None) -> None:
+class RedisSessionStore:
+    def __init__(self, redis: Redis, *, idle_ttl_s: float = 24 * 3600.0,
+                 max_list: int = 1000) -> None:
         # redis-py's type hints cover sync and async clients at once; treat replies as Any.
         self.redis: Any = redis
         self.ttl_ms = int(idle_ttl_s * 1000)
         self.max_list = max_list
         self._replace_from = redis.register_script(REPLACE_FROM)
-        self.leases = leases if leases is not None else Leases(RedisLeaseStore(redis))
 
     @staticmethod
     def _keys(sid: str) -> tuple[str, str, str]:

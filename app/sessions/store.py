@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from app.leases import Leases
 from app.sessions.models import Message, Session, SessionChanges
 
 
@@ -40,13 +39,5 @@ class SessionStore(Protocol):
         ...
 
     async def count(self) -> int: ...
-
-    # The session's reply lease (app/sessions/claims.py): transitional, for chat.py and
-    # replies/live.py, until they reach the leases through the ReplicaCoordinator.
-    leases: Leases
-
-    async def release_claim(self, session_id: str, message_id: str) -> None: ...
-
-    async def in_flight(self, session_id: str) -> str | None: ...
 
     async def close(self) -> None: ...

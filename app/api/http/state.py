@@ -16,9 +16,9 @@ from app.engine.base import Engine
 from app.finetune.manager import JobManager
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
+from app.records import Records
 from app.replies.detached import DetachedStreams
 from app.served_models import ServedModels
-from app.sessions.records import Records
 from app.settings import Settings
 
 

@@ -4,7 +4,7 @@ with GET, and a response chained to it (`previous_response_id`) finds its conver
 
 A stored record is the response object, the key that created it and the conversation so far
 (the chain's history, this input, this output) as chat messages, kept with the sessions
-(app/sessions/records.py). Chaining renders that conversation again: each turn's prompt starts
+(app/records/). Chaining renders that conversation again: each turn's prompt starts
 with the last turn's prompt and reply, so vLLM's prefix cache serves it (`cached_tokens`)."""
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""Where a replica keeps what it shares: in memory (one replica), or in Redis, shared by every
+replica (`STREAMCHAT_REDIS_URL`): sessions, reply logs, rate-limit buckets, records and leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.leases import Leases, MemoryLeaseStore
+from app.limits import MemoryBuckets, RedisBuckets, TokenBuckets
+from app.records import MemoryRecords, Records, RedisRecords
+from app.sessions.memory import MemorySessionStore
+from app.sessions.store import SessionStore
+from app.settings import Settings
+from app.streams import ReplyLogs
+from app.streams.memory import MemoryReplyLogs
+
+
+@dataclass
+class Backends:
+    store: SessionStore
+    logs: ReplyLogs
+    buckets: TokenBuckets
+    records: Records
+    leases: Leases  # which replica runs what (app/leases/): every user shares these
+
+    async def close(self) -> None:
+        await self.leases.close()
+        await self.logs.close()
+        await self.store.close()
+
+
+def build_backends(settings: Settings) -> Backends:
+    """What these settings ask for: memory, or Redis shared by every replica."""
+    if settings.redis_url is None:
+        return Backends(MemorySessionStore(settings.max_sessions, settings.session_ttl_s),
+                        MemoryReplyLogs(), MemoryBuckets(),
+                        MemoryRecords(settings.max_sessions, settings.session_ttl_s),
+                        Leases(MemoryLeaseStore()))
+    from redis.asyncio import Redis
+
+    from app.leases.redis import RedisLeaseStore
+    from app.sessions.redis import RedisSessionStore
+    from app.streams.redis import RedisReplyLogs
+
+    redis = Redis.from_url(settings.redis_url)
+    leases = Leases(RedisLeaseStore(redis))
+
+    async def is_live(kind: str, lease_id: str, holder: str) -> bool:
+        return not await leases.gone(kind, lease_id, holder)
+
+    return Backends(RedisSessionStore(redis, idle_ttl_s=settings.session_ttl_s),
+                    RedisReplyLogs(redis, is_live), RedisBuckets(redis),
+                    RedisRecords(redis, idle_ttl_s=settings.session_ttl_s), leases)
