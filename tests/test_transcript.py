@@ -72,3 +72,20 @@ def test_a_message_stored_without_spans_replays_as_one_token_event() -> None:
     events = list(replay(message, "s", "m"))
     assert [(e.seq, e.type) for e in events] == [(0, "start"), (1, "token"), (2, "done")]
     assert events[1].data == {"text": "old text", "n": 3}
+
+
+def test_an_interrupted_reply_ends_after_every_id_its_client_had() -> None:
+    """Its replica died after sending a client events Redis never got (the resume gap): the
+    stored text stops earlier, and the resume's error comes after the client's last id."""
+    recorded, _ = live_reply(Ending("done", "stop"))  # a log's first 2 tokens reached Redis
+    message = Message.new("assistant", "", "streaming", model="m")
+    conclude(message, Transcript.of_events(list(replay(recorded, "s", "m"))[:3]),
+             Ending("error", "error", INTERRUPTED), usage=USAGE, timings=None)
+    assert [e.seq for e in replay(message, "s", "m", 1)] == [2, 3]  # token 2, then the error
+    client_had = 4  # tokens 3 and 4 reached the client, not Redis
+    resumed = list(replay(message, "s", "m", client_had))
+    assert [(e.seq, e.type) for e in resumed] == [(client_had + 1, "error")]
+    assert resumed[0].data == INTERRUPTED
+    # A reply that ended on its own keeps its terminal id: nothing can follow it.
+    done, events = live_reply(Ending("done", "stop"))
+    assert [e.seq for e in replay(done, "s", "m", 10_000)] == [events[-1].seq]

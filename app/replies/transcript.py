@@ -98,7 +98,8 @@ def terminal_event(message: Message) -> tuple[str, dict[str, Any]]:
 
 def replay(message: Message, session_id: str, model: str, after: int = -1) -> Iterator[Event]:
     """A finished reply's events after `after`, rebuilt exactly, ending with its terminal event
-    (sent even to a client that had seen it, so that every resume ends)."""
+    (sent even to a client that had seen it, so that every resume ends; after every id the
+    client had, for a reply whose replica died)."""
     spans = _spans(message)
     if after < 0:
         yield Event.of(0, "start", {"message_id": message.id, "session_id": session_id,
@@ -111,7 +112,12 @@ def replay(message: Message, session_id: str, model: str, after: int = -1) -> It
             yield Event.of(seq, "reasoning" if thought else "token",
                            {"text": text[at:at + chars], "n": tokens})
         offsets[thought] += chars
-    yield Event.of(len(spans) + 1, *terminal_event(message))
+    end = len(spans) + 1
+    if message.error is not None and message.error.get("code") == INTERRUPTED["code"]:
+        # Its replica died: a client may hold events the stored text never got (a local
+        # listener is sent an event before it reaches Redis). Its end comes after them.
+        end = max(end, after + 1)
+    yield Event.of(end, *terminal_event(message))
 
 
 def _spans(message: Message) -> list[tuple[int, int, bool]]:
