@@ -125,8 +125,14 @@ async def test_a_waiter_cancelled_leaves_the_queue() -> None:
     admission = gate(active=1, queue=2)
     running = admission.enqueue("x")
     waiting = admission.enqueue("y")
-    waiter = asyncio.create_task(admission.wait(waiting))
-    await asyncio.sleep(0)
+    waits = asyncio.Event()
+
+    async def wait() -> bool:
+        waits.set()  # what follows runs on until it waits for its place
+        return await admission.wait(waiting)
+
+    waiter = asyncio.create_task(wait())
+    await waits.wait()
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter

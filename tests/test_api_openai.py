@@ -17,6 +17,7 @@ from app.settings import Settings
 from tests.asgi import LeavingClient
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
+from tests.waiting import until
 
 CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -178,8 +179,7 @@ async def test_non_stream_disconnect_aborts_too(running: Start) -> None:
     client = LeavingClient(json.dumps({**CHAT, "max_tokens": 200}).encode(), after_chunks=None)
 
     async def leave_mid_generation() -> None:
-        await engine.started.wait()
-        await asyncio.sleep(0.05)
+        await until(lambda: engine.yielded >= 5)  # a few tokens into the reply
         client.leave.set()
 
     leaver = asyncio.create_task(leave_mid_generation())

@@ -20,6 +20,7 @@ from tests.asgi import LeavingClient
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
 from tests.sse_parse import check_grammar, parse_frames
+from tests.waiting import until
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -226,7 +227,7 @@ def test_oversized_body_is_413() -> None:
 def test_not_ready_is_503_with_retry_after() -> None:
     class SlowStart(ScriptedEngine):
         async def start(self) -> None:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # loads for ever
 
     with TestClient(create_app(Settings(), SlowStart(ready=False))) as client:
         assert client.get("/health").status_code == 200
@@ -268,10 +269,8 @@ async def test_client_disconnect_aborts_the_engine_request_after_grace(running: 
     await asyncio.wait_for(app.app(scope, client.receive, client.send), 5)
     assert client.sent[0]["status"] == 200
     assert engine.running, "the reply should outlive its listener for the grace period"
-    for _ in range(100):
-        if not engine.running:
-            break
-        await asyncio.sleep(0.02)
+    # The grace elapses, then the reply is aborted and stored.
+    await until(lambda: app.services.chat.replies.of_session(sid) is None)
     assert not engine.running and len(engine.aborted) == 1
     message = await app.services.chat.get_message(sid, engine.aborted[0])
     assert message.status == "cancelled" and message.content.startswith("w")

@@ -25,6 +25,7 @@ from app.sessions.memory import MemorySessionStore
 from app.streams import Event
 from app.streams.memory import MemoryReplyLogs
 from tests.fakes import ScriptedEngine
+from tests.waiting import until
 
 TOKENS = [f"t{i} " for i in range(30)]
 
@@ -82,7 +83,8 @@ async def test_a_reply_followed_live_from_the_middle(chat: ChatService) -> None:
     chat.engine.delay_s = 0.005  # type: ignore[attr-defined]
     sid = (await chat.create_session()).id
     live = await chat.post_message(sid, "count", transport="test")
-    await asyncio.sleep(0.05)
+    await until(lambda: len(live.log.events) > 6)  # past event 5, and still going
+    assert not live.log.finished
     resumed = await events_of(await chat.follow_reply(sid, live.message.id, after=5))
     assert [e.seq for e in resumed] == list(range(6, 32))
 
@@ -92,7 +94,7 @@ async def test_cancel_keeps_the_partial_text_and_ends_the_stream(chat: ChatServi
     sid = (await chat.create_session()).id
     live = await chat.post_message(sid, "count", transport="test")
     follower = asyncio.create_task(events_of(live.log.follow()))
-    await asyncio.sleep(0.05)
+    await until(lambda: len(live.log.events) > 3)  # a few tokens in
     cancelled = await chat.cancel_message(sid, live.message.id)
     events = await follower
     assert cancelled.status == "cancelled" and 0 < len(cancelled.content) < len("".join(TOKENS))
@@ -162,13 +164,14 @@ async def test_a_second_cancel_while_the_reply_is_being_stored_ends_it_once(
     sid = (await chat.create_session()).id
     live = await chat.post_message(sid, "count", transport="test")
     follower = asyncio.create_task(events_of(live.log.follow()))
-    await asyncio.sleep(0.05)
-    assert live.task is not None
-    live.task.cancel()
-    await asyncio.sleep(0)  # the reply stops and starts storing itself
-    live.task.cancel()  # e.g. shutdown, right then
+    await until(lambda: len(live.log.events) > 3)  # a few tokens in
+    task = live.task
+    assert task is not None
+    task.cancel()
+    await until(lambda: live.ending)  # the reply stopped and is storing itself
+    task.cancel()  # e.g. shutdown, right then
     await live.ended.wait()
-    await asyncio.sleep(0.05)
+    await asyncio.wait([task])  # and its own end (a second end would start from there)
     events = await follower
     assert [e.type for e in events].count("done") == 1
     assert chat.lifecycle.generations == 0
@@ -300,7 +303,7 @@ async def test_changes_while_a_reply_is_in_flight_apply_to_the_next(chat: ChatSe
     engine: ScriptedEngine = chat.engine  # type: ignore[assignment]
     sid = (await chat.create_session(system="old system", title="t")).id
     live = await chat.post_message(sid, "one", transport="test")
-    await asyncio.sleep(0.02)
+    await engine.started.wait()  # the reply is in the engine, with the session as it was
     changed = await chat.update_session(sid, {"system": "new system", "model": "alias",
                                               "params": {"temperature": 0.25}})
     assert (changed.system, changed.model, changed.params, changed.title) == (

@@ -142,7 +142,8 @@ async def test_redis_keys_expire_about_when_full_again(redis_pair: tuple[Redis, 
 async def test_an_expired_redis_bucket_reads_full(redis_pair: tuple[Redis, Redis]) -> None:
     buckets = RedisBuckets(redis_pair[0])
     await buckets.take("k", 10, 6000)  # 10 short at 100 a second: full again in 0.1 s
-    await asyncio.sleep(1.2)  # and expired 1 s later
+    # And expired 1 s later: Redis's own clock passing is the behaviour, and 1.1 s its least.
+    await asyncio.sleep(1.2)
     assert not await redis_pair[0].exists("sc:rl:k")
     assert await buckets.level("k", 6000) == 6000
 

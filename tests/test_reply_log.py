@@ -10,6 +10,7 @@ import orjson
 from app.kept_json import kept_json
 from app.streams.log import ReplyLog
 from app.streams.memory import MemoryReplyLogs
+from tests.waiting import until
 
 
 async def collect(log: ReplyLog, after: int = -1) -> list[int]:
@@ -21,7 +22,7 @@ async def test_follow_replays_then_goes_live_without_duplicates() -> None:
     log.append("start", {})
     log.append("token", {"text": "a"})
     follower = asyncio.create_task(collect(log, after=0))
-    await asyncio.sleep(0)
+    await until(lambda: log.listeners == 1)  # it replayed what there was, and waits
     log.append("token", {"text": "b"})
     log.append("done", {})
     assert await follower == [1, 2, 3]
@@ -34,7 +35,7 @@ async def test_a_follow_always_ends_with_the_terminal_event() -> None:
     log = ReplyLog("m", "s")
     log.append("start", {})
     live = [asyncio.create_task(collect(log, after=after)) for after in (1, 2, 17)]
-    await asyncio.sleep(0)
+    await until(lambda: log.listeners == 3)  # all three follow it live
     log.append("token", {"text": "a"})
     log.append("done", {})
     assert [await task for task in live] == [[2], [2], [2]]
@@ -87,14 +88,14 @@ async def test_heartbeat_only_after_a_quiet_period_even_after_progress() -> None
             received.append(None if event is None else event.type)
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.01)
+    await until(lambda: received == ["queued"])
     log.append("start", {})
     for _ in range(8):  # an event every 20 ms: never 50 ms quiet
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the pace of the events is what this test is about
         log.append("token", {"text": "a"})
     assert None not in received
-    await asyncio.sleep(0.08)  # quiet after tokens (the progress is gone): a heartbeat comes
-    assert received[-1] is None
+    # Quiet after tokens (the progress is gone): a heartbeat comes.
+    await until(lambda: received[-1] is None)
     log.append("done", {})
     await listener
     assert received[:2] == ["queued", "start"] and received[-1] == "done"
@@ -105,7 +106,7 @@ async def test_a_cancelled_listener_does_not_stop_the_others() -> None:
     log = ReplyLog("m", "s")
     first = asyncio.create_task(collect(log))
     second = asyncio.create_task(collect(log))
-    await asyncio.sleep(0)
+    await until(lambda: log.listeners == 2)  # both wait for the first event
     first.cancel()
     log.append("start", {})
     log.append("done", {})

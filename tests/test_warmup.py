@@ -15,6 +15,7 @@ from app.replies.warmup import PrefixWarmer
 from app.sessions.memory import MemorySessionStore
 from app.streams.memory import MemoryReplyLogs
 from tests.fakes import ScriptedEngine
+from tests.waiting import until
 
 
 class Service:
@@ -46,15 +47,21 @@ async def service() -> AsyncIterator[Service]:
     await svc.chat.shutdown()
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0.01)
+def warming(service: Service) -> bool:
+    """A warm-up is running (or about to: its task exists and has not ended)."""
+    return any(task.get_name().startswith("warmup-") and not task.done()
+               for task in asyncio.all_tasks())
+
+
+async def settle(service: Service) -> None:
+    """Until the warmer has nothing in flight: what it was going to warm, it has."""
+    await until(lambda: not warming(service))
 
 
 async def test_the_next_prompt_starts_with_the_warmed_prefix(service: Service) -> None:
     sid = (await service.chat.create_session(system="S")).id
     await service.turn(sid, "one")
-    await settle()
+    await settle(service)
     assert service.warmups() == [1]
     warm = service.engine.prompts[1]
     assert service.engine.params[1].max_tokens == 1  # prefill only
@@ -71,15 +78,14 @@ async def test_a_generation_stops_the_warm_up_in_flight(service: Service) -> Non
     sid = (await service.chat.create_session()).id
     other = (await service.chat.create_session()).id
     await service.turn(sid, "one")
-    await settle()
+    await until(lambda: service.engine.running)  # the warm-up is in the engine, prefilling
     assert service.warmups() == [1] and len(service.engine.running) == 1
     live = await service.chat.post_message(other, "hi", transport="test")
-    await asyncio.sleep(0.01)
-    assert service.engine.aborted and service.engine.aborted[0].startswith("warm-")
+    await until(lambda: service.engine.aborted)
+    assert service.engine.aborted[0].startswith("warm-")
     await live.ended.wait()
-    await asyncio.sleep(0.5)
     # Tried again at the next idle moment (what the first attempt computed stays cached).
-    assert len(service.warmups()) >= 2
+    await until(lambda: len(service.warmups()) >= 2)
 
 
 async def test_no_warm_up_while_a_prompt_is_being_prefilled(service: Service) -> None:
@@ -90,11 +96,12 @@ async def test_no_warm_up_while_a_prompt_is_being_prefilled(service: Service) ->
     await service.turn(first, "one")
     service.warmer.stop()
     busy = await service.chat.post_message(second, "two", transport="test")
-    await asyncio.sleep(0.05)  # second is prefilling: the gate is not idle
+    await until(lambda: busy.message.id in service.engine.running)  # prefilling for 0.2 s
     assert not service.admission.idle
     started = len(service.engine.prompts)
     service.warmer.schedule(first)
-    await asyncio.sleep(0.05)
+    # Its first token ends the prefill: no warm-up began all the while.
+    await until(lambda: busy.message.status == "streaming")
     assert len(service.engine.prompts) == started
     await busy.ended.wait()
 
@@ -105,7 +112,7 @@ async def test_no_warm_up_when_the_next_turn_must_drop_old_turns() -> None:
     try:
         sid = (await svc.chat.create_session()).id
         await svc.turn(sid, "x" * 50)  # 50 + reply + markers + 8 reserved: no room to warm
-        await settle()
+        await settle(svc)
         assert svc.warmups() == []
     finally:
         await svc.warmer.close()
