@@ -16,6 +16,7 @@ class TcpProxy:
         self.target_port = target_port
         self.port = free_port()
         self.accepting = True
+        self.refused = 0  # connections refused while down
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -36,6 +37,7 @@ class TcpProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.accepting:
+            self.refused += 1
             writer.transport.abort()
             return
         try:

@@ -12,7 +12,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from websockets.sync.client import connect
 
 from tests.e2e_server import REPO, LiveServer, start_server, stop_server
 from tests.sse_parse import BackgroundStream, check_grammar, parse_frames
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -181,7 +181,13 @@ def test_sigterm_drains_a_stream_in_flight_then_exits(secure: tuple[LiveServer, 
                                                                     "ignore_eos": True}})
     assert stream.first_token.wait(60)
     os.kill(server.process.pid, signal.SIGTERM)
-    time.sleep(0.5)
+
+    def ready_status() -> int:  # on a new connection each time: the listener stays open
+        with client(server, key) as asking:
+            return asking.get("/ready").status_code
+
+    # The signal is handled between two of the server's event-loop steps: from then on.
+    until_sync(lambda: ready_status() == 503)
     with client(server, key) as alice:
         ready = alice.get("/ready")
         assert ready.status_code == 503 and ready.headers["retry-after"]

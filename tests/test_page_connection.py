@@ -14,6 +14,7 @@ from playwright.sync_api import Page, Request
 from tests.browser import send_message, wait_for, wait_for_reply
 from tests.tcp_proxy import TcpProxy
 from tests.test_server import scripted_server, stop
+from tests.waiting import until_sync
 
 # 80 distinct tokens, 50 ms apart: a reply of 4 s whose every token is told apart from the others,
 # so a duplicated or missing piece shows in the text.
@@ -98,7 +99,7 @@ def test_a_lost_network_mid_reply_reconnects_and_resumes(page: Page, url: str, t
         proxy.down()
         wait_for(page, "document.querySelector('#connection').dataset.state === 'reconnecting'")
         assert page.inner_text("#connection .label") == "Reconnecting…"
-        page.wait_for_timeout(1500)  # a few refused tries
+        until_sync(lambda: proxy.refused >= 2, timeout_s=10)  # a few refused tries
         proxy.up()
         wait_for_reply(page)
         assert assistant_text(page) == REPLY

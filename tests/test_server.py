@@ -20,6 +20,7 @@ from app.sessions.redis import RedisSessionStore
 from tests.e2e_server import REPO, free_port
 from tests.redis_server import RedisServer
 from tests.sse_parse import BackgroundStream, check_grammar, parse_frames
+from tests.waiting import until_sync
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -75,7 +76,8 @@ def test_sigterm_says_not_ready_at_once_and_lets_streams_finish(
                               json={"content": "go"})
     assert stream.first_token.wait(10)
     os.kill(process.pid, signal.SIGTERM)
-    time.sleep(0.3)  # the signal is handled between two event-loop steps
+    # The signal is handled between two of the server's event-loop steps: from then on.
+    until_sync(lambda: httpx.get(url + "/ready", timeout=5).status_code == 503)
 
     ready = httpx.get(url + "/ready", timeout=5)
     assert ready.status_code == 503 and ready.headers["retry-after"]
