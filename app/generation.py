@@ -125,11 +125,14 @@ class Generation:
 
     async def deltas(self, heartbeat_s: float | None = None, *,
                      on_admitted: Callable[[], None] | None = None,
-                     end_here: bool = True) -> AsyncGenerator[Delta | None, None]:
+                     end_here: bool = True,
+                     times_tokens: bool = True) -> AsyncGenerator[Delta | None, None]:
         """The engine's deltas; with `heartbeat_s`, None after each such interval spent
         waiting in the admission queue (a stream sends a keep-alive for it). `on_admitted`
         runs as it enters the engine. With `end_here`, it ends (`end()`) as its deltas do;
-        else its owner ends it once it has stored what it made (a session reply)."""
+        else its owner ends it once it has stored what it made (a session reply). With
+        `times_tokens`, a delta with text is a token shown (TTFT, ITL); else its owner says
+        when one is (a session reply, once its reasoning is split off)."""
         gate, ticket, finished = self.gate, self.ticket, set()
         if self.meter is None and self.transport is not None:
             self.meter = StreamMeter(self.transport, len(self.prompt_ids),
@@ -157,6 +160,8 @@ class Generation:
                             delta.queue_s += ticket.waited_s
                         if meter is not None:
                             meter.count(delta)
+                            if times_tokens and delta.text:
+                                meter.shown()
                         if delta.finish_reason is not None:
                             finished.add(delta.index)
                         yield delta

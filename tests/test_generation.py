@@ -179,3 +179,21 @@ async def test_cancelling_a_background_response_counts_a_cancel_not_a_client_tha
         cancelled = await client.post(f"/v1/responses/{created['id']}/cancel")
         assert cancelled.json()["status"] == "cancelled"
         assert (aborted("cancel"), aborted("client_left")) == (before[0] + 1, before[1])
+
+
+async def test_a_completions_first_token_and_the_gaps_after_it_are_timed() -> None:
+    """A delta with text is a token shown: TTFT once, then the gaps (a session reply says
+    itself when one is, once its reasoning is split off: tests/test_live.py)."""
+    engine = ScriptedEngine(tokens=["a", "b", "c"])
+    generation = await gate_for(engine).open([1, 2], GenerationParams(max_tokens=8),
+                                             Caller("cmpl-1", 0.0), transport="openai")
+
+    def count(name: str) -> float:
+        return REGISTRY.get_sample_value(f"{name}_count", {"transport": "openai"}) or 0
+
+    ttft = count("streamchat_time_to_first_token_seconds")
+    itl = count("streamchat_inter_token_latency_seconds")
+    await drain(generation.deltas())
+    assert generation.meter is not None and generation.meter.first_token_at is not None
+    assert count("streamchat_time_to_first_token_seconds") == ttft + 1
+    assert count("streamchat_inter_token_latency_seconds") == itl + 2

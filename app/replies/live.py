@@ -135,7 +135,8 @@ class Replies:
                                       "queue_ms": round(generation.ticket.waited_s * 1000, 3)})
 
         try:
-            async for delta in generation.deltas(on_admitted=admitted, end_here=False):
+            async for delta in generation.deltas(on_admitted=admitted, end_here=False,
+                                                 times_tokens=False):
                 assert delta is not None  # no heartbeats asked
                 pending_tokens += delta.token_count
                 text, thought = delta.text, ""
