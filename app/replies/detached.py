@@ -28,6 +28,7 @@ from typing import Any
 from app.errors import NotFound
 from app.generation import stop
 from app.leases import STREAM, Leases
+from app.ownership import visible
 from app.replies.orphans import OrphanGrace
 from app.streams import Event, ReplyLog, ReplyLogs, follow_until_gone
 
@@ -165,7 +166,7 @@ class DetachedStreams:
 
 
 def _check_owner(stream_id: str, started_by: str | None, asking: str | None) -> None:
-    if asking is not None and started_by != asking:
+    if not visible(started_by, asking):
         raise _not_found(stream_id)  # another key's stream: as if it did not exist
 
 
