@@ -13,8 +13,8 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.responses.run import KIND
 from app.main import create_app
+from app.responses.stored import KIND
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
 from tests.redis_server import RedisServer

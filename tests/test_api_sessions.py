@@ -279,7 +279,8 @@ async def test_client_disconnect_aborts_the_engine_request_after_grace(running: 
 def test_core_does_not_import_starlette() -> None:
     code = ("import sys, app.chat, app.completions, app.engine.vllm, app.sessions.memory, "
             "app.sessions.redis, app.streams.redis, app.replies.replicas, app.lifecycle, "
-            "app.admission, app.replies.warmup, app.engine.cpu, app.engine.config; "
+            "app.admission, app.replies.warmup, app.engine.cpu, app.engine.config, "
+            "app.generation, app.responses.run, app.responses.stored, app.backends; "
             "assert 'starlette' not in sys.modules, 'core imports starlette'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

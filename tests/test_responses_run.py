@@ -1,7 +1,7 @@
-"""One response's run (app/api/responses/run.py): stored before its terminal event goes out
-(`store: true`) and never with `store: false`, a background run's cancel ends it cancelled and
-stored, a streamed run's client that left takes it along; a stored response is its key's
-alone; its events framed for SSE."""
+"""One response's run (app/responses/run.py; its frames, app/api/responses/frames.py): stored
+before its terminal event goes out (`store: true`) and never with `store: false`, a background
+run's cancel ends it cancelled and stored, a streamed run's client that left takes it along; a
+stored response is its key's alone; its events framed for SSE."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import orjson
 import pytest
 
 from app.api.responses.events import TERMINAL, Event, ResponseBuilder
-from app.api.responses.run import KIND, ResponseRun, frames, logged_frames, stored, whole
+from app.api.responses.frames import frames, logged_frames
 from app.api.responses.schemas import ResponsesRequest
 from app.errors import InvalidRequest, NotFound
+from app.responses.run import ResponseRun, whole
+from app.responses.stored import KIND, stored
 from app.streams.log import Event as LogEvent
 
 CONVERSATION = [{"role": "user", "content": "hi"}]

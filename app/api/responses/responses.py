@@ -28,13 +28,13 @@ from app.api.openai.format import Shape, chunks
 from app.api.openai.reasoning import reasoning_of
 from app.api.openai.tool_parser import auto_reader
 from app.api.responses.events import ResponseBuilder, new_response_id, response_error
-from app.api.responses.run import KIND, ResponseRun, frames, logged_frames, stored, whole
+from app.api.responses.frames import frames, logged_frames
 from app.api.responses.schemas import ResponsesRequest, renamed
 from app.completions import Caller
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.errors import InvalidRequest, NotFound
 from app.records import Record
-
-FINAL = frozenset({"completed", "incomplete", "failed", "cancelled"})
+from app.responses.run import ResponseRun, whole
+from app.responses.stored import FINAL, KIND, history, repaired, stored
 
 
 async def create(request: Request) -> Response:
@@ -43,15 +43,8 @@ async def create(request: Request) -> Response:
     req = await parse_body(request, ResponsesRequest, svc.settings.max_body_bytes,
                            context=context)
     model = svc.models.resolve(req.model)
-    history: list[dict[str, Any]] = []
-    if req.previous_response_id is not None:
-        previous = await stored(svc.records, req.previous_response_id, owner(request),
-                                param="previous_response_id")
-        if previous["response"]["status"] not in FINAL:
-            raise Conflict(f"response {req.previous_response_id} is still in progress",
-                           param="previous_response_id", code="response_in_progress")
-        history = previous["messages"]
-    chat = req.chat(history, context)
+    before = await history(svc.records, req.previous_response_id, owner(request))
+    chat = req.chat(before, context)
     response_id = new_response_id()
     caller = Caller(response_id, accepted_at, owner(request), fair_user(request, req.user))
     try:
@@ -64,7 +57,7 @@ async def create(request: Request) -> Response:
     builder = ResponseBuilder(response_id, req, model, chat.tool_choice)
     run = ResponseRun(builder, svc.records, owner=owner(request), store=req.store,
                       background=req.background,
-                      conversation=[*history, *req.new_messages()])
+                      conversation=[*before, *req.new_messages()])
     shape = Shape(response_id, int(time.time()), model, True, False, 0,
                                 tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)),
                                 reasoning=reasoning_of(svc, completion))
@@ -139,19 +132,9 @@ async def delete(request: Request) -> Response:
 
 
 async def _current(svc: Services, record: Record) -> Record:
-    """The record, repaired when it says in progress but no replica runs it any more (its
-    lease is gone: its replica died): failed, with what happened."""
-    response = record["response"]
-    if response["status"] in FINAL or await svc.detached.running(response["id"]):
-        return record
-    # Read again: it may have ended (stored, then its lease let go) since it was read.
-    record = await svc.records.get(KIND, response["id"]) or record
-    response = record["response"]
-    if response["status"] not in FINAL:
-        response.update(status="failed", error=response_error(
-            "interrupted", "the replica running this response stopped"))
-        await svc.records.put(KIND, response["id"], record)
-    return record
+    """The record as it stands: failed (`interrupted`) if its replica died mid-run."""
+    return await repaired(svc.records, record, svc.detached.running, response_error(
+        "interrupted", "the replica running this response stopped"))
 
 
 def _starting_after(request: Request) -> int:

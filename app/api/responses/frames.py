@@ -1,0 +1,35 @@
+"""A response's typed events on the wire: as SSE frames (`event:` the type, `id:` the sequence
+number), encoded once where they are framed, or from a background response's reply log, whose
+payloads were encoded once when logged."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from app.api.http import sse
+from app.api.responses.events import TERMINAL, Event
+
+
+async def frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    """Events as SSE frames: `event:` is the type, `id:` the sequence number (what
+    `starting_after` or `Last-Event-ID` resume after)."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield sse.frame(orjson.dumps(event), event["type"], event["sequence_number"])
+
+
+async def logged_frames(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    """A background response's log as SSE frames: its events, a heartbeat as a ping; the log's
+    own `start` and `done` are not sent (the terminal event is the response's)."""
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            if event is None:
+                yield sse.PING
+            elif event.type == "chunk":
+                yield sse.frame(event.payload, event.data["type"], event.data["sequence_number"])
+                if event.data["type"] in TERMINAL:
+                    return
