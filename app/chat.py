@@ -57,10 +57,8 @@ class ChatService:
         self.logs = logs
         self.lifecycle = lifecycle
         self.default_max_tokens = default_max_tokens
-        self.limits = limits
         self.max_reply_tokens = max_reply_tokens
         self.max_sessions_per_key = max_sessions_per_key
-        self.admission = admission
         self.gate = Gate(engine, lifecycle, admission, limits, max_reply_seconds)
         self.replies = Replies(engine, store, logs, lifecycle, orphan_grace_s=orphan_grace_s,
                                reasoning_parser=reasoning_parser, leases=leases)
