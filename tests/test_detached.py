@@ -292,9 +292,6 @@ async def test_close_stops_what_is_generated(make: Make) -> None:
     assert not await streams.running("chat") and not await streams.running("items")
 
 
-@pytest.mark.xfail(strict=True, reason="a stream stopped before its task first ran never ends: "
-                   "the task is cancelled before `_run`'s try, so no `done`, no `on_end`, and "
-                   "its lease is held for ever")
 async def test_a_stream_cancelled_at_once_still_ends(make: Make) -> None:
     streams = make()
     ends = Ends()

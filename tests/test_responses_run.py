@@ -16,6 +16,7 @@ from app.api.responses.events import TERMINAL, Event, ResponseBuilder
 from app.api.responses.frames import frames, logged_frames
 from app.api.responses.schemas import ResponsesRequest
 from app.errors import InvalidRequest, NotFound
+from app.replies.detached import logged_as
 from app.responses.run import ResponseRun, whole
 from app.responses.stored import KIND, stored
 from app.streams.log import Event as LogEvent
@@ -191,11 +192,13 @@ async def test_frames_name_each_event_and_number_it() -> None:
 
 
 async def test_a_logged_run_is_framed_without_the_logs_own_events() -> None:
-    logged: list[LogEvent | None] = [
+    created = {"type": "response.created", "sequence_number": 0}
+    completed = {"type": "response.completed", "sequence_number": 1}
+    logged: list[LogEvent | None] = [  # as app/replies/detached.py logs them
         LogEvent.of(0, "start", {"owner": "alice"}),
-        LogEvent.of(1, "chunk", {"type": "response.created", "sequence_number": 0}),
+        LogEvent.of(1, logged_as(created), created),
         None,  # a heartbeat
-        LogEvent.of(2, "chunk", {"type": "response.completed", "sequence_number": 1}),
+        LogEvent.of(2, logged_as(completed), completed),
         LogEvent.of(3, "done", {})]
 
     async def log() -> AsyncIterator[LogEvent | None]:

@@ -37,6 +37,7 @@ log = logging.getLogger("streamchat.replies")
 KEEP_S = 600.0  # how long a finished stream stays resumable on the replica that generated it
 Followed = AsyncIterator[Event | None]  # None: nothing happened for a heartbeat interval
 Item = dict[str, Any]  # one chunk (or Responses event) of a detached stream
+LOG_OWN = frozenset({"start", "done", "error"})  # the event types a detached log writes itself
 
 
 @dataclass(eq=False)
@@ -45,6 +46,7 @@ class Detached:
     owner: str | None
     log: ReplyLog
     task: asyncio.Task[None] | None = None
+    ran: bool = False  # its task got to `_run` (one stopped before its first step did not)
     expires_at: float | None = None  # loop time; set once finished
 
 
@@ -74,6 +76,7 @@ class DetachedStreams:
         self._streams[stream_id] = stream
         task = stream.task = asyncio.create_task(self._run(stream, items, on_end),
                                                  name=f"detached-{stream_id}")
+        task.add_done_callback(lambda _: self._ended(stream, items, on_end))
         if not background:
             stop_watch = self.orphans.watch(stream.log, lambda: not task.done(),
                                             lambda: stop(task, "client_left"), orphaned_now=True)
@@ -97,27 +100,44 @@ class DetachedStreams:
         stream = self._streams.get(stream_id)
         if stream is not None and stream.task is not None:
             stop(stream.task, "cancel")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(stream.task)
+            await _ended(stream)
 
     async def _run(self, stream: Detached, items: AsyncIterator[Item],
                    on_end: Callable[[], Awaitable[None]]) -> None:
+        stream.ran = True
         try:
             async with contextlib.aclosing(items):  # type: ignore[type-var]
                 async for item in items:
-                    stream.log.append("chunk", item)
+                    stream.log.append(logged_as(item), item)
         except asyncio.CancelledError:
             pass  # abandoned, or shut down: what it sent stays resumable, then its end
         except Exception:
             log.exception("detached stream %s failed", stream.id)
         finally:
-            try:
-                await on_end()
-            finally:
-                stream.log.append("done", {})
-                self.logs.release(stream.id)
-                stream.expires_at = asyncio.get_running_loop().time() + self.keep_s
-                await self.leases.release(STREAM, stream.id, stream.id)
+            await self._end(stream, on_end)
+
+    def _ended(self, stream: Detached, items: AsyncIterator[Item],
+               on_end: Callable[[], Awaitable[None]]) -> None:
+        """A task stopped before it first ran never entered `_run`: it still ends, here."""
+        if stream.ran:
+            return
+
+        async def end() -> None:
+            with contextlib.suppress(Exception):
+                await items.aclose()  # type: ignore[attr-defined]
+            await self._end(stream, on_end)
+
+        stream.task = asyncio.create_task(end(), name=f"detached-{stream.id}-end")
+
+    async def _end(self, stream: Detached, on_end: Callable[[], Awaitable[None]]) -> None:
+        """How a stream ends, once: `on_end`, then the log's `done`, the lease released."""
+        try:
+            await on_end()
+        finally:
+            stream.log.append("done", {})
+            self.logs.release(stream.id)
+            stream.expires_at = asyncio.get_running_loop().time() + self.keep_s
+            await self.leases.release(STREAM, stream.id, stream.id)
 
     async def follow(self, stream_id: str, after: int = -1, *, heartbeat_s: float | None = None,
                      owner: str | None = None) -> Followed:
@@ -159,10 +179,27 @@ class DetachedStreams:
 
     async def close(self) -> None:
         """Abort what is still generated (shutdown)."""
-        tasks = [s.task for s in self._streams.values() if s.task is not None]
-        for task in tasks:
-            stop(task, "drain")
-        await asyncio.gather(*tasks, return_exceptions=True)
+        streams = list(self._streams.values())
+        for stream in streams:
+            if stream.task is not None:
+                stop(stream.task, "drain")
+        for stream in streams:
+            await _ended(stream)
+
+
+async def _ended(stream: Detached) -> None:
+    """Wait until a stopped stream has ended: its task, then the end of one that never ran."""
+    while stream.task is not None and not stream.task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(stream.task)
+
+
+def logged_as(item: Item) -> str:
+    """An item's event type in the log: its own `type` (a Responses event's), so that a
+    follower frames it without decoding it; `chunk` for an item with none (a chat completion
+    chunk), or with one the log keeps for itself."""
+    name = item.get("type")
+    return name if isinstance(name, str) and name not in LOG_OWN else "chunk"
 
 
 def _check_owner(stream_id: str, started_by: str | None, asking: str | None) -> None:

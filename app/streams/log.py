@@ -13,9 +13,11 @@ reply's owner can tell when it has been orphaned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
+
+import orjson
 
 from app.kept_json import kept_json
 
@@ -27,17 +29,21 @@ PROGRESS_SEQ = -1  # the seq of a progress event: not part of the reply's number
 class Event:
     seq: int
     type: str
-    data: dict[str, Any]
-    # The JSON of `data`, encoded once and shared by every listener and transport.
+    # The event's JSON, encoded once and shared by every listener and transport.
     payload: bytes
 
     @classmethod
     def of(cls, seq: int, type_: str, data: dict[str, Any]) -> Event:
         # Trimmed (app/kept_json.py): a live reply's log keeps every event, and orjson's own
         # 4 KB buffer per token event made the server's RSS grow 4,458 bytes per event (100 SSE
-        # streams of never-ending replies, flat out: 166 -> 1,064 MiB over 211k events); 391
-        # trimmed (`python -m benchmarks stream-memory --reply-tokens 0`).
-        return cls(seq, type_, data, kept_json(data))
+        # streams of never-ending replies, flat out: 166 -> 1,064 MiB over 211k events).
+        return cls(seq, type_, kept_json(data))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's fields, decoded: for the few who read them back (a reply rebuilt from
+        its log, the key that started a stream). Transports send `payload` as it is."""
+        return orjson.loads(self.payload)  # type: ignore[no-any-return]
 
     @property
     def terminal(self) -> bool:
@@ -49,6 +55,29 @@ class Event:
         return self.seq >= 0
 
 
+class LoggedEvents(Sequence[Event]):
+    """A log's events, read as Events (made on each read) from the types and JSON it keeps."""
+
+    __slots__ = ("_payloads", "_types")
+
+    def __init__(self, types: list[str], payloads: list[bytes]) -> None:
+        self._types, self._payloads = types, payloads
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        seq = index if index >= 0 else len(self._payloads) + index
+        return Event(seq, self._types[index], self._payloads[index])
+
+
 class ReplyGone(Exception):
     """A reply followed on another replica is no longer generated anywhere; what its log did
     not deliver is with its stored message."""
@@ -58,7 +87,13 @@ class ReplyLog:
     def __init__(self, message_id: str, lease_id: str) -> None:
         self.message_id = message_id
         self.lease_id = lease_id  # the lease its writer holds (app/streams/__init__.py)
-        self.events: list[Event] = []
+        # An event is kept as its type and its JSON, never as an object: a long reply keeps
+        # thousands, and objects the garbage collector tracks (an Event and its dict, two per
+        # token) made collections a third of the server's CPU at 1,000 streams (the transport
+        # benchmark, profiled). The Event a listener gets is made when it reads it.
+        self._types: list[str] = []
+        self._payloads: list[bytes] = []
+        self.events = LoggedEvents(self._types, self._payloads)
         self.finished = False
         self.listeners = 0
         # Called when the listener count drops to zero before the reply finished.
@@ -79,26 +114,30 @@ class ReplyLog:
         """A finished log of `recorded` events (another replica's, read back), ended here with
         `done` if its writer stopped before its end (its replica died): followed as any log."""
         log = cls(message_id, lease_id)
-        log.events = list(recorded)
+        for event in recorded:
+            log._keep(event.type, event.payload)
         if not log.events or not log.events[-1].terminal:
             log.append("done", {})
         log.finished = True
         return log
 
-    def append(self, type_: str, data: dict[str, Any], payload: bytes | None = None) -> Event:
-        """The next event; `payload`, when given, is `data` already encoded (kept as is)."""
+    def append(self, type_: str, data: dict[str, Any]) -> Event:
+        """The next event, `data` encoded here, once."""
         if self.finished:
             raise RuntimeError(f"reply {self.message_id} already finished")
-        seq = len(self.events)
-        event = Event.of(seq, type_, data) if payload is None else Event(seq, type_, data, payload)
-        self.events.append(event)
+        event = Event.of(len(self._payloads), type_, data)
+        self._keep(type_, event.payload)
         self.finished = event.terminal
-        if len(self.events) > 1:
+        if len(self._payloads) > 1:
             self.progress = None  # tokens (or the end) say more than any progress
         self._wake()
         if self.on_append is not None:
             self.on_append(event)
         return event
+
+    def _keep(self, type_: str, payload: bytes) -> None:
+        self._types.append(type_)
+        self._payloads.append(payload)
 
     def report(self, type_: str, data: dict[str, Any]) -> Event:
         """Progress before the first token: replaces the previous one, is never numbered."""

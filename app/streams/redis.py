@@ -18,7 +18,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from app.leases import REPLY
@@ -166,11 +165,10 @@ class RedisReplyLogs:
 
 def _progress(raw: bytes) -> Event:
     kind, _, payload = raw.partition(b" ")
-    return Event(PROGRESS_SEQ, kind.decode(), orjson.loads(payload), payload)
+    return Event(PROGRESS_SEQ, kind.decode(), payload)
 
 
 def _event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
     raw_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     payload = fields[b"d"]
-    return Event(int(raw_id.split("-")[1]) - 1, fields[b"t"].decode(), orjson.loads(payload),
-                 payload)
+    return Event(int(raw_id.split("-")[1]) - 1, fields[b"t"].decode(), payload)
