@@ -131,5 +131,17 @@ class Draining(NotReady):
     """This replica is shutting down: new work goes elsewhere."""
 
 
+class EngineRestarting(NotReady):
+    """The engine died and a new one is starting in this process: come back shortly."""
+
+    code = "engine_restarting"
+
+
+class StoreUnavailable(NotReady):
+    """The shared store (Redis) does not answer in time: what needs it waits for its return."""
+
+    code = "store_unavailable"
+
+
 class EngineFailure(StreamchatError):
     code = "engine_error"
