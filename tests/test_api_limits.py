@@ -4,7 +4,6 @@ WebSocket), the rest completes; with Redis, replicas share one bucket."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,10 +49,8 @@ def test_requests_per_minute_over_every_transport() -> None:
             ws.send_json({"type": "message", "content": "d"})  # over
             error = ws.receive_json()
             assert (error["code"], error["status"]) == ("rate_limited", 4429)
-        started = time.monotonic()
-        for _ in range(20):  # bounded: the excess is refused at once, on every route
+        for _ in range(20):  # bounded: the excess is refused, on every route, each with its wait
             assert_429(client.get("/v1/models", headers=KEY), "rate_limited")
-        assert time.monotonic() - started < 5
         assert_429(client.post("/v1/chat/completions", json=CHAT, headers=KEY), "rate_limited")
         # Another key has its own bucket.
         assert client.get("/v1/models", headers={"Authorization": "Bearer sk-bob-1"}).status_code == 200

@@ -96,9 +96,7 @@ def test_release_ends_the_reaper(sleepers: list[subprocess.Popen[bytes]]) -> Non
     for proc in sleepers:  # their owner stops them, as vLLM's own shutdown does
         proc.terminate()
         proc.wait()
-    started = time.monotonic()
-    assert reaper.release(timeout=2) == 0  # a reaper still running after 2 s is killed: -9
-    assert time.monotonic() - started < 2
+    assert reaper.release(timeout=2) == 0  # it ended by itself: one still running after 2 s is killed (-9)
     assert reaper.release() == 0  # twice is harmless
 
 
