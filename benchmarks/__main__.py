@@ -44,6 +44,10 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
              "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
              "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "
              "the sustained rate (table, JSON, PNG plot)"),
+    "soak": ("benchmarks.soak",
+             "long runs stay flat: the real service under 16 concurrent streams (session chats "
+             "over SSE and WebSocket, /v1/chat/completions, background /v1/responses) for 20 "
+             "minutes; RSS growth after warm-up, errors, streams left open (JSON, PNG plot)"),
 }
 
 
