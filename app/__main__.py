@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", warning)
     code = serve(app, settings, lifecycle)
     if code:
-        print("streamchat: stopped: the engine failed to start (see the log above)", file=sys.stderr)
+        print(f"streamchat: stopped: {lifecycle.failure} (see the log above)", file=sys.stderr)
     return code
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.engine.base import Engine, LoraAdapter
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.errors import Conflict, InvalidRequest, NotFound, StreamchatError
 
 log = logging.getLogger("streamchat.adapters")
 CONFIG = "adapter_config.json"  # what makes a folder a peft adapter
@@ -62,6 +62,18 @@ class Adapters:
                            code="lora_not_found")
         await self.engine.remove_lora(served.adapter.lora_id)
         log.info("LoRA adapter %s unloaded", name)
+
+    async def restore(self) -> None:
+        """Load every adapter served into a new engine (one restarted in place after the old
+        one died: app/engine/supervisor.py), each under its name and id; one that no longer
+        loads (its folder gone) is no longer served."""
+        for name, served in list(self._served.items()):
+            try:
+                await self.engine.add_lora(served.adapter)
+            except StreamchatError as exc:
+                self._served.pop(name, None)
+                log.error("LoRA adapter %s not served after the engine's restart: %s", name,
+                          exc.message)
 
     def get(self, name: str) -> LoraAdapter | None:
         served = self._served.get(name)

@@ -1,4 +1,6 @@
-"""Whether this replica takes new work: loading -> ready -> draining (or failed to start).
+"""Whether this replica takes new work: loading -> ready (-> restarting -> ready, when its
+engine dies: app/engine/supervisor.py) -> draining; or failed (to start, or its engine kept
+dying).
 
 The one owner of that answer: `/ready`, every transport that starts a generation, and the
 server's SIGTERM handling all ask it. It also counts the generations in progress, so that a
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.engine.base import Engine
-from app.errors import Draining, NotReady
+from app.errors import Draining, EngineRestarting, NotReady
 
 # What a client is told to wait before retrying while the engine loads or the replica drains.
 RETRY_AFTER_S = 5.0
@@ -20,7 +22,10 @@ class Lifecycle:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.draining = False
-        self.failure: str | None = None  # why the engine failed to start
+        self.failure: str | None = None  # why the engine failed to start, or gave up restarting
+        # Set by the engine's supervisor once it first ran: an engine not ready since is one
+        # that died and is being restarted, not one still loading.
+        self.engine_has_run = False
         self.generations = 0
         self.aborting = False  # the drain timed out: generations in progress are being stopped
         self._aborters: set[Callable[[], None]] = set()
@@ -29,16 +34,22 @@ class Lifecycle:
         if self.draining:
             return "draining"
         if self.failure is not None:
-            return "the engine failed to start"
+            return "the engine failed" if self.engine_has_run else "the engine failed to start"
         if not self.engine.ready:
-            return "the engine is loading"
+            return "the engine is restarting" if self.engine_has_run else "the engine is loading"
         return None
+
+    @property
+    def restarting(self) -> bool:
+        """The engine died and a new one is starting (503 `engine_restarting` meanwhile)."""
+        return self.engine_has_run and self.failure is None and not self.engine.ready
 
     def check_accepting(self) -> None:
         """Raise NotReady (503 with Retry-After) unless a new generation may start."""
         reason = self.not_ready_reason()
         if reason is not None:
-            error = Draining if self.draining else NotReady
+            error = (Draining if self.draining
+                     else EngineRestarting if self.restarting else NotReady)
             raise error(f"not ready: {reason}; retry later", retry_after_s=RETRY_AFTER_S)
 
     def drain(self) -> None:

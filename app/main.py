@@ -32,6 +32,7 @@ from app.backends import build_backends
 from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
+from app.engine.supervisor import EngineSupervisor
 from app.errors import ConfigError, StreamchatError
 from app.finetune.service import build_fine_tuning
 from app.lifecycle import Lifecycle
@@ -115,10 +116,17 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             if jobs is not None:
                 await jobs.restore_adapters()
 
-        starter = asyncio.create_task(_start_engine(engine, lifecycle, admission,
-                                                    settings.max_concurrent_generations,
-                                                    settings.tool_call_parser,
-                                                    settings.reasoning_parser, serve_adapters))
+        async def restored() -> None:  # a new engine after a death: what the old one had
+            await adapters.restore()
+            _serve(engine, admission, settings.max_concurrent_generations)
+
+        supervisor = EngineSupervisor(
+            engine, lifecycle, started=lambda: _started(
+                engine, admission, settings.max_concurrent_generations, settings.tool_call_parser,
+                settings.reasoning_parser, serve_adapters),
+            restarted=restored, max_deaths=settings.engine_max_deaths,
+            window_s=settings.engine_death_window_s)
+        starter = asyncio.create_task(supervisor.run())
         try:
             yield {"services": Services(settings, engine, lifecycle, chat, completions, limits,
                                         admission, time.time(), models, detached, records,
@@ -159,34 +167,30 @@ async def _check_redis(store: SessionStore, url: str) -> None:
         raise ConfigError(f"STREAMCHAT_REDIS_URL: cannot reach Redis at {url}: {exc}") from None
 
 
-async def _start_engine(engine: Engine, lifecycle: Lifecycle, admission: Admission,
-                        max_concurrent: int | None, tool_call_parser: str | None,
-                        reasoning_parser: str | None = None,
-                        serve_adapters: Callable[[], Awaitable[None]] | None = None) -> None:
-    try:
-        await engine.start()
-        if serve_adapters is not None:
-            await serve_adapters()
-        if tool_call_parser is not None:  # vLLM checks --tool-call-parser at start too
-            engine.tool_parser(tool_call_parser, None)
-        if reasoning_parser is not None:  # and --reasoning-parser
-            engine.reasoning_parser(reasoning_parser)
-        # The engine runs max_num_seqs requests at once: let in that many, no more.
-        admission.resize(max_concurrent or engine.max_num_seqs or DEFAULT_MAX_ACTIVE)
-        log.info("admission: %d generations in the engine at once (%d of them prefilling), "
-                 "%d more may wait", admission.max_active, admission.max_prefilling,
-                 admission.max_queue)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        # Nothing useful can be served without an engine: the server stops, exit code 1.
-        lifecycle.failure = str(exc)
-        log.error("%s", exc)
-        return
-    # Everything loaded so far (torch, vLLM, the tokenizer) lives as long as the process:
-    # freeze it so that the oldest-generation collections skip it. Without this, full
-    # collections paused streams by 10-20 ms (ITL p99 at concurrency 1: 33 ms vs 19 ms for
-    # vLLM's server, which does the same freeze).
+async def _started(engine: Engine, admission: Admission, max_concurrent: int | None,
+                   tool_call_parser: str | None, reasoning_parser: str | None = None,
+                   serve_adapters: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Once the engine first runs (app/engine/supervisor.py): what it raises stops the start."""
+    if serve_adapters is not None:
+        await serve_adapters()
+    if tool_call_parser is not None:  # vLLM checks --tool-call-parser at start too
+        engine.tool_parser(tool_call_parser, None)
+    if reasoning_parser is not None:  # and --reasoning-parser
+        engine.reasoning_parser(reasoning_parser)
+    _serve(engine, admission, max_concurrent)
+
+
+def _serve(engine: Engine, admission: Admission, max_concurrent: int | None) -> None:
+    """An engine (the first, or one restarted in place) takes requests from here on."""
+    # The engine runs max_num_seqs requests at once: let in that many, no more.
+    admission.resize(max_concurrent or engine.max_num_seqs or DEFAULT_MAX_ACTIVE)
+    log.info("admission: %d generations in the engine at once (%d of them prefilling), "
+             "%d more may wait", admission.max_active, admission.max_prefilling,
+             admission.max_queue)
+    # Everything loaded so far (torch, vLLM, the tokenizer) lives as long as the engine:
+    # freeze it so that the oldest-generation collections skip it (the supervisor unfreezes
+    # it before a restart). Without this, full collections paused streams by 10-20 ms (ITL
+    # p99 at concurrency 1: 33 ms vs 19 ms for vLLM's server, which does the same freeze).
     gc.collect()
     gc.freeze()
     # A collection of the youngest generation walks every young object still alive, and under

@@ -38,6 +38,11 @@ ENGINE_RUNNING = Gauge("streamchat_engine_running_requests", "Requests the engin
 ENGINE_WAITING = Gauge("streamchat_engine_waiting_requests", "Requests waiting in the engine.")
 ENGINE_KV_CACHE_USAGE = Gauge(
     "streamchat_engine_kv_cache_usage_ratio", "Fraction of the KV cache in use.")
+# The engine's deaths (its core process gone, or a restart that failed) and the restarts in
+# place that made it ready again (app/engine/supervisor.py).
+ENGINE_DEATHS = Counter("streamchat_engine_deaths", "Engine deaths noticed (a failed restart is one).")
+ENGINE_RESTARTS = Counter("streamchat_engine_restarts",
+                          "Engines started again in this process after a death.")
 
 # Refused before a generation starts (the 401/403, 429, 503 and 413 answers; 421/400 for a
 # Host not served, 403 for another site's page).

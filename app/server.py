@@ -46,7 +46,7 @@ class DrainingServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         if self.lifecycle.failure is not None:
-            return True  # nothing can be served without an engine
+            return True  # nothing can be served without an engine (/health says so meanwhile)
         if self.drain_deadline is not None and not self.should_exit:
             now = time.monotonic()
             if self.lifecycle.idle:
@@ -65,7 +65,8 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(app: Starlette, settings: Settings, lifecycle: Lifecycle) -> int:
-    """Serve until stopped; the process's exit code (1 if the engine failed to start)."""
+    """Serve until stopped; the process's exit code (1 if the engine failed to start, or died
+    too often to be restarted in place: app/engine/supervisor.py)."""
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level,
         # Logging is configured once (app/logs.py); requests are logged by app/api/http/request_log.py.

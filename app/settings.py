@@ -82,6 +82,12 @@ class Settings(AccessSettings):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="seconds a replica keeps serving the streams in flight "
         "after SIGTERM before it stops (/ready answers 503 meanwhile)")
+    engine_max_deaths: int = Field(
+        default=3, ge=1, description="engine deaths within engine_death_window_s at which the "
+        "replica stops starting a new engine in place: /health answers 503 and the process "
+        "exits 1, for its orchestrator to replace it")
+    engine_death_window_s: float = Field(
+        default=300.0, gt=0, description="seconds over which engine deaths are counted")
     ssl_certfile: UserPath | None = Field(default=None, description="TLS certificate (PEM); "
                                           "with ssl_keyfile, serve https and wss")
     ssl_keyfile: UserPath | None = Field(default=None, description="TLS private key (PEM)")

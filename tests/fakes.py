@@ -77,6 +77,9 @@ class ScriptedEngine:
         self.loras: dict[int, LoraAdapter] = {}  # loaded in the engine, by lora id
         self.renders: list[tuple[bool, bool]] = []  # (add_generation_prompt, continue_final_message)
         self.rendered: list[tuple[list[ChatTurn], list[dict[str, Any]] | None]] = []  # turns, tools
+        self._dead = asyncio.Event()  # set by die(): what died() waits for
+        self.restarts = 0  # restart() calls, failed ones included
+        self.failing_restarts = 0  # how many restarts to come fail (as a core killed while loading)
 
     @property
     def ready(self) -> bool:
@@ -87,6 +90,23 @@ class ScriptedEngine:
 
     async def shutdown(self) -> None:
         self._ready = False
+
+    def die(self) -> None:
+        """The engine's core process is gone (as SIGKILLed): not ready, died() returns."""
+        self._ready = False
+        self._dead.set()
+
+    async def died(self) -> None:
+        await self._dead.wait()
+
+    async def restart(self) -> None:
+        self.restarts += 1
+        self._dead = asyncio.Event()
+        self.loras = {}  # a new engine has none loaded
+        if self.failing_restarts > 0:
+            self.failing_restarts -= 1
+            raise RuntimeError("the new engine core died while it loaded")
+        self._ready = True
 
     async def render_chat(self, turns: Sequence[ChatTurn], *,
                           add_generation_prompt: bool = True,

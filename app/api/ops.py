@@ -15,7 +15,13 @@ from app.lifecycle import RETRY_AFTER_S
 
 
 async def health(request: Request) -> Response:
-    return json_response({"status": "ok"})
+    """200 while the process can serve (an engine restarting in place included); 503 once it
+    cannot: its engine failed to start or kept dying, and the process is exiting."""
+    failure = services(request).lifecycle.failure
+    if failure is None:
+        return json_response({"status": "ok"})
+    return error_response(NotReady(f"unhealthy: {failure}; the process exits",
+                                   retry_after_s=RETRY_AFTER_S))
 
 
 async def ready(request: Request) -> Response:

@@ -121,6 +121,17 @@ class Engine(Protocol):
 
     async def start(self) -> None: ...
 
+    async def restart(self) -> None:
+        """Stop this engine, dead (`ready` went False after a start) or alive, its processes
+        with it, and start a new one in this process; what was loaded into the old one (LoRA
+        adapters) is not loaded again here (app/engine/supervisor.py)."""
+        ...
+
+    async def died(self) -> None:
+        """Return once this engine, started, has died (its processes gone); never for one that
+        lives. Cancelling the wait stops nothing."""
+        ...
+
     async def shutdown(self) -> None: ...
 
     def stream(

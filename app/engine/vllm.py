@@ -17,34 +17,10 @@ from typing import Any
 from app.engine import reasoning_parsers, tool_parsers, vllm_params
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, LoraAdapter
 from app.engine.reaper import EngineReaper, descendants
+from app.engine.vllm_stats import SchedulerStatsLogger
 from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
 
 log = logging.getLogger("streamchat.engine")
-
-class _SchedulerStatsLogger:
-    """A vLLM stat logger that only keeps the latest scheduler counts for /metrics."""
-
-    latest = EngineStats()
-
-    def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
-        pass
-
-    def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kw: Any) -> None:
-        if scheduler_stats is not None:
-            _SchedulerStatsLogger.latest = EngineStats(
-                running=scheduler_stats.num_running_reqs,
-                waiting=scheduler_stats.num_waiting_reqs,
-                kv_cache_usage=float(scheduler_stats.kv_cache_usage),
-            )
-
-    def log_engine_initialized(self) -> None:
-        pass
-
-    def log(self) -> None:
-        pass
-
-    def record_sleep_state(self, is_awake: int, level: int) -> None:
-        pass
 
 
 class VllmEngine:
@@ -75,29 +51,45 @@ class VllmEngine:
 
         started = time.monotonic()
         log.info("engine: starting vLLM for %s", self._engine_args.model)
+        others = set(descendants())  # not the engine's: a fine-tuning run, a previous reaper
         try:
             # Building the engine blocks for a while (child process, weights); keep the loop free
             # so /health answers meanwhile.
             self._llm = await asyncio.to_thread(
                 AsyncLLM.from_engine_args,
                 self._engine_args,
-                stat_loggers=[_SchedulerStatsLogger],  # type: ignore[list-item]  # duck-typed
+                stat_loggers=[SchedulerStatsLogger],  # type: ignore[list-item]  # duck-typed
             )
         except Exception as exc:  # vLLM raises many types here; the user needs the message.
             raise ConfigError(f"the engine failed to start: {exc}") from exc
         # Guard vLLM's processes at once: they must not outlive a service killed from here on.
-        self._reaper = EngineReaper.guard(descendants())
-        self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
+        self._reaper = EngineReaper.guard(p for p in descendants() if p not in others)
+        if self._tokenizer is None:  # the same model after a restart: the same tokenizer
+            self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
         self.max_model_len = int(self._llm.model_config.max_model_len)
         scheduler = self._llm.vllm_config.scheduler_config
         self.max_num_seqs = int(scheduler.max_num_seqs)
         self._priority_scheduling = str(scheduler.policy) == "priority"
+        # vLLM starts its output handler at once when built in a running loop (built in a
+        # thread here, it would wait for the first request): its end is how died() knows.
+        self._llm._run_output_handler()
         self._ready = True
         log.info(
             "engine: ready in %.1f s (max_model_len=%d, max_num_seqs=%d, "
             "max_num_batched_tokens=%d, scheduling %s)", time.monotonic() - started,
             self.max_model_len, self.max_num_seqs, scheduler.max_num_batched_tokens,
             scheduler.policy)
+
+    async def restart(self) -> None:
+        """A new AsyncLLM in place of a dead one (app/engine/supervisor.py decides when)."""
+        self._stop()
+        await self.start()
+
+    async def died(self) -> None:
+        # The handler ends only when the core is gone: a thread of vLLM's watching the core
+        # process sets it dead and cancels what the handler reads (EngineDeadError).
+        handler = self._llm.output_handler
+        await asyncio.wait([handler])  # cancelling this wait leaves vLLM's task alone
 
     def _load_tokenizer(self) -> Any:
         """Our own copy of the model's tokenizer, used from one thread only.
@@ -113,8 +105,12 @@ class VllmEngine:
             trust_remote_code=config.trust_remote_code)
 
     async def shutdown(self) -> None:
-        self._ready = False
         self._tokenizer_thread.shutdown(wait=False, cancel_futures=True)
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop this AsyncLLM, dead or alive; safe to call twice, and after a failed start."""
+        self._ready = False
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
@@ -173,8 +169,8 @@ class VllmEngine:
         # The scheduler's counts arrive with engine steps, so an idle engine never reports its
         # last request gone: the front end's own count of unfinished requests settles that.
         if self._llm is None or self._llm.output_processor.get_num_unfinished_requests() == 0:
-            return EngineStats(kv_cache_usage=_SchedulerStatsLogger.latest.kv_cache_usage)
-        return _SchedulerStatsLogger.latest
+            return EngineStats(kv_cache_usage=SchedulerStatsLogger.latest.kv_cache_usage)
+        return SchedulerStatsLogger.latest
 
     async def add_lora(self, adapter: LoraAdapter) -> None:
         if not self.ready:
