@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from app.engine.base import Engine
 from app.errors import Draining, EngineRestarting, NotReady
+from app.store_health import StoreHealth
 
 # What a client is told to wait before retrying while the engine loads or the replica drains.
 RETRY_AFTER_S = 5.0
@@ -26,6 +27,7 @@ class Lifecycle:
         # Set by the engine's supervisor once it first ran: an engine not ready since is one
         # that died and is being restarted, not one still loading.
         self.engine_has_run = False
+        self.store: StoreHealth | None = None  # the shared store's (Redis), for /ready
         self.generations = 0
         self.aborting = False  # the drain timed out: generations in progress are being stopped
         self._aborters: set[Callable[[], None]] = set()
@@ -43,6 +45,15 @@ class Lifecycle:
     def restarting(self) -> bool:
         """The engine died and a new one is starting (503 `engine_restarting` meanwhile)."""
         return self.engine_has_run and self.failure is None and not self.engine.ready
+
+    def ready_reason(self) -> str | None:
+        """Why /ready answers 503: a reason of `not_ready_reason`, or the shared store
+        unreachable (app/store_health.py). Only /ready asks the store's: what needs the store
+        answers 503 `store_unavailable` itself, and what does not goes on."""
+        reason = self.not_ready_reason()
+        if reason is None and self.store is not None and not self.store.up:
+            reason = f"the shared store (Redis) is unreachable ({self.store.unreachable})"
+        return reason
 
     def check_accepting(self) -> None:
         """Raise NotReady (503 with Retry-After) unless a new generation may start."""

@@ -67,6 +67,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     lifecycle = lifecycle if lifecycle is not None else Lifecycle(engine)
     backends = build_backends(settings)
     backends.store, backends.logs = store or backends.store, logs or backends.logs
+    lifecycle.store = backends.health  # Redis unreachable: /ready answers 503
     store, logs, buckets, records, leases = (backends.store, backends.logs, backends.buckets,
                                              backends.records, backends.leases)
     authenticator = Authenticator.from_settings(settings)
@@ -83,6 +84,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         if settings.redis_url is not None:
             await _check_redis(store, settings.redis_url)
+        backends.start()
         chat = ChatService(engine, store, logs, lifecycle, admission,
                            default_max_tokens=settings.default_max_tokens,
                            orphan_grace_s=settings.orphan_grace_s, limits=limits,

@@ -64,6 +64,11 @@ class Settings(AccessSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for sessions and reply streams shared by several "
         "replicas, e.g. redis://127.0.0.1:6379/0; unset: in memory, one replica")
+    # At least 1.5 s: a follower's XREAD blocks 1 s (app/streams/redis.py) and must not time out.
+    redis_timeout_s: float = Field(
+        default=2.0, ge=1.5, le=60, description="seconds a Redis call may wait to connect, and "
+        "again for its answer, before Redis counts as unreachable (503 store_unavailable, "
+        "/ready 503 until it answers again)")
     max_sessions: int = Field(
         default=10_000, ge=1, description="sessions kept in memory; the least recently used go "
         "first (memory store)")

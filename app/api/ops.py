@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,7 +12,7 @@ from starlette.routing import Route
 from app import gpu_metrics, metrics
 from app.api.http.errors import error_response, json_response
 from app.api.http.state import services
-from app.errors import NotReady
+from app.errors import NotReady, StoreUnavailable
 from app.lifecycle import RETRY_AFTER_S
 
 
@@ -26,7 +28,7 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     svc = services(request)
-    reason = svc.lifecycle.not_ready_reason()
+    reason = svc.lifecycle.ready_reason()
     if reason is None:
         return json_response({"status": "ready", "model": svc.engine.model_name})
     return error_response(NotReady(f"not ready: {reason}", retry_after_s=RETRY_AFTER_S))
@@ -39,7 +41,8 @@ async def prometheus(request: Request) -> Response:
     metrics.ENGINE_WAITING.set(stats.waiting)
     metrics.ENGINE_KV_CACHE_USAGE.set(stats.kv_cache_usage)
     # Read at scrape time: the store evicts and expires sessions on its own.
-    metrics.SESSIONS.set(await svc.chat.session_count())
+    with contextlib.suppress(StoreUnavailable):  # Redis away: the last count stands
+        metrics.SESSIONS.set(await svc.chat.session_count())
     # GPU gauges exist only where NVML sees a device; probed on the first scrape, then cached.
     gpu_metrics.installed()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
