@@ -226,9 +226,11 @@ class ChatService:
 
 
 def _show_progress(session: Session, live: LiveReply) -> None:
-    """Show the in-flight reply's text so far (it is stored only when it ends)."""
+    """The in-flight reply's text so far; one ended, not yet stored (replies/unstored.py): whole."""
     for i, message in enumerate(session.messages):
-        if message.id == live.message.id:
+        if message.id == live.message.id and live.ended.is_set():
+            session.messages[i] = Message.from_dict(live.message.to_dict())
+        elif message.id == live.message.id:
             session.messages[i] = Message(**{**message.to_dict(), "content": live.transcript.text,
                                              "reasoning": live.transcript.reasoning or None,
                                              "status": live.message.status})

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from app.admission import Admission
 from app.engine.base import GenerationParams
+from app.errors import StoreUnavailable
 from app.generation import Caller, Gate
 from app.lifecycle import Lifecycle
 from app.replies.live import LiveReply, Replies
@@ -36,8 +37,11 @@ class Store(MemorySessionStore):
     def __init__(self) -> None:
         super().__init__()
         self.order: list[str] = []
+        self.away = False  # as Redis unreachable: storing a reply raises StoreUnavailable
 
     async def update_message(self, session_id: str, message: Message) -> None:
+        if self.away:
+            raise StoreUnavailable("the shared store (Redis) is unreachable")
         await super().update_message(session_id, message)
         self.order.append(f"stored {message.status}")
 
@@ -142,6 +146,40 @@ async def test_a_reply_is_stored_before_its_terminal_event() -> None:
     await ended(live)
     assert h.store.order == ["token", "token", "stored done", "done"]
     assert h.lifecycle.idle and h.admission.active == 0
+
+
+async def test_a_reply_ending_while_the_store_is_away_ends_and_is_stored_once_it_is_back(
+        ) -> None:
+    h = Harness(ScriptedEngine(tokens=["a", "b"]))
+    h.replies.unstored.retry_s = 0.01  # its tries, one every 10 ms
+    h.store.away = True
+    live = await h.start()
+    await ended(live)  # its terminal event, without waiting for the store
+    assert h.store.order == ["token", "token", "done"]
+    assert h.lifecycle.idle and h.admission.active == 0  # its place given back
+    # Still this replica's: its session shows it ended, its log still follows to its end.
+    assert h.replies.of_session(live.session_id) is live
+    assert h.replies.logs.get(live.message.id) is live.log
+    assert [e.type for e in await everything(live)][-1] == "done"
+    assert h.stored == []  # not stored: its next prefix is not warmed
+    h.store.away = False
+    await until(lambda: h.replies.of_session(live.session_id) is None)
+    message = await h.stored_message(live)
+    assert (message.status, message.content) == ("done", "ab")
+    assert h.store.order[-1] == "stored done"
+    assert h.replies.logs.get(live.message.id) is None and not h.replies.unstored
+
+
+async def test_a_reply_still_unstored_at_shutdown_is_tried_once_more() -> None:
+    h = Harness(ScriptedEngine(tokens=["a", "b"]))
+    h.replies.unstored.retry_s = 60.0  # only shutdown's try
+    h.store.away = True
+    live = await h.start()
+    await ended(live)
+    h.store.away = False
+    await h.replies.shutdown()
+    assert (await h.stored_message(live)).status == "done"
+    assert h.replies.of_session(live.session_id) is None and not h.replies.unstored
 
 
 async def test_cancel_stores_the_partial_text_as_cancelled() -> None:

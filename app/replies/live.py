@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.engine.base import Engine
-from app.errors import Draining, StreamchatError
+from app.errors import Draining, StoreUnavailable, StreamchatError
 from app.generation import AbortCause, Generation, stop
 from app.leases import REPLY, Leases, MemoryLeaseStore
 from app.lifecycle import Lifecycle
@@ -23,6 +23,7 @@ from app.metering import StreamMeter
 from app.reasoning import ReasoningSplit
 from app.replies.orphans import OrphanGrace
 from app.replies.transcript import SHUT_DOWN, Ending, Transcript, conclude, terminal_event
+from app.replies.unstored import Unstored
 from app.sessions.models import Message
 from app.sessions.store import SessionStore
 from app.streams import ReplyLog, ReplyLogs
@@ -62,6 +63,7 @@ class Replies:
         self.orphans = OrphanGrace(logs, orphan_grace_s)
         self._live: dict[str, LiveReply] = {}  # session id -> its reply generated here
         self._checks: set[asyncio.Task[None]] = set()
+        self.unstored = Unstored(store)  # replies ended while the store was away
         lifecycle.on_abort(self._abort_for_shutdown)
 
     def of_session(self, session_id: str) -> LiveReply | None:
@@ -101,6 +103,7 @@ class Replies:
     async def shutdown(self) -> None:
         for live in self.all():
             await self.cancel(live, "drain")
+        await self.unstored.close()
 
     def _abort_for_shutdown(self) -> None:
         for live in self.all():  # those not yet generating too
@@ -118,9 +121,7 @@ class Replies:
         """A task cancelled before its first step runs none of its code: end its reply here,
         so that it is never left queued (and its session claimed) for good."""
         if not live.ending and live.task is not None and live.task.cancelled():
-            ender = asyncio.create_task(self._end(live, Ending("cancelled", "cancelled")))
-            self._checks.add(ender)  # held until done: the loop keeps only weak references
-            ender.add_done_callback(self._checks.discard)
+            self._hold(asyncio.create_task(self._end(live, Ending("cancelled", "cancelled"))))
 
     async def _generate(self, live: LiveReply) -> Ending:
         """Engine deltas -> token events, one per engine step (with a reasoning parser, a
@@ -173,23 +174,45 @@ class Replies:
         message = live.message
         conclude(message, live.transcript, ending, usage=live.meter.usage(),
                  timings=live.meter.timings())
+        # Store the finished turn before telling anyone it is done: nothing is lost. With the
+        # store unreachable it is told all the same, and stored once the store is back: the
+        # reply stays this replica's (its lease, its log, what its session shows) until then.
+        stored = await self.unstored.store_now(live.session_id, message)
         try:
-            # Store the finished turn before telling anyone it is done: nothing is lost.
-            await self.store.update_message(live.session_id, message)
+            if stored:
+                await self._let_go(live)
         finally:
-            self._live.pop(live.session_id, None)
-            if live.stop_orphan_watch is not None:
-                live.stop_orphan_watch()
             try:
-                await self.leases.release(REPLY, live.session_id, message.id)
-            finally:
                 # Its place, its key's count and tokens, its meter: once, even if it never ran.
                 await live.generation.end(message.status, text=message.content)
+            finally:
                 live.log.append(*terminal_event(message))
-                self.logs.release(message.id)
+                if stored:
+                    self.logs.release(message.id)
+                else:
+                    self.unstored.later(live.session_id, message, lambda: self._let_go(live))
                 live.ended.set()
-        if self.on_stored is not None and message.status == "done" and message.content:
+        if stored and self.on_stored is not None and message.status == "done" and message.content:
             self.on_stored(live.session_id)  # its user reads it now, then writes the next turn
+
+    async def _let_go(self, live: LiveReply) -> None:
+        """The reply is stored: no longer this replica's (its log too, once it has ended)."""
+        self._live.pop(live.session_id, None)
+        if live.stop_orphan_watch is not None:
+            live.stop_orphan_watch()
+        try:
+            await self.leases.release(REPLY, live.session_id, live.message.id)
+        except StoreUnavailable:  # away again: the lease runs out by itself (LEASE_S)
+            log.warning("reply %s: its lease is left to run out (the store is away)",
+                        live.message.id)
+        finally:
+            if live.log.finished:
+                self.logs.release(live.message.id)
+
+    def _hold(self, task: asyncio.Task[None]) -> None:
+        self._checks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._checks.discard)
+
 
 def _report_queued(live: LiveReply, ahead: int) -> None:
     live.log.report("queued", {"position": ahead})

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from app.errors import StoreUnavailable
 from app.streams import ReplyLog, ReplyLogs
 
 log = logging.getLogger("streamchat.replies")
@@ -42,7 +43,11 @@ class _Watch:
             self.grace.hold(asyncio.create_task(self._abandon_unless_watched()))
 
     async def _abandon_unless_watched(self) -> None:
-        if await self.grace.logs.watched_elsewhere(self.log.message_id):
+        try:
+            watched = await self.grace.logs.watched_elsewhere(self.log.message_id)
+        except StoreUnavailable:  # Redis away: nobody can follow it from elsewhere either
+            watched = False
+        if watched:
             self.orphaned()  # a listener on another replica: look again after the grace
             return
         if self.log.listeners == 0 and self.running():
