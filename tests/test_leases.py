@@ -157,6 +157,21 @@ async def test_a_failed_refresh_is_logged_and_tried_again(
     assert await b.holder(KIND, "x") == "h"  # past its 0.3 s: the next rounds kept it
 
 
+async def test_a_refresh_takes_back_a_lease_that_ran_out_unless_another_holder_took_it(
+        replica: Replica) -> None:
+    # As after Redis was away longer than the lease: it ran out there meanwhile.
+    a, b = replica(), replica()
+    assert await a.store.acquire(KIND, "x", "h1", 0.05) is None
+    await until_gone(b, "x")
+    assert await a.store.refresh(KIND, "x", "h1", 15)  # nobody took it: taken back
+    assert await b.holder(KIND, "x") == "h1"
+    assert await a.store.acquire(KIND, "y", "h1", 0.05) is None
+    await until_gone(b, "y")
+    assert await b.acquire(KIND, "y", "h2") is None  # taken as abandoned
+    assert not await a.store.refresh(KIND, "y", "h1", 15)
+    assert await b.holder(KIND, "y") == "h2"
+
+
 async def test_cancel_stops_the_work_here(replica: Replica) -> None:
     a = replica()
     work = Work(a, "h")

@@ -2,9 +2,14 @@
 cancel or repair (the package docstring says who uses it and how).
 
 It remembers the leases this replica holds, and one keeper task refreshes all of them every
-`lease_s / 3`; a refresh that fails (Redis restarting) is logged and tried again at the next
-round, which leaves two more before the lease runs out. One listener hears cancel requests
-from other replicas and stops the work named, if it is still run here under that holder."""
+`lease_s / 3`; a refresh that fails (Redis restarting, or unreachable) is logged and tried again
+`RETRY_S` later, until Redis answers. While it does not, this replica goes on believing what it
+knows (it holds what it runs; `holder` answers for those without asking Redis), and other
+replicas cannot read the lease at all. If Redis stayed away longer than the lease, the lease
+ran out there meanwhile: the first refresh that reaches Redis takes it back (nobody took it) or
+finds another holder (logged: another replica took the work as abandoned). One listener hears
+cancel requests from other replicas and stops the work named, if it is still run here under
+that holder."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
+from app.errors import StoreUnavailable
 from app.leases.store import CancelRequest, LeaseStore
 
 log = logging.getLogger("streamchat.leases")
@@ -22,6 +28,7 @@ LEASE_S = 15.0  # a dead replica's work is known to be abandoned this long after
 CANCEL_WAIT_S = 10.0  # how long `cancel` waits for another replica to let go of the work
 CANCEL_POLL_S = 0.05
 RELISTEN_S = 1.0
+RETRY_S = 1.0  # after a round that failed: a lease that ran out is taken back this soon
 
 Stop = Callable[[str], Coroutine[Any, Any, None]]  # stops the work run here under an id, once it ended
 
@@ -113,20 +120,33 @@ class Leases:
 
     async def _keep(self) -> None:
         lost: set[tuple[tuple[str, str], str]] = set()  # said once, not at every round
+        failed = away = False  # away: the store unreachable, said once until it is back
         while self._held:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(min(RETRY_S, self.lease_s / 3) if failed else self.lease_s / 3)
+            failed = False
             for key, holder in list(self._held.items()):
                 try:
                     kept = await self.store.refresh(*key, holder, self.lease_s)
+                except StoreUnavailable as exc:  # no traceback: the store's health logs it
+                    failed = True
+                    if not away:
+                        away = True
+                        log.warning("refreshing leases failed (%s); retrying every %.0f s",
+                                    exc.message, RETRY_S)
+                    continue
                 except Exception:
-                    log.exception("refreshing the lease %s:%s failed; retrying at the next "
-                                  "round", *key)
+                    failed = True
+                    log.exception("refreshing the lease %s:%s failed; retrying", *key)
                     continue
                 if not kept and self._held.get(key) == holder and (key, holder) not in lost:
                     lost.add((key, holder))
-                    log.warning("the lease %s:%s ran out while its work runs here: other "
-                                "replicas may take it as abandoned", *key)
+                    log.warning("the lease %s:%s ran out while its work runs here, and "
+                                "another holder took it: other replicas take it as abandoned",
+                                *key)
             lost.intersection_update(self._held.items())
+            if away and not failed:
+                away = False
+                log.info("leases refreshed again")
 
     async def _listen(self, requests: AsyncGenerator[CancelRequest, None] | None) -> None:
         while True:
@@ -139,6 +159,9 @@ class Leases:
                 return
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:  # said by the store's health: retried quietly
+                requests = None
+                await asyncio.sleep(RELISTEN_S)
             except Exception:
                 log.exception("listening for cancel requests failed; retrying")
                 requests = None

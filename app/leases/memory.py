@@ -33,7 +33,7 @@ class MemoryLeaseStore:
         return None
 
     async def refresh(self, kind: str, lease_id: str, holder: str, ttl_s: float) -> bool:
-        if self._current(kind, lease_id) != holder:
+        if self._current(kind, lease_id) not in (holder, None):
             return False
         self._leases[(kind, lease_id)] = (holder, time.monotonic() + ttl_s)
         return True

@@ -23,9 +23,12 @@ ACQUIRE = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 return redis.call('get', KEYS[1])
 """
-# KEYS: the lease. ARGV: holder, TTL in ms. 1: extended; 0: another holder's, or gone.
+# KEYS: the lease. ARGV: holder, TTL in ms. 1: extended, or taken back (it ran out while Redis
+# was away, and nobody took it); 0: another holder's.
 REFRESH = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+local current = redis.call('get', KEYS[1])
+if current == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if not current then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
 # KEYS: the lease. ARGV: holder.

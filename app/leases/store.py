@@ -24,7 +24,9 @@ class LeaseStore(Protocol):
         ...
 
     async def refresh(self, kind: str, lease_id: str, holder: str, ttl_s: float) -> bool:
-        """Extend the lease by `ttl_s` if `holder` still holds it; False when it does not."""
+        """Extend the lease by `ttl_s` if `holder` still holds it, or take it back if it ran
+        out and nobody took it (the store was unreachable longer than the lease); False when
+        another holder has it."""
         ...
 
     async def release(self, kind: str, lease_id: str, holder: str) -> None:

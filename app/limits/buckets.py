@@ -8,15 +8,25 @@ only afterwards), so a key that overspent waits until its bucket refills past ze
 A missing bucket reads as full. That is what keeps both backends bounded: memory forgets
 buckets that are full again (or the least recently used past a cap), Redis lets a key expire
 once it would be full again.
+
+An unreachable bucket reads as full too (Redis away: StoreUnavailable): the limits fail open.
+They share fairness between keys; they guard nothing that breaks without them. Failing closed
+would turn a Redis outage into a 503 on every request with a key, stateless completions
+included, which need no Redis at all. Meanwhile each key is still held to its
+max_streams_per_key on each replica (counted in memory) and the engine to its admission queue;
+what a key spends during the outage is not charged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from app.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -169,14 +179,22 @@ class RedisBuckets:
         self._charge = self.redis.register_script(_CHARGE)
         self._level = self.redis.register_script(_LEVEL)
 
+    # Redis unreachable: each reads as a full bucket (the module's docstring says why).
     async def take(self, key: str, cost: float, per_minute: float) -> float:
         _check_take(cost, per_minute)
-        return float(await self._take(keys=[self.prefix + key], args=[per_minute, cost]))
+        try:
+            return float(await self._take(keys=[self.prefix + key], args=[per_minute, cost]))
+        except StoreUnavailable:
+            return 0.0
 
     async def charge(self, key: str, cost: float, per_minute: float) -> None:
         _check(cost, per_minute)
-        await self._charge(keys=[self.prefix + key], args=[per_minute, cost])
+        with contextlib.suppress(StoreUnavailable):
+            await self._charge(keys=[self.prefix + key], args=[per_minute, cost])
 
     async def level(self, key: str, per_minute: float) -> float:
         _check(0.0, per_minute)
-        return float(await self._level(keys=[self.prefix + key], args=[per_minute]))
+        try:
+            return float(await self._level(keys=[self.prefix + key], args=[per_minute]))
+        except StoreUnavailable:
+            return per_minute
