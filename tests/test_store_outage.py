@@ -11,8 +11,12 @@ its timeline (seconds from the fault): never asserted, timing belongs in benchma
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,12 +24,13 @@ import pytest
 from redis.asyncio import Redis
 
 from app.sessions.redis import RedisSessionStore
+from tests.e2e_server import REPO, free_port
 from tests.redis_server import RedisServer
 from tests.sse_parse import BackgroundStream, check_grammar, parse_frames
-from tests.test_server import SSE, scripted_server, stop
 from tests.waiting import until_sync
 
 TIMEOUT_S = 1.5  # STREAMCHAT_REDIS_TIMEOUT_S: the least it may be, for a short test
+SSE = {"Accept": "text/event-stream"}
 REPLY_TOKENS = 100  # the scripted engine's reply: 100 tokens, 30 ms apart (3 s)
 
 
@@ -57,13 +62,33 @@ def redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def replica(redis: RedisServer) -> Iterator[str]:
-    process, url = scripted_server("5", redis.url, env={
-        "STREAMCHAT_REDIS_TIMEOUT_S": str(TIMEOUT_S), "SCRIPTED_DELAY_S": "0.03"})
-    yield url
-    output = stop(process)
+def replica(redis: RedisServer, tmp_path: Path) -> Iterator[str]:
+    """The scripted replica, its log in a file: an outage may log a lot, and a pipe nobody
+    reads until the end would fill and stop the server at its next log line."""
+    port = free_port()
+    with (tmp_path / "replica.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.scripted_server", str(port), "5", redis.url],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "STREAMCHAT_REDIS_TIMEOUT_S": str(TIMEOUT_S),
+                 "SCRIPTED_DELAY_S": "0.03"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        until_sync(lambda: _answers(url + "/ready"), timeout_s=30)
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+    output = (tmp_path / "replica.log").read_bytes()
     # No request crashed (a 500), no task died unseen.
     assert b" crashed" not in output and b"never retrieved" not in output, output[-3000:]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def turn(http: httpx.Client, url: str, sid: str, content: str) -> list[dict[str, Any]]:
