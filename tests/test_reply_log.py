@@ -125,6 +125,42 @@ async def test_a_released_log_is_no_longer_found_but_its_followers_read_on() -> 
     assert (await anext(follower)).type == "done"  # type: ignore[union-attr]
 
 
+async def test_a_held_log_shows_each_event_only_once_published() -> None:
+    """A log mirrored to Redis is held (app/streams/mirror.py publishes what Redis has): its
+    listeners never get an event before that, nor progress before a held `start`, nor the end
+    before the end is published; a log in memory publishes each event at once."""
+    assert not MemoryReplyLogs().open("m", "s").held
+    log = ReplyLog("m", "s")
+    log.held = True
+    received: list[str] = []
+
+    async def listen(after: int) -> None:
+        async for event in log.follow(after):
+            assert event is not None
+            received.append(event.type)
+
+    listener = asyncio.create_task(listen(-1))
+    log.append("start", {})
+    log.report("queued", {"position": 0})
+    await until(lambda: log.listeners == 1)
+    for _ in range(5):  # the listener had every chance to take what it was not given
+        await asyncio.sleep(0)
+    assert received == []
+    log.publish(1)
+    await until(lambda: received == ["start", "queued"])
+    log.append("token", {"text": "a"})
+    log.append("token", {"text": "b"})
+    log.append("done", {})
+    late = asyncio.create_task(collect(log, after=9))  # says it saw the end: still waits for it
+    log.publish(3)
+    await until(lambda: received == ["start", "queued", "token", "token"])
+    await until(lambda: log.listeners == 2)
+    assert not listener.done() and not late.done()
+    log.publish()
+    await listener
+    assert received[-1] == "done" and await late == [3]
+
+
 def test_a_log_keeps_each_event_in_a_few_hundred_bytes() -> None:
     """A live reply's log keeps every event until the reply ends. orjson's bytes keep a buffer
     of 4 KB and more whatever their length: kept as payloads, they were ~4.3 KB of the server's

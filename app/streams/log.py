@@ -8,6 +8,10 @@ for a live log and for one read back from another replica (`ReplyLog.ended`), an
 `follow_until_gone` for a log whose replica stopped before its end; a stored session reply's
 replay (app/replies/transcript.py) ends the same way. The log counts its listeners so that the
 reply's owner can tell when it has been orphaned.
+
+A log mirrored to Redis is `held`: its listeners see an event only once the mirror `publish`es
+it (Redis acknowledged it, app/streams/mirror.py), so a client never holds an event that
+another replica could not resume. A log in memory publishes each event as it is appended.
 """
 
 from __future__ import annotations
@@ -95,6 +99,9 @@ class ReplyLog:
         self._payloads: list[bytes] = []
         self.events = LoggedEvents(self._types, self._payloads)
         self.finished = False
+        # Listeners see the first `published` events: all of them, unless `held` (mirrored).
+        self.held = False
+        self.published = 0
         self.listeners = 0
         # Called when the listener count drops to zero before the reply finished.
         self.on_orphaned: Callable[[], None] | None = None
@@ -119,6 +126,7 @@ class ReplyLog:
         if not log.events or not log.events[-1].terminal:
             log.append("done", {})
         log.finished = True
+        log.publish()
         return log
 
     def append(self, type_: str, data: dict[str, Any]) -> Event:
@@ -130,10 +138,20 @@ class ReplyLog:
         self.finished = event.terminal
         if len(self._payloads) > 1:
             self.progress = None  # tokens (or the end) say more than any progress
-        self._wake()
+        if not self.held:
+            self.published = len(self._payloads)
+            self._wake()
         if self.on_append is not None:
             self.on_append(event)
         return event
+
+    def publish(self, count: int | None = None) -> None:
+        """Listeners may see the first `count` events (all by default): a mirror says so once
+        Redis has them."""
+        count = len(self._payloads) if count is None else count
+        if count > self.published:
+            self.published = count
+            self._wake()
 
     def _keep(self, type_: str, payload: bytes) -> None:
         self._types.append(type_)
@@ -180,20 +198,21 @@ class ReplyLog:
             index = max(after + 1, 0)
             shown: Event | None = None  # the progress this listener was given last
             while True:
-                if index < len(self.events):
-                    while index < len(self.events):
+                if index < self.published:
+                    while index < self.published:
                         event = self.events[index]
                         index += 1
                         yield event
                     quiet_since = loop.time()
                 progress = self.progress
+                # Progress once every event appended was seen: never before a held `start`.
                 if progress is not None and progress is not shown and index == len(self.events):
                     shown = progress
                     yield progress
                     quiet_since = loop.time()
                     continue  # more may have come meanwhile
-                if self.finished:
-                    if after >= len(self.events) - 1:  # it had seen the end: still end it
+                if self.finished and self.published == len(self._payloads):
+                    if after >= self.published - 1:  # it had seen the end: still end it
                         yield self.events[-1]
                     return
                 if heartbeat_s is not None:
