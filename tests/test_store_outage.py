@@ -148,6 +148,12 @@ def outage(redis: RedisServer, url: str, fault: str) -> None:
     timeline["next 503 (GET the session, same connection)"] = time.monotonic() - fault_at
     until_sync(lambda: ready(url) == 503, timeout_s=10)
     timeline["/ready 503 (asked after those)"] = time.monotonic() - fault_at
+    # What needs no Redis goes on: a stateless completion, the metrics.
+    completion = other.post(url + "/v1/chat/completions", json={
+        "model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    assert completion.status_code == 200, completion.text
+    assert completion.json()["choices"][0]["message"]["content"] == "ww"
+    assert other.get(url + "/metrics").status_code == 200
 
     events = check_grammar(stream.events(30))
     assert stream.status == 200 and stream.ended_at is not None
