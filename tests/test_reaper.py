@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 
-from app.engine.reaper import EngineReaper
+from app.engine.reaper import EngineReaper, Spawned
 from app.engine.vllm import VllmEngine
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfds (Linux)")
@@ -138,3 +139,32 @@ def test_a_forked_child_does_not_hold_the_lifeline(sleepers: list[subprocess.Pop
     finally:
         os.kill(child, signal.SIGKILL)  # our unreaped child: its PID cannot be reused
         os.waitpid(child, 0)
+
+
+# A stand-in for an engine core: starts a worker, says its PID, and waits to be killed.
+CORE = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print(worker.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_what_a_failed_start_left_under_init_is_killed(pidfds: list[int]) -> None:
+    spawned = Spawned()
+    core = subprocess.Popen([sys.executable, "-c", CORE], stdout=subprocess.PIPE)
+    try:
+        assert core.stdout is not None
+        worker = int(core.stdout.readline())
+        pidfds.append(os.pidfd_open(worker))
+        assert {p.pid for p in spawned.look()} == {core.pid, worker}
+        core.kill()  # as the OOM killer would, while it loads: its worker runs on, orphaned
+        core.wait()
+        assert worker not in {p.pid for p in psutil.Process().children(recursive=True)}
+        spawned.kill()
+        assert exited(pidfds[0], 5), "the orphaned worker outlived the failed start"
+    finally:
+        core.kill()
+        core.wait()
+        if core.stdout is not None:
+            core.stdout.close()

@@ -18,6 +18,8 @@ Linux, old kernel) there is no reaper at all, never a fallback to bare PIDs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -53,6 +55,46 @@ def descendants() -> list[psutil.Process]:
         return psutil.Process().children(recursive=True)
     except psutil.Error:
         return []
+
+
+def _engines(process: psutil.Process) -> bool:
+    """Not multiprocessing's resource tracker: started with the first engine, it serves every
+    engine after it and exits by itself with the service, cleaning up what was left; killed
+    with a dead engine, it warned that resources might leak."""
+    try:
+        return "resource_tracker" not in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+class Spawned:
+    """The processes started under this one from now on, each seen as it appears, so that what
+    a failed engine start leaves can be killed and what a good one runs guarded. Why: when the
+    engine core dies while it loads, vLLM stops the core but not the Worker the core had
+    started, which ran on under init, loading the model for minutes (a core SIGKILLed in a
+    test); gone from our descendants by then, it can only be known from before."""
+
+    POLL_S = 0.2  # a Worker lives seconds before its core can die: loading takes 20 s and up
+
+    def __init__(self) -> None:
+        self._before = set(descendants())
+        self.seen: set[psutil.Process] = set()
+
+    def look(self) -> set[psutil.Process]:
+        self.seen.update(p for p in descendants()
+                         if p not in self._before and p not in self.seen and _engines(p))
+        return self.seen
+
+    async def watch(self) -> None:
+        """Look every POLL_S, until cancelled."""
+        while True:
+            self.look()
+            await asyncio.sleep(self.POLL_S)
+
+    def kill(self) -> None:
+        for process in self.look():
+            with contextlib.suppress(psutil.Error):  # gone already (psutil checks PID reuse)
+                process.kill()
 
 
 class _NoPidfds(Exception):

@@ -16,7 +16,7 @@ from typing import Any
 
 from app.engine import reasoning_parsers, tool_parsers, vllm_params
 from app.engine.base import ChatTurn, Delta, EngineStats, GenerationParams, LoraAdapter
-from app.engine.reaper import EngineReaper, descendants
+from app.engine.reaper import EngineReaper, Spawned
 from app.engine.vllm_stats import SchedulerStatsLogger
 from app.errors import ConfigError, EngineFailure, InvalidRequest, NotReady
 
@@ -51,7 +51,8 @@ class VllmEngine:
 
         started = time.monotonic()
         log.info("engine: starting vLLM for %s", self._engine_args.model)
-        others = set(descendants())  # not the engine's: a fine-tuning run, a previous reaper
+        spawned = Spawned()  # the engine's processes, not a fine-tuning run's
+        watch = asyncio.create_task(spawned.watch())
         try:
             # Building the engine blocks for a while (child process, weights); keep the loop free
             # so /health answers meanwhile.
@@ -61,9 +62,12 @@ class VllmEngine:
                 stat_loggers=[SchedulerStatsLogger],  # type: ignore[list-item]  # duck-typed
             )
         except Exception as exc:  # vLLM raises many types here; the user needs the message.
+            spawned.kill()
             raise ConfigError(f"the engine failed to start: {exc}") from exc
+        finally:
+            watch.cancel()
         # Guard vLLM's processes at once: they must not outlive a service killed from here on.
-        self._reaper = EngineReaper.guard(p for p in descendants() if p not in others)
+        self._reaper = EngineReaper.guard(spawned.look())
         if self._tokenizer is None:  # the same model after a restart: the same tokenizer
             self._tokenizer = await asyncio.to_thread(self._load_tokenizer)
         self.max_model_len = int(self._llm.model_config.max_model_len)
