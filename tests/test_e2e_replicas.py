@@ -1,11 +1,11 @@
 """End to end with Redis: real service processes, real engines, a real redis-server.
 
 Two replicas share one Redis (tests/replicas.py, shared with test_e2e_nginx.py); one of them is
-killed with SIGKILL mid-reply and started again."""
+killed with SIGKILL mid-reply, while a client follows it, and started again."""
 
 from __future__ import annotations
 
-import time
+import contextlib
 
 import httpx
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from tests.e2e_server import LiveServer
 from tests.redis_server import RedisServer
 from tests.replicas import kill, replica
-from tests.sse_parse import check_grammar, parse_frames
+from tests.sse_parse import check_grammar, numbered, parse_frames
 
 pytestmark = pytest.mark.e2e
 SSE = {"Accept": "text/event-stream"}
@@ -59,22 +59,35 @@ def test_session_moves_between_replicas_and_streams_follow(two_replicas: list[Li
 
 def test_sigkill_mid_reply_loses_no_finished_turn(two_replicas: list[LiveServer],
                                                   redis_server: RedisServer) -> None:
-    victim = two_replicas[0]
+    victim, survivor = two_replicas
     sid = httpx.post(victim.url + "/v1/sessions").json()["id"]
     finished = [ask(victim, sid, f"Say the word {word}.") for word in ("apple", "pear")]
     mid = httpx.post(f"{victim.url}/v1/sessions/{sid}/messages",
                      json={"content": "Write a long story.",
                            "params": {"max_tokens": 2000, "ignore_eos": True}}).json()["message_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{victim.url}/v1/sessions/{sid}/messages/{mid}").json()["status"]
-        if status == "streaming":
-            break
-        time.sleep(0.1)
-    kill(victim)  # only the service process: its engine must not outlive it
+    # A client follows the reply on its replica, which is killed mid-reply: the client holds
+    # every event that reached it before the connection broke.
+    body = bytearray()
+    with contextlib.suppress(httpx.HTTPError), httpx.stream(
+            "GET", f"{victim.url}/v1/sessions/{sid}/messages/{mid}/stream", timeout=60) as stream:
+        for chunk in stream.iter_bytes():
+            body.extend(chunk)
+            if body.count(b"event: token") >= 20 and victim.process.poll() is None:
+                kill(victim)  # only the service process: its engine must not outlive it
+    assert victim.process.poll() is not None, "the reply ended before its replica was killed"
+    held = numbered(parse_frames(bytes(body)))
+    assert len(held) > 20
 
-    restarted = replica(redis_server, 0)
+    restarted = replica(redis_server, 0)  # longer than the dead replica's lease (15 s)
     two_replicas[0] = restarted  # the pool stops it at the end
+    # Resumed through the other replica: every event the client held is there, the same, and
+    # the end comes after all of them.
+    resumed = numbered(parse_frames(httpx.get(
+        f"{survivor.url}/v1/sessions/{sid}/messages/{mid}/stream",
+        headers={"Last-Event-ID": "0"}, timeout=60).text))
+    assert resumed[:len(held) - 1] == held[1:]
+    assert resumed[-1]["event"] == "error" and resumed[-1]["data"]["code"] == "interrupted"
+    assert int(resumed[-1]["id"]) > int(held[-1]["id"])
     messages = httpx.get(f"{restarted.url}/v1/sessions/{sid}").json()["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"] * 3
     for stored, events in zip(messages[1:4:2], finished, strict=True):
