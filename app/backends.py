@@ -60,6 +60,7 @@ def build_backends(settings: Settings) -> Backends:
         return not await leases.gone(kind, lease_id, holder)
 
     return Backends(RedisSessionStore(redis, idle_ttl_s=settings.session_ttl_s),
-                    RedisReplyLogs(redis, is_live), RedisBuckets(redis),
+                    RedisReplyLogs(redis, is_live, timeout_s=settings.redis_timeout_s),
+                    RedisBuckets(redis),
                     RedisRecords(redis, idle_ttl_s=settings.session_ttl_s), leases,
                     redis.health)
