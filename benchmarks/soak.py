@@ -37,6 +37,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, default=300.0,
                         help="a request with no end after this long is an error (default: 300)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--snapshots", type=Path, default=None, metavar="DIR",
+                        help="to find what grows: trace the server's allocations (tracemalloc) "
+                        "from the end of the warm-up, and dump a snapshot and the gc's objects "
+                        "by type then and at the end (the report lists what grew most); it slows "
+                        "the server: compare RSS figures only from runs without it")
     add_model_options(parser)
     add_server_options(parser)
 
@@ -311,7 +317,57 @@ async def client_loop(soak: Soak, kind: str, index: int) -> None:
 
 # -- the server's side ---------------------------------------------------------------------
 
+# `python -m app` with a SIGUSR1 hook (`memory_debug` below), so that app/ needs no debugging
+# switch of its own.
+_TRACED_APP = ("import runpy, sys; from benchmarks.soak import memory_debug; "
+               "memory_debug(sys.argv[1]); sys.argv = ['app', *sys.argv[2:]]; "
+               "runpy.run_module('app', run_name='__main__', alter_sys=True)")
+
+
+def memory_debug(folder: str) -> None:
+    """In the server: on SIGUSR1, dump a tracemalloc snapshot to DIR/<name>.tracemalloc and the
+    gc's objects by type to DIR/<name>.gc.json, <name> read from DIR/next (stream_memory's
+    format, read by its snapshot_diff). tracemalloc starts at the first dump, the end of the
+    warm-up: started with the process, it made the imports alone take over 5 minutes on 2
+    busy cores. What the last snapshot holds was allocated after the first and is still alive."""
+    import collections
+    import gc
+    import signal
+    import tracemalloc
+
+    where = Path(folder)
+
+    def dump(*_: object) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(25)
+        name = (where / "next").read_text().strip()
+        gc.collect()
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = -1
+        tracemalloc.take_snapshot().dump(str(where / f"{name}.tracemalloc"))
+        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        (where / f"{name}.gc.tmp").write_text(json.dumps(
+            {"traced": tracemalloc.get_traced_memory()[0], "tasks": tasks, "types": types}))
+        (where / f"{name}.gc.tmp").rename(where / f"{name}.gc.json")
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 class SoakServer(ServerProcess):
+    def trace(self, folder: Path) -> None:
+        """Start it with `memory_debug`'s hook; snapshots go to `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*"):
+            old.unlink()
+        assert self._cmd[1:3] == ["-m", "app"]
+        self._cmd = [self._cmd[0], "-c", _TRACED_APP, str(folder), *self._cmd[3:]]
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._proc
+
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
@@ -408,8 +464,13 @@ async def soak_run(server: SoakServer, args: argparse.Namespace,
         clients = [asyncio.create_task(client_loop(soak, kind, next(index)))
                    for kind, count in streams.items() for _ in range(count)]
         try:
-            with contextlib.suppress(TimeoutError):  # set early only if the server died
-                await asyncio.wait_for(soak.stop.wait(), args.minutes * 60)
+            if args.snapshots is None:
+                await _run_for(soak, args.minutes * 60)
+            else:
+                await _run_for(soak, args.warmup_minutes * 60)
+                await _snapshot_now(server, args.snapshots, "start")
+                await _run_for(soak, (args.minutes - args.warmup_minutes) * 60)
+                await _snapshot_now(server, args.snapshots, "end")
             samples.append({"t": round(soak.elapsed(), 1), **rss_by_process(server.pid),
                             "requests": sum(soak.tally.done.values()),
                             "errors": soak.tally.errors, "load1": os.getloadavg()[0]})
@@ -429,6 +490,20 @@ async def soak_run(server: SoakServer, args: argparse.Namespace,
                 "left_open_settle_s": settle_s, "at_the_end": info, "stopped_s": stopped_s,
                 "other_processes_cores": others.cores(),
                 "rss_after_stop": rss_by_process(server.pid)}
+
+
+async def _run_for(soak: Soak, seconds: float) -> None:
+    """The streams run for `seconds` (less if the server died: the sampler stops them)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(soak.stop.wait(), seconds)
+
+
+async def _snapshot_now(server: SoakServer, folder: Path, name: str) -> None:
+    from benchmarks.stream_memory import _snapshot
+
+    if server.proc is not None and server.proc.poll() is None:
+        print(f"[soak] tracemalloc snapshot {name}", flush=True)
+        await asyncio.to_thread(_snapshot, server.proc, folder, name)
 
 
 def plot(out: dict[str, Any], path: Path) -> None:
@@ -481,6 +556,14 @@ def report(out: dict[str, Any]) -> str:
     lines.append(f"  in-flight gauges {r['left_open_settle_s']:.1f} s after the clients stopped: "
                  + ", ".join(f"{k} {v:g}" for k, v in r["left_open"].items())
                  + "; " + ", ".join(f"{k} {v:g}" for k, v in r["at_the_end"].items()))
+    if "snapshots" in r:  # what the server's Python heap grew by, end of warm-up to the end
+        snap = r["snapshots"]
+        lines.append(f"  traced (tracemalloc) {snap['traced_bytes'][0] / 2**20:.1f} -> "
+                     f"{snap['traced_bytes'][1] / 2**20:.1f} MiB; asyncio tasks {snap['tasks']}")
+        lines += [f"    {x['size_diff']:+,} B {x['count_diff']:+,} blocks  {x['where']}"
+                  for x in snap["top_lines"][:10]]
+        lines.append("  gc objects by type: " + ", ".join(
+            f"{x['type']} {x['diff']:+,}" for x in snap["gc_types"][:12]))
     lines += [f"  {v}" for v in r["verdicts"]]
     return "\n".join(lines)
 
@@ -500,6 +583,8 @@ async def main(args: argparse.Namespace) -> int:
     server = SoakServer(port=args.port, cache_dir=args.cache_dir or default_cache_dir(),
                         model=args.model, engine_args=dict(args.engine_arg),
                         log_path=results_dir() / f"{stamp}-soak-server.log")
+    if args.snapshots is not None:
+        server.trace(args.snapshots)
     print(f"[soak] starting the server (log {server.log_path})", flush=True)
     async with running(server, args.ready_timeout):
         print(f"[soak] {args.streams} streams for {args.minutes:g} min: "
@@ -509,8 +594,13 @@ async def main(args: argparse.Namespace) -> int:
     results["rss"] = {key: rss_summary(results["samples"], key, warmup_s)
                       for key in ("app", "engine", "worker")
                       if key != "worker" or any("worker" in x for x in results["samples"])}
+    if args.snapshots is not None and (args.snapshots / "end.gc.json").exists():
+        from benchmarks.stream_memory import snapshot_diff
+
+        results["snapshots"] = snapshot_diff(args.snapshots)
     results["verdicts"] = verdicts(results["rss"], results["errors"], results["left_open"])
-    config = {k: v for k, v in vars(args).items() if k not in ("engine_arg", "cache_dir")}
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+              if k not in ("engine_arg", "cache_dir")}
     config.update(split=streams, engine_arg=dict(args.engine_arg))
     out = {"timestamp": stamp, "environment": environment(), "config": config,
            "results": results}

@@ -3,6 +3,10 @@ in-flight gauges are read, and the RSS growth and verdicts. No engine, no server
 
 from __future__ import annotations
 
+import os
+import signal
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +17,14 @@ from benchmarks.soak import (
     DEFAULT_MIX,
     OPEN_GAUGES,
     gauge_totals,
+    memory_debug,
     parse_mix,
     process_key,
     rss_summary,
     split_streams,
     verdicts,
 )
+from benchmarks.stream_memory import snapshot_diff
 
 MIB = 2**20
 
@@ -99,3 +105,24 @@ def test_process_key_tells_the_engine_core_from_the_other_children() -> None:
     assert process_key("python", ["/x/bin/python", "-m", "app.engine.reaper", "3", "4"]) \
         == "other:app.engine.reaper"
     assert process_key("python3.11", ["/x/bin/python3.11", "-c", "pass"]) == "other:python3.11"
+
+
+def test_the_servers_memory_hook_dumps_what_snapshot_diff_reads(tmp_path: Path) -> None:
+    # The hook the soak installs in the server (--snapshots), driven as the soak drives it:
+    # the name in DIR/next, then SIGUSR1 (handled in this thread before os.kill returns).
+    before = signal.getsignal(signal.SIGUSR1)
+    kept: list[bytes] = []
+    try:
+        memory_debug(str(tmp_path))
+        assert not tracemalloc.is_tracing()  # nothing traced (nothing slowed) before the first
+        for name in ("start", "end"):
+            (tmp_path / "next").write_text(name)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert (tmp_path / f"{name}.gc.json").exists()
+            kept.extend(bytes(1000) for _ in range(100))  # grows between the two
+        diff = snapshot_diff(tmp_path)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        tracemalloc.stop()
+    assert diff["traced_bytes"][1] > diff["traced_bytes"][0]
+    assert any("test_bench_soak.py" in line["where"] for line in diff["top_lines"])
