@@ -44,6 +44,10 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
              "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
              "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "
              "the sustained rate (table, JSON, PNG plot)"),
+    "reply-mirror": ("benchmarks.reply_mirror",
+                     "what holding a reply's events until Redis has them costs: latency from "
+                     "append to listener, memory mode vs mirrored, with a real redis-server and "
+                     "no engine"),
     "soak": ("benchmarks.soak",
              "long runs stay flat: the real service under 16 concurrent streams (session chats "
              "over SSE and WebSocket, /v1/chat/completions, background /v1/responses) for 20 "
