@@ -275,6 +275,21 @@ async def test_a_finished_stream_is_forgotten_after_keep_s(make: Make) -> None:
     assert not await forgetful.running("forgotten")  # forgotten, and its lease let go
 
 
+async def test_a_deleted_stream_is_forgotten_once_it_ended(make: Make) -> None:
+    streams = make(keep_s=LONG_S)
+    await streams.start("ended", "key", script({"n": 1}), Ends())
+    await stopped(streams, "ended")
+    running = await streams.start("running", "key", script({"n": 1}, hold=asyncio.Event()),
+                                  Ends(), background=True)
+    await until(lambda: len(running.events) == 2)
+    streams.forget("ended")
+    streams.forget("running")  # still generated: a delete cancels it first
+    with pytest.raises(NotFound):
+        await streams.follow("ended", owner="key")
+    assert await streams.running("running")
+    await streams.close()
+
+
 async def test_close_stops_what_is_generated(make: Make) -> None:
     streams, fake = make(), Engine()
     generation = await fake.open("chat")

@@ -139,6 +139,13 @@ class DetachedStreams:
             stream.expires_at = asyncio.get_running_loop().time() + self.keep_s
             await self.leases.release(STREAM, stream.id, stream.id)
 
+    def forget(self, stream_id: str) -> None:
+        """A stream that ended and was deleted by its owner: its events are kept no longer (a
+        deleted response's log would otherwise stay until `keep_s`, reachable by no one)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.task is not None and stream.task.done():
+            del self._streams[stream_id]
+
     async def follow(self, stream_id: str, after: int = -1, *, heartbeat_s: float | None = None,
                      owner: str | None = None) -> Followed:
         """The stream's events after `after`: live, wherever it is generated, or replayed once

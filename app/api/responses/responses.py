@@ -128,6 +128,7 @@ async def delete(request: Request) -> Response:
     if record["response"]["status"] not in FINAL:
         await svc.detached.cancel(response_id)
     await svc.records.delete(KIND, response_id)
+    svc.detached.forget(response_id)
     return json_response({"id": response_id, "object": "response", "deleted": True})
 
 
