@@ -48,6 +48,7 @@ import httpx
 import psutil
 
 from app.api.http.sse import EventParser
+from benchmarks import transport_server
 from benchmarks.cli import add_model_options, add_server_options, default_cache_dir
 from benchmarks.cpu_share import OtherCpu
 from benchmarks.openai_client import chat, served_model
@@ -325,34 +326,10 @@ _TRACED_APP = ("import runpy, sys; from benchmarks.soak import memory_debug; "
 
 
 def memory_debug(folder: str) -> None:
-    """In the server: on SIGUSR1, dump a tracemalloc snapshot to DIR/<name>.tracemalloc and the
-    gc's objects by type to DIR/<name>.gc.json, <name> read from DIR/next (stream_memory's
-    format, read by its snapshot_diff). tracemalloc starts at the first dump, the end of the
-    warm-up: started with the process, it made the imports alone take over 5 minutes on 2
-    busy cores. What the last snapshot holds was allocated after the first and is still alive."""
-    import collections
-    import gc
-    import signal
-    import tracemalloc
-
-    where = Path(folder)
-
-    def dump(*_: object) -> None:
-        if not tracemalloc.is_tracing():
-            tracemalloc.start(25)
-        name = (where / "next").read_text().strip()
-        gc.collect()
-        try:
-            tasks = len(asyncio.all_tasks())
-        except RuntimeError:
-            tasks = -1
-        tracemalloc.take_snapshot().dump(str(where / f"{name}.tracemalloc"))
-        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
-        (where / f"{name}.gc.tmp").write_text(json.dumps(
-            {"traced": tracemalloc.get_traced_memory()[0], "tasks": tasks, "types": types}))
-        (where / f"{name}.gc.tmp").rename(where / f"{name}.gc.json")
-
-    signal.signal(signal.SIGUSR1, dump)
+    """In the server: the transport server's SIGUSR1 hook, tracemalloc from the first dump (the
+    end of the warm-up). What the last snapshot holds was allocated after the first and is
+    still alive."""
+    transport_server.memory_debug(folder, trace_now=False)
 
 
 class SoakServer(ServerProcess):

@@ -89,10 +89,13 @@ def _starlette_floor(source: TokenSource) -> Any:
                              Route("/ready", ready)], lifespan=lifespan)
 
 
-def _memory_debug(folder: str) -> None:
-    """STREAMCHAT_MEMDEBUG=DIR (benchmarks/stream_memory.py): tracemalloc from now on, and on
-    SIGUSR1 a snapshot in DIR/<name>.tracemalloc and the gc's objects by type (with the
-    traced total and the asyncio task count) in DIR/<name>.gc.json, <name> read from DIR/next."""
+def memory_debug(folder: str, *, trace_now: bool = True) -> None:
+    """STREAMCHAT_MEMDEBUG=DIR (benchmarks/stream_memory.py, benchmarks/soak.py): on SIGUSR1 a
+    tracemalloc snapshot in DIR/<name>.tracemalloc and the gc's objects by type (with the
+    traced total and the asyncio task count) in DIR/<name>.gc.json, <name> read from DIR/next.
+    tracemalloc starts now, or with `trace_now=False` at the first dump (the soak's end of
+    warm-up: started with a process that imports vLLM, the imports alone took over 5 minutes
+    on 2 busy cores)."""
     import asyncio
     import collections
     import gc
@@ -101,10 +104,13 @@ def _memory_debug(folder: str) -> None:
     import tracemalloc
     from pathlib import Path
 
-    tracemalloc.start(25)
+    if trace_now:
+        tracemalloc.start(25)
     where = Path(folder)
 
     def dump(*_: object) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(25)
         name = (where / "next").read_text().strip()
         gc.collect()
         try:
@@ -122,7 +128,7 @@ def _memory_debug(folder: str) -> None:
 
 def main() -> None:
     if folder := os.environ.get("STREAMCHAT_MEMDEBUG"):
-        _memory_debug(folder)
+        memory_debug(folder)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.transport_server")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="per stream; 0: flat out")
