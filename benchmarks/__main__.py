@@ -23,6 +23,10 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
     "multiturn": ("benchmarks.multiturn",
                   "TTFT of every turn of a 10-turn conversation: one server-side session (prefix "
                   "cache hits) vs a client that sends a changed history each turn"),
+    "affinity": ("benchmarks.affinity",
+                 "what session affinity in nginx buys: a 10-turn conversation through "
+                 "deploy/nginx.conf in front of 2 and 3 replicas on one Redis, round robin vs "
+                 "affine; cached prompt tokens and TTFT per turn"),
     "memory": ("benchmarks.memory",
                "bytes per idle session in the in-memory session store (tracemalloc and RSS), "
                "and that max_sessions bounds it; no engine, no server"),
