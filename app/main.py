@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.adapters import Adapters
+from app.adapters import Adapters, registry_for
 from app.admission import Admission
 from app.api import fine_tuning, openai, ops, responses, sessions
 from app.api.http.auth import AuthMiddleware
@@ -33,7 +33,7 @@ from app.chat import ChatService
 from app.completions import CompletionService
 from app.engine.base import Engine
 from app.engine.supervisor import EngineSupervisor
-from app.errors import ConfigError, StreamchatError
+from app.errors import ConfigError, StoreUnavailable, StreamchatError
 from app.finetune.service import build_fine_tuning
 from app.lifecycle import Lifecycle
 from app.limits import KeyLimits
@@ -73,11 +73,12 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     authenticator = Authenticator.from_settings(settings)
     limits = None if authenticator is None else KeyLimits(
         buckets, rpm=settings.rate_limit_rpm, tpm=settings.rate_limit_tpm,
-        max_streams=settings.max_streams_per_key)
+        max_streams=settings.max_streams_per_key, streams=backends.streams)
     # Until the engine says how many requests it runs at once, the setting or vLLM's default.
     admission = Admission(max_active=settings.max_concurrent_generations or DEFAULT_MAX_ACTIVE,
                           max_queue=settings.max_queue, max_prefilling=settings.max_prefilling)
-    adapters = Adapters(engine, enabled=settings.lora, max_rank=settings.max_lora_rank)
+    adapters = Adapters(engine, enabled=settings.lora, max_rank=settings.max_lora_rank,
+                        registry=registry_for(backends.records), folder=settings.cache_dir / "lora")
     models = ServedModels(engine, settings.model_aliases, adapters)
 
     @contextlib.asynccontextmanager
@@ -107,15 +108,23 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             await jobs.start()  # fails what a previous process left running
 
         async def serve_adapters() -> None:
-            """Once the engine runs: the adapters named at start (a bad one stops the start,
-            as vLLM's --lora-modules), then those of fine-tuning jobs that succeeded before."""
+            """Once the engine runs: the base model's `created` as every replica lists it, the
+            adapters named at start (a bad one stops the start, as vLLM's --lora-modules),
+            those the other replicas serve (app/adapters/), followed from now on, and in
+            memory mode those of fine-tuning jobs that succeeded before."""
+            with contextlib.suppress(StoreUnavailable):
+                models.created = await adapters.registry.first_served(engine.model_name,
+                                                                      models.created)
             for name, path in settings.lora_modules:
                 try:
-                    await adapters.add(name, path)
+                    await adapters.configured(name, path)
                 except StreamchatError as exc:
                     raise ConfigError(f"STREAMCHAT_LORA_MODULES: {name}={path}: "
                                       f"{exc.message}") from None
-            if jobs is not None:
+            if settings.lora:
+                await adapters.sync()
+                adapters.follow()
+            if jobs is not None and not adapters.registry.shared:
                 await jobs.restore_adapters()
 
         async def restored() -> None:  # a new engine after a death: what the old one had
@@ -142,6 +151,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                 await warmer.close()
             await chat.shutdown()
             await detached.close()
+            await adapters.close()
             await engine.shutdown()
             await backends.close()
 

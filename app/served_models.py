@@ -1,11 +1,13 @@
 """The model names this service answers to: the engine's served name, the configured aliases,
-and the LoRA adapters loaded (app/adapters.py). The one owner of "is this a model we serve?",
+and the LoRA adapters loaded (app/adapters/). The one owner of "is this a model we serve?",
 for the OpenAI API (`model` of each request, `GET /v1/models`) and for sessions (their
 `model`), and of which weights a name selects: `lora(name)` is the adapter a generation for it
-runs with, None for the base weights."""
+runs with, None for the base weights. With Redis, every replica answers the same: adapters
+follow the shared registry, and `created` is when the base model was first served by any."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from app.adapters import Adapters
@@ -19,6 +21,7 @@ class ServedModels:
         self.engine = engine
         self.aliases = tuple(aliases)
         self.adapters = adapters
+        self.created = int(time.time())  # the base model's `created`: app/main.py shares it
 
     @property
     def base(self) -> str:
@@ -31,7 +34,11 @@ class ServedModels:
                 *self.adapter_names()]
 
     def adapter_names(self) -> list[str]:
-        return [] if self.adapters is None else [s.adapter.name for s in self.adapters.all()]
+        if self.adapters is None:
+            return []
+        # In the order they were first loaded anywhere: the same on every replica.
+        return [s.adapter.name for s in sorted(self.adapters.all(),
+                                               key=lambda s: (s.created, s.adapter.name))]
 
     def lora(self, name: str | None) -> LoraAdapter | None:
         """The adapter `name` selects; None for the base weights (an alias, or no name)."""

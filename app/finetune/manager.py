@@ -1,6 +1,7 @@
 """Runs fine-tuning jobs: each in its own worker process (`worker.py` running `train.py`), at
 most `max_concurrent` at a time (the others wait `queued`, first come first served), its
-steps turned into events, its adapter handed to serving when it succeeds.
+steps turned into events, its adapter handed to serving when it succeeds (app/adapters/: with
+Redis, every replica's engine serves it within seconds, and after any restart).
 
 Jobs outlive the process (`store.py`), the processes do not. A job runs under its lease
 (app/leases/, kind `job`), taken before the job is stored and let go of once it has ended. A
@@ -74,8 +75,9 @@ class JobManager:
 
     async def restore_adapters(self) -> list[str]:
         """Serves the adapters of the jobs that succeeded before this process started: call
-        once the engine has started. The names served again; an adapter that fails to load
-        is logged and skipped."""
+        once the engine has started, in memory mode (with Redis, the adapters' shared registry
+        lists them already, and an adapter unloaded through the API stays unloaded). The
+        names served again; an adapter that fails to load is logged and skipped."""
         adapters, restored = self.adapters, list[str]()
         if adapters is None:
             return restored
@@ -145,7 +147,8 @@ class JobManager:
     async def _run(self, job_id: str) -> None:
         try:
             job = (await self.store.record(job_id))["job"]
-            if not self.files.path(job["training_file"]).is_file():
+            training_file = await self.files.local(job["training_file"])
+            if training_file is None:
                 await self._finish(job_id, "failed", "The job failed", error=jobs.error(
                     "invalid_training_file", "the training file was deleted", "training_file"))
                 return
@@ -154,7 +157,7 @@ class JobManager:
                                                           "queued state"))
             async with self._slots:
                 if (await self.store.record(job_id))["job"]["status"] == "queued":
-                    await self._train(job)
+                    await self._train(job, training_file)
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # a bug: the job says so rather than staying `running`
@@ -166,13 +169,13 @@ class JobManager:
             self._workers.pop(job_id, None)
             await self.leases.release(JOB, job_id, job_id)
 
-    async def _train(self, job: Job) -> None:
+    async def _train(self, job: Job, training_file: Path) -> None:
         job_id, hyper = job["id"], job["hyperparameters"]
         output = self.adapters_dir / job_id
         config = self.adapters_dir / ".jobs" / f"{job_id}.json"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_bytes(orjson.dumps({
-            "model": self.base_model, "training_file": str(self.files.path(job["training_file"])),
+            "model": self.base_model, "training_file": str(training_file),
             "output_dir": str(output), "n_epochs": hyper["n_epochs"],
             "batch_size": hyper["batch_size"], "seed": job["seed"],
             "learning_rate": jobs.BASE_LEARNING_RATE * hyper["learning_rate_multiplier"]}))

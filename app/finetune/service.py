@@ -1,7 +1,8 @@
 """The fine-tuning service for these settings: where its files, jobs and adapters live.
 Memory mode keeps records on disk in the cache folder (`{cache_dir}/finetune`), so jobs and
 their events outlive the process; Redis mode keeps them in the sessions' Redis, never
-expiring (they are few and small; a job's adapter outlives any idle TTL)."""
+expiring (they are few and small; a job's adapter outlives any idle TTL), and the uploaded
+files' bytes there too, for a job created on any replica (`files.py`)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def build_fine_tuning(settings: Settings, records: Records, leases: Leases,
                      else DiskRecords(settings.cache_dir / "finetune"))
     base = settings.model or str(default_model_dir(settings.cache_dir))
     return JobManager(JobStore(kept),
-                      FileStore(kept, settings.cache_dir / "files", settings.max_upload_bytes),
+                      FileStore(kept, settings.cache_dir / "files", settings.max_upload_bytes,
+                                redis=records.redis if isinstance(records, RedisRecords) else None),
                       base_model=base, adapters_dir=settings.cache_dir / "adapters",
                       max_concurrent=settings.max_concurrent_jobs, leases=leases,
                       adapters=adapters)

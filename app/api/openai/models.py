@@ -88,16 +88,17 @@ def _ready(engine: Engine) -> Engine:
 
 async def models(request: Request) -> Response:
     svc = services(request)
-    engine, created = svc.engine, int(svc.started_at)
+    engine, created = svc.engine, svc.models.created
     # The base model and its aliases serve the engine's own weights (no `parent`); an
-    # adapter's `parent` is the base model and its `root` its folder, as vLLM lists them.
+    # adapter's `parent` is the base model and its `root` the folder it was loaded from, as
+    # vLLM lists them: the same on every replica (app/adapters/registry.py).
     adapters = {s.adapter.name: s for s in svc.models.adapters.all()} \
         if svc.models.adapters is not None else {}
     data = []
     for name in svc.models.names():
         served = adapters.get(name)
         root, parent = (engine.model_name, None) if served is None else \
-            (served.adapter.path, svc.models.base)
+            (served.entry.root, svc.models.base)
         made = created if served is None else served.created
         data.append({"id": name, "object": "model", "created": made, "owned_by": "streamchat",
                      "root": root, "parent": parent, "max_model_len": engine.max_model_len,
