@@ -1,15 +1,17 @@
 """Where a replica keeps what it shares: in memory (one replica), or in Redis, shared by every
-replica (`STREAMCHAT_REDIS_URL`): sessions, reply logs, rate-limit buckets, records and leases.
+replica (`STREAMCHAT_REDIS_URL`): sessions, reply logs, rate-limit buckets, stream counts,
+records and leases.
 With Redis, all of them call it through one client (app/redis_calls.py): every call bounded by
 `STREAMCHAT_REDIS_TIMEOUT_S`, an unreachable Redis raised as StoreUnavailable, and its health
 (app/store_health.py) watched while the replica runs (`start`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.leases import Leases, MemoryLeaseStore
 from app.limits import MemoryBuckets, RedisBuckets, TokenBuckets
+from app.limits.streams import MemoryStreams, RedisStreams, StreamCounts
 from app.records import MemoryRecords, Records, RedisRecords
 from app.sessions.memory import MemorySessionStore
 from app.sessions.store import SessionStore
@@ -27,6 +29,8 @@ class Backends:
     records: Records
     leases: Leases  # which replica runs what (app/leases/): every user shares these
     health: StoreHealth | None = None  # Redis's, watched while the replica runs; memory: None
+    # Each key's generations at once (app/limits/streams.py); memory's unless Redis's.
+    streams: StreamCounts = field(default_factory=MemoryStreams)
 
     def start(self) -> None:
         """Watch the store's health (in the running loop)."""
@@ -34,6 +38,7 @@ class Backends:
             self.health.start()
 
     async def close(self) -> None:
+        await self.streams.close()
         await self.leases.close()
         await self.logs.close()
         if self.health is not None:
@@ -63,4 +68,4 @@ def build_backends(settings: Settings) -> Backends:
                     RedisReplyLogs(redis, is_live, timeout_s=settings.redis_timeout_s),
                     RedisBuckets(redis),
                     RedisRecords(redis, idle_ttl_s=settings.session_ttl_s), leases,
-                    redis.health)
+                    redis.health, RedisStreams(redis))

@@ -1,6 +1,6 @@
 """Per-key limits over HTTP, WebSocket and the OpenAI API (app/limits, wired in app/api/http/auth.py,
 app/chat.py, app/completions.py): the excess gets a quick 429 with Retry-After (4429 on a
-WebSocket), the rest completes; with Redis, replicas share one bucket."""
+WebSocket), the rest completes; with Redis, replicas share one bucket and one count of streams."""
 
 from __future__ import annotations
 
@@ -90,6 +90,24 @@ def test_concurrent_streams_per_key() -> None:
         assert "event: done" in ended.text
         assert client.post(f"/v1/sessions/{second}/messages", json={"content": "b"},
                            headers=KEY).status_code == 202  # admitted again once one ended
+
+
+def test_concurrent_streams_per_key_across_replicas(redis_server: RedisServer) -> None:
+    redis_server.flush()
+    slow = ScriptedEngine(tokens=["w"] * 100, delay_s=0.01)
+    with app_with(slow, max_streams_per_key=1, redis_url=redis_server.url) as a, \
+            app_with(max_streams_per_key=1, redis_url=redis_server.url) as b:
+        first, second = (a.post("/v1/sessions", headers=KEY).json()["id"] for _ in range(2))
+        started = a.post(f"/v1/sessions/{first}/messages", json={"content": "a"}, headers=KEY)
+        assert started.status_code == 202
+        # The other replica counts it: the key's one stream runs.
+        assert_429(b.post(f"/v1/sessions/{second}/messages", json={"content": "b"},
+                          headers=KEY), "too_many_streams")
+        assert_429(b.post("/v1/chat/completions", json=CHAT, headers=KEY), "too_many_streams")
+        mid = started.json()["message_id"]
+        assert "event: done" in b.get(f"/v1/sessions/{first}/messages/{mid}/stream",
+                                      headers=KEY).text
+        assert b.post("/v1/chat/completions", json=CHAT, headers=KEY).status_code == 200
 
 
 def test_generated_tokens_per_minute() -> None:

@@ -1,4 +1,5 @@
-"""Per-key limits: the bucket behaviour against memory and a real Redis, then the key rules."""
+"""Per-key limits: the bucket behaviour against memory and a real Redis, then the key rules
+(the stream counts under them: test_limits_streams.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.errors import RateLimited
-from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, TokenBuckets
+from app.limits import KeyLimits, MemoryBuckets, RedisBuckets, RedisStreams, TokenBuckets
 from tests.redis_server import RedisServer
 
 
@@ -287,10 +288,9 @@ async def test_concurrent_starts_never_pass_the_cap() -> None:
     assert keys.streams("alice") == 2
 
 
-async def test_with_redis_rates_are_shared_and_streams_are_per_replica(
-        redis_pair: tuple[Redis, Redis]) -> None:
-    one = KeyLimits(RedisBuckets(redis_pair[0]), rpm=3, tpm=1000, max_streams=1)
-    two = KeyLimits(RedisBuckets(redis_pair[1]), rpm=3, tpm=1000, max_streams=1)
+async def test_with_redis_rates_and_streams_are_shared(redis_pair: tuple[Redis, Redis]) -> None:
+    one, two = (KeyLimits(RedisBuckets(r), rpm=3, tpm=1000, max_streams=1,
+                          streams=RedisStreams(r)) for r in redis_pair)
     await one.admit_request("alice")
     await two.admit_request("alice")
     await one.admit_request("alice")
@@ -298,12 +298,21 @@ async def test_with_redis_rates_are_shared_and_streams_are_per_replica(
         await two.admit_request("alice")
     assert refused.value.code == "rate_limited" and refused.value.retry_after_s > 0
     await one.start_generation("alice")
-    await two.start_generation("alice")  # its own replica's count
+    with pytest.raises(RateLimited) as refused:
+        await two.start_generation("alice")  # the other replica's stream counts here
+    assert (refused.value.code, refused.value.retry_after_s) == ("too_many_streams", 1.0)
+    assert refused.value.message == ("too many streams: 1 generations at once for this key; "
+                                     "retry in 1 s or when one ends")
+    await one.end_generation("alice", 0)
+    await two.start_generation("alice")  # admitted once it ended
+    await two.end_generation("alice", 0)
+    await one.start_generation("alice")
     await one.end_generation("alice", 2000)
     with pytest.raises(RateLimited) as refused:
         await one.start_generation("alice")
     assert refused.value.code == "token_rate_limited"
-    await two.end_generation("alice", 0)
     with pytest.raises(RateLimited) as refused:
         await two.start_generation("alice")  # the other replica's charge counts here
     assert refused.value.code == "token_rate_limited"
+    for limits in (one, two):
+        await limits.counts.close()
