@@ -113,17 +113,14 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             those the other replicas serve (app/adapters/), followed from now on, and in
             memory mode those of fine-tuning jobs that succeeded before."""
             with contextlib.suppress(StoreUnavailable):
-                models.created = await adapters.registry.first_served(engine.model_name,
-                                                                      models.created)
+                models.created = await adapters.registry.first_served(models.base, models.created)
             for name, path in settings.lora_modules:
                 try:
                     await adapters.configured(name, path)
                 except StreamchatError as exc:
                     raise ConfigError(f"STREAMCHAT_LORA_MODULES: {name}={path}: "
                                       f"{exc.message}") from None
-            if settings.lora:
-                await adapters.sync()
-                adapters.follow()
+            await adapters.start()
             if jobs is not None and not adapters.registry.shared:
                 await jobs.restore_adapters()
 

@@ -111,3 +111,15 @@ def test_redis_away_loading_answers_503_and_loaded_adapters_serve(
             assert "new" not in {m["id"] for m in listed(a)}
     finally:
         redis.stop()
+
+
+def test_a_replica_started_later_serves_what_the_others_do(replicas: Pair, tmp_path: Path,
+                                                           redis_server: RedisServer) -> None:
+    a, _, _, _ = replicas
+    assert load(a, "early", adapter_folder(tmp_path, "early")).status_code == 200
+    engine_c = ScriptedEngine()
+    with TestClient(create_app(settings_for(redis_server, tmp_path / "c"), engine_c)) as c:
+        eventually(lambda: "early" in {m["id"] for m in listed(c)})  # its engine starts first
+        assert listed(c) == listed(a)
+        assert chat(c, "early").status_code == 200
+        assert engine_c.params[-1].lora is not None

@@ -139,6 +139,13 @@ class Adapters:
                               exc.message)
         await self._synced()
 
+    async def start(self) -> None:
+        """Once the engine runs, with LoRA on: serve what the registry lists, and follow the
+        other replicas' changes from now on."""
+        if self.enabled:
+            await self.sync()
+            self.follow()
+
     def follow(self) -> None:
         """Follow the other replicas' changes from now on (a task, in the running loop)."""
         if self._follower is None and self.registry.shared:

