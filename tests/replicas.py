@@ -13,9 +13,11 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from app.settings import from_env
 from tests.e2e_server import LiveServer, start_server, stop_server
 from tests.redis_server import RedisServer
 
@@ -26,9 +28,24 @@ def replica(redis: RedisServer, core: int, port: int | None = None) -> LiveServe
     # Each engine gets its own core: two engines on one core measure nothing but contention.
     try:
         return start_server({"STREAMCHAT_REDIS_URL": redis.url,
-                             "VLLM_CPU_OMP_THREADS_BIND": str(core)}, port=port)
+                             "VLLM_CPU_OMP_THREADS_BIND": str(core),
+                             # Fine-tuning and LoRA on, and a cache folder of its own: what
+                             # replicas share goes through Redis (test_e2e_adapters.py).
+                             "STREAMCHAT_FINE_TUNING": "true",
+                             "STREAMCHAT_CACHE_DIR": own_cache(redis, core)}, port=port)
     except RuntimeError as exc:
         pytest.fail(f"could not start replica {core}: {exc}", pytrace=False)
+
+
+def own_cache(redis: RedisServer, core: int) -> str:
+    """The replica's cache folder, its converted default model shared (a link)."""
+    cache = Path(redis.dir) / f"replica-{core}"
+    cache.mkdir(exist_ok=True)
+    if not (cache / "models").exists():
+        shared = from_env().cache_dir / "models"  # where the other e2e servers have it
+        shared.mkdir(parents=True, exist_ok=True)
+        (cache / "models").symlink_to(shared)
+    return str(cache)
 
 
 def port_of(server: LiveServer) -> int:
