@@ -2,8 +2,10 @@
 replicas sharing one real Redis (tests/replicas.py).
 
 Tokens must come through as they are generated on every transport (a buffering proxy would
-hand them over at the end), a reply must be resumable through nginx after the replica
-generating it is killed, and the body limit must be the service's."""
+hand them over at the end), a conversation's requests must all reach one replica (nginx's
+affinity, for its prefix cache), a reply must be resumable through nginx after the replica
+generating it is killed, the conversation going on on the other, and the body limit must be
+the service's."""
 
 from __future__ import annotations
 
@@ -80,16 +82,26 @@ def long_params(max_tokens: int = STREAM_TOKENS) -> dict[str, Any]:
     return {"max_tokens": max_tokens, "ignore_eos": True}
 
 
-def request_log_line(servers: list[LiveServer], request_id: str) -> dict[str, Any]:
-    """The replica's log line of the request (written as the response ends)."""
+def logged_by(servers: list[LiveServer], request_id: str,
+              event: str = "request") -> tuple[LiveServer, dict[str, Any]]:
+    """The replica that served the request, and its log line of it (written as the response
+    or the WebSocket ends)."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for server in servers:
             for line in server.log_path.read_text(errors="replace").splitlines():
-                if request_id in line and '"event":"request"' in line:
-                    return dict(json.loads(line))
+                if request_id in line and f'"event":"{event}"' in line:
+                    return server, dict(json.loads(line))
         time.sleep(0.1)
-    raise AssertionError(f"no replica logged request {request_id}")
+    raise AssertionError(f"no replica logged {event} {request_id}")
+
+
+def request_log_line(servers: list[LiveServer], request_id: str) -> dict[str, Any]:
+    return logged_by(servers, request_id)[1]
+
+
+def new_request_id(label: str) -> str:
+    return f"nginx-{label}-{time.monotonic_ns()}"
 
 
 def test_sse_tokens_come_through_as_generated(nginx: Nginx,
@@ -196,6 +208,55 @@ def test_metrics_stay_with_the_replicas(nginx: Nginx, two_replicas: list[LiveSer
     assert all(httpx.get(server.url + "/metrics").status_code == 200 for server in two_replicas)
 
 
+def test_a_conversations_turns_all_reach_one_replica(nginx: Nginx,
+                                                     two_replicas: list[LiveServer]) -> None:
+    """The affinity key (deploy/nginx.conf): a session's id in the path on every transport,
+    X-Session-Affinity for the stateless calls that carry the history in the body."""
+    sid, served = new_session(nginx), []
+    for turn in range(3):  # turns over SSE, each a request of its own
+        rid = new_request_id(f"turn{turn}")
+        reply = httpx.post(f"{nginx.url}/v1/sessions/{sid}/messages", timeout=120,
+                           headers={**SSE, "X-Request-ID": rid},
+                           json={"content": f"Say {turn}.", "params": {"max_tokens": 4}})
+        assert check_grammar(parse_frames(reply.text))[-1]["event"] == "done"
+        served.append(logged_by(two_replicas, rid)[0])
+    rid = new_request_id("ws")  # ...a turn over the WebSocket...
+    ws_url = nginx.url.replace("http://", "ws://") + f"/v1/sessions/{sid}/ws"
+    with connect(ws_url, open_timeout=30, additional_headers={"X-Request-ID": rid}) as ws:
+        ws.send(json.dumps({"type": "message", "content": "Say ws.",
+                            "params": {"max_tokens": 4}}))
+        while (frame := json.loads(ws.recv(timeout=120)))["type"] not in ("done", "error"):
+            pass
+        assert frame["type"] == "done", frame
+    served.append(logged_by(two_replicas, rid, "websocket")[0])
+    rid = new_request_id("read")  # ...and a read of the history
+    assert httpx.get(f"{nginx.url}/v1/sessions/{sid}",
+                     headers={"X-Request-ID": rid}).status_code == 200
+    served.append(logged_by(two_replicas, rid)[0])
+    assert len(set(map(id, served))) == 1, "a session's requests went to several replicas"
+
+    # A Responses chain: previous_response_id changes each turn; the client's conversation id
+    # in X-Session-Affinity does not (where each id lands: tests/test_nginx_routing.py).
+    model = httpx.get(nginx.url + "/v1/models").json()["data"][0]["id"]
+    for conversation in ("conv-a", "conv-b"):
+        chain: dict[str, Any] = {}
+        served = []
+        for turn in range(3):
+            rid = new_request_id(f"{conversation}-{turn}")
+            response = httpx.post(
+                nginx.url + "/v1/responses", timeout=120,
+                headers={"X-Session-Affinity": conversation, "X-Request-ID": rid},
+                json={"model": model, "input": f"Say {turn}.", "max_output_tokens": 4, **chain})
+            assert response.status_code == 200, response.text
+            chain = {"previous_response_id": response.json()["id"]}
+            served.append(logged_by(two_replicas, rid)[0])
+        rid = new_request_id(f"{conversation}-get")  # GET /v1/responses/{id}: with its chain
+        assert httpx.get(f"{nginx.url}/v1/responses/{chain['previous_response_id']}", headers={
+            "X-Session-Affinity": conversation, "X-Request-ID": rid}).status_code == 200
+        served.append(logged_by(two_replicas, rid)[0])
+        assert len(set(map(id, served))) == 1, f"{conversation} went to several replicas"
+
+
 def rejected_too_large(server: LiveServer) -> float:
     metrics = httpx.get(server.url + "/metrics").text
     found = re.search(r'^streamchat_rejected_requests_total\{reason="too_large"\} (\S+)$',
@@ -214,10 +275,12 @@ def admitted(server: LiveServer) -> float:
 @pytest.mark.leaves_replica_dead  # run after the pool's other users (tests/replicas.py)
 def test_reply_resumes_through_nginx_after_its_replica_is_killed(
         nginx: Nginx, two_replicas: list[LiveServer]) -> None:
-    sid = new_session(nginx)
-    finished = httpx.post(f"{nginx.url}/v1/sessions/{sid}/messages", headers=SSE, timeout=120,
+    sid, first_id = new_session(nginx), new_request_id("first")
+    finished = httpx.post(f"{nginx.url}/v1/sessions/{sid}/messages", timeout=120,
+                          headers={**SSE, "X-Request-ID": first_id},
                           json={"content": "Say apple.", "params": {"max_tokens": 8}})
     finished_events = check_grammar(parse_frames(finished.text))
+    home = logged_by(two_replicas, first_id)[0]
     seen: list[dict[str, Any]] = []
     with httpx.stream("POST", f"{nginx.url}/v1/sessions/{sid}/messages", headers=SSE,
                       json={"content": "Write a long story.", "params": long_params(1000)},
@@ -233,6 +296,7 @@ def test_reply_resumes_through_nginx_after_its_replica_is_killed(
         generating = [server for server in two_replicas if admitted(server) == 1]
         assert len(generating) == 1, "one replica should be generating the reply"
         victim, survivor = generating[0], next(s for s in two_replicas if s is not generating[0])
+        assert victim is home, "the session's second turn should be on its first turn's replica"
         kill(victim)  # the stream through nginx stays open until nginx sees it die
         with pytest.raises(httpx.TransportError):  # cut short: no terminal event, no last chunk
             for arrival in events:
@@ -241,9 +305,11 @@ def test_reply_resumes_through_nginx_after_its_replica_is_killed(
     assert seen[-1]["event"] == "token"
     last = int(seen[-1]["id"])
     assert [int(e["id"]) for e in seen] == list(range(last + 1))
-    # Requests through nginx go on: each worker's round robin sends every other one to the
-    # dead replica (until it counts as down), and nginx passes it on to the survivor.
-    assert [httpx.get(nginx.url + "/health").status_code for _ in range(6)] == [200] * 6
+    # The session's requests through nginx go on: each nginx worker sends them to the dead
+    # replica (their place on the ring) until it counts as down, and passes each on to the
+    # next replica on the ring, the survivor.
+    assert [httpx.get(f"{nginx.url}/v1/sessions/{sid}").status_code
+            for _ in range(6)] == [200] * 6
     assert nginx.logged(f"upstream=127.0.0.1:{port_of(victim)}, 127.0.0.1:{port_of(survivor)} ")
 
     # Resumed through nginx, which finds the survivor: the events the dead replica had
@@ -263,7 +329,10 @@ def test_reply_resumes_through_nginx_after_its_replica_is_killed(
     assert messages[1]["content"] == "".join(e["data"]["text"] for e in finished_events[1:-1])
     assert messages[3]["id"] == mid and messages[3]["status"] == "error"
     assert messages[3]["content"] == "".join(e["data"]["text"] for e in seen[1:] + rest[:-1])
-    # ...and the session goes on, through nginx, on the survivor.
-    again = httpx.post(f"{nginx.url}/v1/sessions/{sid}/messages", headers=SSE, timeout=120,
+    # ...and the session's next turn goes, through nginx, to the survivor, and completes.
+    again_id = new_request_id("again")
+    again = httpx.post(f"{nginx.url}/v1/sessions/{sid}/messages", timeout=120,
+                       headers={**SSE, "X-Request-ID": again_id},
                        json={"content": "Still there?", "params": {"max_tokens": 8}})
     assert check_grammar(parse_frames(again.text))[-1]["event"] == "done"
+    assert logged_by([victim, survivor], again_id)[0] is survivor
