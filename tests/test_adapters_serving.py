@@ -15,7 +15,7 @@ import pytest
 
 from app.adapters import Adapters, Entry, MemoryRegistry, RedisRegistry
 from app.adapters.folders import COMPLETE
-from app.adapters.registry import CHANNEL
+from app.adapters.registry import CHANNEL, ENTRIES
 from app.errors import InvalidRequest
 from app.redis_calls import connect
 from tests.fakes import ScriptedEngine
@@ -142,3 +142,24 @@ async def test_memory_mode_serves_by_path_and_names_are_taken_once(tmp_path: Pat
         await adapters.add("n", tmp_path / "missing")
     await adapters.remove("m")
     assert engine.loras == {}
+
+
+async def test_a_follower_whose_subscription_broke_reads_the_registry_again(
+        pair: tuple[Replica, Replica], tmp_path: Path) -> None:
+    a, b = pair
+    redis = a.adapters.registry.redis  # type: ignore[attr-defined]
+    redis.health.start()  # as the service does: the store is seen back after a failed call
+    b.adapters.follow()
+    async with asyncio.timeout(5):
+        while (await redis.pubsub_numsub(CHANNEL))[0][1] == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    # A change whose announcement b never hears: registered without one, b's subscription cut.
+    entry = Entry(name="quiet", version="lora-quiet", root=str(tmp_path / "gone"), created=1,
+                  stored=True)
+    await redis.hset("sc:adapter:lora-quiet", mapping={"adapter_config.json": b'{"r": 8}'})
+    await redis.hsetnx(ENTRIES, "quiet", entry.model_dump_json())
+    await redis.client_kill_filter(_type="pubsub")
+    try:
+        await until(lambda: b.names() == {"quiet"}, timeout_s=10)
+    finally:
+        await redis.health.close()

@@ -144,15 +144,16 @@ class RedisRegistry:
         return int(await self.redis.hget(CREATED, name))
 
     async def changes(self) -> AsyncGenerator[str, None]:
-        """Names announced from the moment it yields its first item: an empty name, once
-        subscribed (a change made before it was listening is in the registry it reads then)."""
+        """Names announced, from the moment it yields its first item: an empty name, once
+        subscribed (a change made before it was listening is in the registry it reads then).
+        An empty name again whenever redis-py subscribed again (a connection that broke: the
+        announcements meanwhile are lost) and after `RESYNC_S` without any."""
         pubsub = self.redis.pubsub()
         try:
             await pubsub.subscribe(CHANNEL)
-            yield ""
             while True:
                 message = await pubsub.get_message(timeout=RESYNC_S)
-                if message is None:  # nothing for a while: read the registry anyway
+                if message is None or message["type"] == "subscribe":
                     yield ""
                 elif message["type"] == "message":
                     yield _text(message["data"])

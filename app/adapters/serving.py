@@ -21,7 +21,7 @@ from pathlib import Path
 from app.adapters import folders
 from app.adapters.registry import Entry, MemoryRegistry, Registry, taken
 from app.engine.base import Engine, LoraAdapter
-from app.errors import Conflict, InvalidRequest, StoreUnavailable, StreamchatError
+from app.errors import Conflict, InvalidRequest, NotReady, StoreUnavailable, StreamchatError
 from app.ids import new_id
 
 log = logging.getLogger("streamchat.adapters")
@@ -116,9 +116,11 @@ class Adapters:
                     continue
                 try:
                     await self._load(entry, await self._local(entry))
-                except StreamchatError as exc:
+                except NotReady as exc:
                     if isinstance(exc, StoreUnavailable):
                         raise
+                    return  # the engine died meanwhile: `restore` syncs its successor
+                except StreamchatError as exc:
                     self._failed.add(entry.version)
                     log.error("LoRA adapter %s is not served on this replica: %s", name,
                               exc.message)
