@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from app.adapters import Adapters
 from app.errors import NotFound
 from app.served_models import ServedModels
 from tests.fakes import ScriptedEngine
@@ -37,3 +41,19 @@ def test_the_engines_name_is_read_when_asked() -> None:
     assert models.names() == ["renamed"] and models.resolve("renamed") == "renamed"
     with pytest.raises(NotFound):
         models.resolve("scripted")
+
+
+async def test_adapters_are_listed_in_the_order_any_replica_first_loaded_them(
+        tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    await engine.start()
+    adapters = Adapters(engine, enabled=True, max_rank=16)
+    for name, created in (("zeta", 1), ("alpha", 3), ("mid", 2)):  # loaded here in this order
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text('{"r": 8}')
+        await adapters.add(name, folder)
+        served = adapters._served[name]
+        adapters._served[name] = replace(served, entry=served.entry.model_copy(
+            update={"created": created}))  # as the registry says another replica loaded them
+    assert ServedModels(engine, (), adapters).names() == ["scripted", "zeta", "mid", "alpha"]
