@@ -41,8 +41,11 @@ pip install -q -e ".[$extras]"
 if [ "$device" = cpu ]; then
   pip uninstall -q -y torchvision torchaudio torchcodec
 fi
-if [ "$device" = cpu ] && ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 \
-    >/dev/null 2>&1; then
+# Asked of the dynamic loader's cache, where the engine finds it too (app/engine/cpu.py).
+has_tcmalloc() {
+  PATH="$PATH:/usr/sbin:/sbin" ldconfig -p | grep -q 'libtcmalloc_minimal\.so\.4 '
+}
+if [ "$device" = cpu ] && ! has_tcmalloc; then
   # vLLM's CPU guide preloads tcmalloc into the engine (the service does, when it finds it).
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     step "installing tcmalloc (libtcmalloc-minimal4, apt-get) for the CPU engine"
