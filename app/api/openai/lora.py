@@ -1,7 +1,7 @@
 """vLLM's runtime LoRA endpoints, in its shapes: `POST /v1/load_lora_adapter` `{"lora_name",
 "lora_path"}` and `POST /v1/unload_lora_adapter` `{"lora_name"}` (`admin` scope with auth on),
-answering vLLM's plain-text success line. The adapter is served at once, by name, on this
-replica (app/adapters.py)."""
+answering vLLM's plain-text success line once this replica serves the adapter (or no longer
+does); every other replica follows within about a second (app/adapters/)."""
 
 from __future__ import annotations
 
