@@ -13,8 +13,8 @@ An unreachable bucket reads as full too (Redis away: StoreUnavailable): the limi
 They share fairness between keys; they guard nothing that breaks without them. Failing closed
 would turn a Redis outage into a 503 on every request with a key, stateless completions
 included, which need no Redis at all. Meanwhile each key is still held to its
-max_streams_per_key on each replica (counted in memory) and the engine to its admission queue;
-what a key spends during the outage is not charged.
+max_streams_per_key on each replica (each counting alone, streams.py) and the engine to its
+admission queue; what a key spends during the outage is not charged.
 """
 
 from __future__ import annotations
