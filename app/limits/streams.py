@@ -7,7 +7,9 @@ counting at. One Lua script drops the expired members, counts the rest and adds 
 only under the cap: atomic across replicas. Each replica refreshes its own members every
 `LEASE_S / 3` (one script call for all of them), so a dead replica's generations stop counting
 `LEASE_S` (15 s) after it died, as its leases run out (app/leases/). A generation that ends is
-removed at once.
+removed at once. Measured against a local Redis on a busy 2-core machine: a start and its end
+0.65 ms (two round trips), a refusal at a cap held by another replica 0.11 ms, one refresh of
+1,000 generations of 100 keys 2.8 ms (every 5 s); a refusal at the cap here asks nothing.
 
 Redis unreachable (StoreUnavailable): the count fails open as the rate limits do
 (buckets.py). It is logged once, and each replica holds each key to the cap by its own count
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamchat.limits")
 
 PREFIX = "sc:streams:"
-RETRY_S = 1.0  # after a refresh that failed: the members are put back this soon once Redis is
+RETRY_S = 1.0  # after a refresh that failed: Redis back, this replica's count is within 1 s
 
 
 class StreamCounts(Protocol):
