@@ -30,8 +30,12 @@ def chat(max_tokens: int, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def keyed_replicas(replica_pool: ReplicaPool, redis_server: RedisServer) -> Iterator[list[LiveServer]]:
-    replica_pool.stop()
+def keyed_replicas(request: pytest.FixtureRequest,
+                   redis_server: RedisServer) -> Iterator[list[LiveServer]]:
+    # Asked for here, not named: a test naming the pool counts as its user, and the pool's
+    # last users (tests/replicas.py) would be ordered after this one, starting it again.
+    pool: ReplicaPool = request.getfixturevalue("replica_pool")
+    pool.stop()
     redis_server.flush()
     env = {"STREAMCHAT_REDIS_URL": redis_server.url, "STREAMCHAT_MAX_STREAMS_PER_KEY": "1",
            "STREAMCHAT_API_KEYS": "alice:sk-alice-e2e:chat"}
