@@ -79,7 +79,8 @@ def test_each_target_installs_with_the_readme_script_without_test_tools(
     # to the same place, and puts its bin first on PATH.
     copies = [c.args.split() for c in dockerfile.stage(target).instructions
               if c.keyword == "COPY" and "from" in c.flags]
-    assert any(src == dest and venv.startswith(src.rstrip("/") + "/") for src, dest in copies)
+    assert any(src == dest and (venv == src or venv.startswith(src.rstrip("/") + "/"))
+               for src, dest in copies)
     assert dockerfile.env(target)["PATH"].split(":")[0] == f"{venv}/bin"
 
 
@@ -137,6 +138,56 @@ def test_runtime_runs_as_a_numeric_user_that_is_not_root(dockerfile: Dockerfile,
     assert uid.isdigit() and int(uid) != 0  # numeric: Kubernetes' runAsNonRoot can check it
     created = [run.args for run in dockerfile.instructions(target, "RUN") if "useradd" in run.args]
     assert any(f"--uid {uid} " in args for args in created), "the user is not created"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_users_group_is_the_one_user_names(dockerfile: Dockerfile, target: str) -> None:
+    """`useradd --system --user-group` picks a system gid (999): the group USER names must be
+    made with its number, and be the user's own."""
+    user = dockerfile.last(target, "USER")
+    assert user is not None
+    uid, _, gid = user.args.partition(":")
+    assert gid.isdigit(), "USER names no numeric group: the process would run in group 0"
+    commands = _commands(dockerfile, target)
+    assert any(c[0] == "groupadd" and _option(c, "--gid") == gid for c in commands)
+    [useradd] = [c for c in commands if c[0] == "useradd"]
+    assert (_option(useradd, "--uid"), _option(useradd, "--gid")) == (uid, gid)
+    assert "--user-group" not in useradd
+
+
+def test_every_folder_of_the_cache_path_is_the_users(dockerfile: Dockerfile) -> None:
+    """vLLM writes ~/.cache/vllm beside streamchat's cache: a ~/.cache owned by root makes it
+    log PermissionError at start."""
+    user = dockerfile.last("cpu", "USER")
+    assert user is not None
+    uid, _, gid = user.args.partition(":")
+    home, cache = Path(dockerfile.env("cpu")["HOME"]), Path(dockerfile.env("cpu")["STREAMCHAT_CACHE_DIR"])
+    owned: set[Path] = set()
+    for command in _commands(dockerfile, "cpu"):
+        if command[:2] == ["install", "-d"] and _option(command, "-o") in (uid, "streamchat") \
+                and _option(command, "-g") in (gid, "streamchat"):
+            owned |= {Path(word) for word in command if word.startswith("/")}
+    assert home in cache.parents
+    below_home = [folder for folder in (cache, *cache.parents) if home in folder.parents]
+    assert set(below_home) <= owned, sorted(map(str, set(below_home) - owned))
+
+
+def _commands(dockerfile: Dockerfile, target: str) -> list[list[str]]:
+    """The simple commands of the target's RUN steps (split at &&)."""
+    commands = []
+    for run in dockerfile.instructions(target, "RUN"):
+        words: list[str] = []
+        for word in [*shlex.split(run.args), "&&"]:
+            if word == "&&":
+                commands.append(words)
+                words = []
+            else:
+                words.append(word)
+    return [c for c in commands if c]
+
+
+def _option(command: list[str], name: str) -> str | None:
+    return command[command.index(name) + 1] if name in command[:-1] else None
 
 
 @pytest.mark.parametrize("target", TARGETS)
