@@ -47,6 +47,7 @@ class ResponseRun:
         if self.store:
             await self.records.put(KIND, self.builder.response["id"], {
                 "response": self.builder.snapshot(), "owner": self.owner,
+                "resumable": self.background,  # detached: its events are in a reply log
                 "messages": [*self.conversation, *self.builder.conversation()]})
 
     async def events(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Event]:

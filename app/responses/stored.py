@@ -32,6 +32,12 @@ async def stored(records: Records, response_id: str, owner: str | None,
     return record
 
 
+def resumable(record: Record) -> bool:
+    """Whether its events are in a reply log (run detached: background, or over the WebSocket),
+    to stream again or cancel."""
+    return bool(record.get("resumable") or record["response"].get("background"))
+
+
 async def history(records: Records, previous_response_id: str | None,
                   owner: str | None) -> Messages:
     """The conversation a chained response goes on from: none without a previous response;

@@ -11,8 +11,6 @@ keeps such state in one process's memory."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,17 +22,14 @@ from app.api.http.disconnect import CLIENT_CLOSED, unless_disconnected
 from app.api.http.errors import json_response
 from app.api.http.query import flag, integer, last_event_id
 from app.api.http.state import Services, fair_user, owner, services
-from app.api.openai.format import Shape, chunks
-from app.api.openai.reasoning import reasoning_of
-from app.api.openai.tool_parser import auto_reader
-from app.api.responses.events import ResponseBuilder, new_response_id, response_error
+from app.api.responses.events import response_error
 from app.api.responses.frames import frames, logged_frames
-from app.api.responses.schemas import ResponsesRequest, renamed
-from app.completions import Caller
+from app.api.responses.schemas import ResponsesRequest
+from app.api.responses.start import detach, start
 from app.errors import InvalidRequest, NotFound
 from app.records import Record
-from app.responses.run import ResponseRun, whole
-from app.responses.stored import FINAL, KIND, history, repaired, stored
+from app.responses.run import whole
+from app.responses.stored import FINAL, KIND, repaired, resumable, stored
 
 
 async def create(request: Request) -> Response:
@@ -42,52 +37,23 @@ async def create(request: Request) -> Response:
     context = validation_context(svc.settings)
     req = await parse_body(request, ResponsesRequest, svc.settings.max_body_bytes,
                            context=context)
-    model = svc.models.resolve(req.model)
-    before = await history(svc.records, req.previous_response_id, owner(request))
-    chat = req.chat(before, context)
-    response_id = new_response_id()
-    caller = Caller(response_id, accepted_at, owner(request), fair_user(request, req.user))
-    try:
-        params = replace(chat.generation_params(), lora=svc.models.lora(model))
-        completion = await svc.completions.chat(chat.turns(), params, chat.requested_max_tokens,
-                                                caller, tools=chat.template_tools())
-    except InvalidRequest as exc:  # what the engine's checks found, by this API's names
-        raise renamed(exc) from None
-    assert chat.tool_choice is not None  # resolved when validated
-    builder = ResponseBuilder(response_id, req, model, chat.tool_choice)
-    run = ResponseRun(builder, svc.records, owner=owner(request), store=req.store,
-                      background=req.background,
-                      conversation=[*before, *req.new_messages()])
-    shape = Shape(response_id, int(time.time()), model, True, False, 0,
-                                tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)),
-                                reasoning=reasoning_of(svc, completion))
-    events = run.events(chunks(completion, shape, include_usage=True))
+    started = await start(svc, req, context, owner=owner(request),
+                          user=fair_user(request, req.user), accepted_at=accepted_at)
     if req.background:
-        return await _background(request, svc, run, events, completion.release, req.stream)
+        queued = started.builder.snapshot()
+        log = await detach(svc, started, owner(request))
+        if req.stream:
+            return sse.EventStreamResponse(logged_frames(log.follow(0, sse.PING_INTERVAL_S)))
+        return json_response(queued)
     if req.stream:
-        return sse.EventStreamResponse(frames(events), on_close=completion.release,
+        return sse.EventStreamResponse(frames(started.events), on_close=started.release,
                                        ping_s=sse.PING_INTERVAL_S)
     try:
-        finished, _ = await unless_disconnected(request.receive, whole(events))
+        finished, _ = await unless_disconnected(request.receive, whole(started.events))
     finally:
-        await completion.release()
-    return json_response(builder.snapshot()) if finished else Response(status_code=CLIENT_CLOSED)
-
-
-async def _background(request: Request, svc: Services, run: ResponseRun, events: Any,
-                      release: Any, stream: bool) -> Response:
-    """Start it detached, stored as queued first: a GET right after the POST finds it."""
-    await run.save()
-    queued = run.builder.snapshot()
-    try:
-        log = await svc.detached.start(queued["id"], owner(request), events, release,
-                                       background=True)
-    except BaseException:  # never started: its place in the queue goes back
-        await release()
-        raise
-    if stream:
-        return sse.EventStreamResponse(logged_frames(log.follow(0, sse.PING_INTERVAL_S)))
-    return json_response(queued)
+        await started.release()
+    return json_response(started.builder.snapshot()) if finished else \
+        Response(status_code=CLIENT_CLOSED)
 
 
 async def retrieve(request: Request) -> Response:
@@ -96,9 +62,9 @@ async def retrieve(request: Request) -> Response:
     record = await _current(svc, await stored(svc.records, response_id, owner(request)))
     if not stream:
         return json_response(record["response"])
-    if not record["response"].get("background"):
-        raise InvalidRequest("only a background response can be streamed again",
-                             param="stream")
+    if not resumable(record):
+        raise InvalidRequest("only a background response, or one started over the WebSocket, "
+                             "can be streamed again", param="stream")
     # The log numbers its own `start` 0: sequence number N is the log's N + 1.
     try:
         events = await svc.detached.follow(response_id, after + 1,
@@ -113,9 +79,9 @@ async def retrieve(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     svc, response_id = services(request), request.path_params["response_id"]
     record = await stored(svc.records, response_id, owner(request))
-    if not record["response"].get("background"):
-        raise InvalidRequest("only a background response can be cancelled",
-                             param="response_id")
+    if not resumable(record):
+        raise InvalidRequest("only a background response, or one started over the WebSocket, "
+                             "can be cancelled", param="response_id")
     if record["response"]["status"] not in FINAL:
         await svc.detached.cancel(response_id)
         record = await stored(svc.records, response_id, owner(request))
