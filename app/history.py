@@ -7,7 +7,7 @@ prefix cache keeps hitting from turn to turn."""
 from __future__ import annotations
 
 from app.engine.base import ChatTurn, Engine
-from app.sessions.models import FINAL_STATUSES, Session
+from app.sessions.models import FINAL_STATUSES, Message, Session
 
 
 async def fit_history(engine: Engine, session: Session, content: str, reserve: int) -> list[int]:
@@ -15,12 +15,12 @@ async def fit_history(engine: Engine, session: Session, content: str, reserve: i
     `max_model_len - reserve` when dropping old turns can get there; otherwise the new turn
     alone (whether that leaves the reply enough room is app/token_budget.py's rule)."""
     budget = engine.max_model_len - reserve
-    history = [m for m in session.messages if m.status in FINAL_STATUSES and m.content]
+    history = _replayed(session)
     system = [ChatTurn("system", session.system)] if session.system else []
     question = ChatTurn("user", content)
 
     async def render(drop: int) -> list[int]:
-        turns = [ChatTurn(m.role, m.content) for m in history[drop:]]
+        turns = [turn_of(m) for m in history[drop:]]
         return await engine.render_chat([*system, *turns, question])
 
     ids = await render(0)
@@ -46,10 +46,25 @@ async def next_turn_prefix(engine: Engine, session: Session, reserve: int) -> li
     """Token ids that the session's next prompt will start with: the whole history rendered
     through the end of the last turn, without a generation prompt. None when the next turn is
     bound to drop old turns (its prompt would then start differently)."""
-    history = [m for m in session.messages if m.status in FINAL_STATUSES and m.content]
+    history = _replayed(session)
     if not history:
         return None
     system = [ChatTurn("system", session.system)] if session.system else []
-    ids = await engine.render_chat([*system, *(ChatTurn(m.role, m.content) for m in history)],
+    ids = await engine.render_chat([*system, *map(turn_of, history)],
                                    add_generation_prompt=False)
     return ids if len(ids) + reserve < engine.max_model_len else None
+
+
+def _replayed(session: Session) -> list[Message]:
+    """The messages a prompt shows: ended ones with text or a function call (a reasoning-only
+    item is not replayed, as the chat templates want)."""
+    return [m for m in session.messages
+            if m.status in FINAL_STATUSES and (m.content or m.tool_calls)]
+
+
+def turn_of(message: Message) -> ChatTurn:
+    """A message as the chat template takes it; a conversation's `developer` is its system."""
+    extra = {k: v for k, v in (("tool_calls", message.tool_calls),
+                               ("tool_call_id", message.tool_call_id)) if v}
+    return ChatTurn("system" if message.role == "developer" else message.role, message.content,
+                    extra)

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters import Adapters, registry_for
 from app.admission import Admission
-from app.api import fine_tuning, openai, ops, responses, sessions
+from app.api import conversations, fine_tuning, openai, ops, responses, sessions
 from app.api.http.auth import AuthMiddleware
 from app.api.http.browser_guard import BrowserGuard, cors_middleware
 from app.api.http.errors import EXCEPTION_HANDLERS
@@ -154,6 +154,7 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
 
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *openai.routes, *responses.routes, *fine_tuning.routes,
+                *conversations.routes,
                 Route("/", PageFiles(request_response(index)), methods=["GET"]),
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from app.records import Records
@@ -35,13 +35,17 @@ class Builder(Protocol):
 
 class ResponseRun:
     def __init__(self, builder: Builder, records: Records, *, owner: str | None,
-                 conversation: Messages, store: bool, background: bool) -> None:
+                 conversation: Messages, store: bool, background: bool,
+                 then: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
         self.builder = builder
         self.records = records
         self.owner = owner
         self.conversation = conversation  # what came before this reply: history and input
         self.store = store
         self.background = background
+        # Given the response once it has ended (a conversation's items appended), before its
+        # terminal event goes out; not when its client left.
+        self.then = then
 
     async def save(self) -> None:
         if self.store:
@@ -68,6 +72,8 @@ class ResponseRun:
             cancelled = True  # POST .../cancel, or shutdown: the response ends cancelled
         closing = self.builder.close(cancelled=cancelled)
         await self.save()
+        if self.then is not None:
+            await self.then(self.builder.snapshot())
         for event in closing:
             yield event
 

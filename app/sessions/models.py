@@ -9,7 +9,8 @@ from typing import Any, Literal, TypedDict
 from app.errors import InvalidRequest, MessageNotFound
 from app.ids import new_id
 
-Role = Literal["user", "assistant"]
+# "system", "developer" and "tool" only in conversations' items (app/conversations/items.py).
+Role = Literal["user", "assistant", "system", "developer", "tool"]
 Status = Literal["queued", "streaming", "done", "cancelled", "error"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "cancelled", "error"})
 
@@ -33,6 +34,9 @@ class Message:
     # A reply's reasoning, with a reasoning parser: kept apart from `content`, which alone goes
     # into later prompts (app/history.py).
     reasoning: str | None = None
+    # A conversation's function call (chat form: id, type, function) or its output's call id.
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     @classmethod
     def new(cls, role: Role, content: str, status: Status, model: str | None = None) -> Message:
@@ -61,6 +65,7 @@ class SessionChanges(TypedDict, total=False):
     system: str | None
     params: dict[str, Any]
     model: str | None  # None: the base model
+    metadata: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -74,6 +79,7 @@ class Session:
     messages: list[Message] = field(default_factory=list)
     # The model its replies are written by, as the client named it; None: the base model.
     model: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # a conversation's (OpenAI's)
 
     @classmethod
     def new(
@@ -88,7 +94,8 @@ class Session:
         """The session from its stored `meta()` (older sessions lack newer keys)."""
         return cls(id=meta["id"], created=meta["created"], title=meta.get("title"),
                    system=meta.get("system"), params=meta.get("params") or {},
-                   owner=meta.get("owner"), messages=messages, model=meta.get("model"))
+                   owner=meta.get("owner"), messages=messages, model=meta.get("model"),
+                   metadata=meta.get("metadata") or {})
 
     def change(self, changes: SessionChanges) -> None:
         """Apply `changes` to its metadata."""
@@ -120,7 +127,8 @@ class Session:
     def meta(self) -> dict[str, Any]:
         """The session without its messages, as stored."""
         return {"id": self.id, "created": self.created, "title": self.title, "system": self.system,
-                "params": self.params, "owner": self.owner, "model": self.model}
+                "params": self.params, "owner": self.owner, "model": self.model,
+                "metadata": self.metadata}
 
     def public(self) -> dict[str, Any]:
         """What clients see (docs/API.md)."""

@@ -52,6 +52,7 @@ class ResponseBuilder:
             "model": model, "output": [], "error": None, "incomplete_details": None,
             "instructions": req.instructions, "metadata": req.metadata or {},
             "previous_response_id": req.previous_response_id, "store": req.store,
+            "conversation": {"id": req.conversation} if req.conversation else None,
             "parallel_tool_calls": req.parallel_tool_calls is not False,
             "temperature": req.temperature, "top_p": req.top_p, "tool_choice": choice,
             "tools": [t.model_dump(exclude_none=True) for t in req.tools or []],

@@ -104,6 +104,10 @@ class ResponsesRequest(SamplingFields):
         lambda v: [{"role": "user", "content": v}] if isinstance(v, str) else v)]
     instructions: MessageText | None = None
     previous_response_id: str | None = None
+    # A conversation's id, or {"id": ...}: its items come before `input`, and this response's
+    # are appended to it (app/api/responses/in_conversation.py).
+    conversation: Annotated[str, Field(min_length=1), BeforeValidator(
+        lambda v: v["id"] if isinstance(v, dict) and list(v) == ["id"] else v)] | None = None
     store: bool = True
     stream: bool = False
     background: bool = False
@@ -129,6 +133,14 @@ class ResponsesRequest(SamplingFields):
         if background and not info.data.get("store", True):
             raise ValueError("needs 'store': true (a background response is fetched later)")
         return background
+
+    @field_validator("conversation")
+    @classmethod
+    def _one_history(cls, conversation: str | None, info: Any) -> str | None:
+        if conversation is not None and info.data.get("previous_response_id") is not None:
+            raise ValueError("and 'previous_response_id' are mutually exclusive (as OpenAI): "
+                             "give one")
+        return conversation
 
     @model_validator(mode="before")
     @classmethod

@@ -16,11 +16,12 @@ from app.api.openai.format import Shape, chunks
 from app.api.openai.reasoning import reasoning_of
 from app.api.openai.tool_parser import auto_reader
 from app.api.responses.events import Event, ResponseBuilder, new_response_id
+from app.api.responses.in_conversation import before as history_of
+from app.api.responses.in_conversation import recorder
 from app.api.responses.schemas import ResponsesRequest, renamed
 from app.completions import Caller
 from app.errors import InvalidRequest
 from app.responses.run import ResponseRun
-from app.responses.stored import history
 from app.streams import ReplyLog
 
 
@@ -42,7 +43,7 @@ async def start(svc: Services, req: ResponsesRequest, context: dict[str, Any], *
     `detached` run (background, or WebSocket) is stored while it runs and ends cancelled when
     stopped."""
     model = svc.models.resolve(req.model)
-    before = await history(svc.records, req.previous_response_id, owner)
+    before = await history_of(svc, req, owner)  # the chain's, or the conversation's
     chat = req.chat(before, context)
     response_id = new_response_id()
     caller = Caller(response_id, accepted_at, owner, user)
@@ -56,7 +57,8 @@ async def start(svc: Services, req: ResponsesRequest, context: dict[str, Any], *
     builder = ResponseBuilder(response_id, req, model, chat.tool_choice)
     run = ResponseRun(builder, svc.records, owner=owner, store=req.store,
                       background=req.background or detached,
-                      conversation=[*before, *req.new_messages()])
+                      conversation=[*before, *req.new_messages()],
+                      then=recorder(svc, req, owner))
     shape = Shape(response_id, int(time.time()), model, True, False, 0,
                   tools=chat.tool_calls(lambda: auto_reader(svc, chat, model)),
                   reasoning=reasoning_of(svc, completion))
