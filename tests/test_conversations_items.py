@@ -3,6 +3,8 @@ chat messages a response in it goes on from, and session records of the previous
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from app.conversations.items import all_items, chat_messages, holder, message_of, reasoning_id
@@ -71,3 +73,9 @@ def test_records_of_the_previous_version_still_load() -> None:
     session = Session.from_meta(old_meta, [Message.from_dict(old_message)])
     assert session.metadata == {} and session.messages[0].tool_calls is None
     assert all_items(session.messages)[0]["content"][0]["text"] == "hi"
+
+
+def test_the_conversations_core_does_not_import_starlette() -> None:
+    code = ("import sys, app.conversations.service; "
+            "assert 'starlette' not in sys.modules, 'app.conversations imports starlette'")
+    subprocess.run([sys.executable, "-c", code], check=True)
