@@ -18,11 +18,11 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import metrics
-from app.api.http.auth import BEARER_PROTOCOL
 from app.api.http.body import validation_context
 from app.api.http.errors import count_rejection, error_frame
 from app.api.http.raw_send import body_send
 from app.api.http.state import Services, fair_user, owner, services
+from app.api.http.subprotocol import subprotocol
 from app.api.sessions.schemas import (
     CancelFrame,
     ClientFrame,
@@ -136,14 +136,6 @@ class SessionSocket:
                 await self._send_frame({"type": "websocket.send", "text": data.decode()})
             except OSError:  # the client left: what Starlette's own send would raise
                 raise WebSocketDisconnect(code=1006) from None
-
-
-def subprotocol(offered: list[str]) -> str | None:
-    """The protocol to answer with: a browser that offered any (e.g. `bearer.<token>` to carry
-    its key) fails the handshake unless one is selected; prefer one that is not the token."""
-    plain = [p for p in offered if not p.startswith(BEARER_PROTOCOL)]
-    choices = plain or offered
-    return choices[0] if choices else None
 
 
 async def session_socket(websocket: WebSocket) -> None:
