@@ -68,10 +68,10 @@ async def start(svc: Services, req: ResponsesRequest, context: dict[str, Any], *
 
 async def detach(svc: Services, started: Started, owner: str | None) -> ReplyLog:
     """Run it detached, stored first (queued, or in progress): a GET right after finds it."""
-    await started.run.save()
     try:
+        await started.run.save()
         return await svc.detached.start(started.builder.response["id"], owner, started.events,
                                         started.release, background=True)
-    except BaseException:  # never started: its place in the queue goes back
+    except BaseException:  # never started (a store error, a socket gone): its place goes back
         await started.release()
         raise
