@@ -8,22 +8,19 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route, request_response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters import Adapters, registry_for
 from app.admission import Admission
-from app.api import conversations, fine_tuning, openai, ops, responses, sessions
+from app.api import conversations, fine_tuning, inference, openai, openapi, ops, responses, sessions
 from app.api.http.auth import AuthMiddleware
 from app.api.http.browser_guard import BrowserGuard, cors_middleware
 from app.api.http.errors import EXCEPTION_HANDLERS
+from app.api.http.page import STATIC_DIR, PageFiles, page
 from app.api.http.raw_send import StreamchatApp
 from app.api.http.request_log import RequestLog
 from app.api.http.state import Services, State
@@ -46,7 +43,6 @@ from app.streams import ReplyLogs
 
 log = logging.getLogger("streamchat")
 DEFAULT_MAX_ACTIVE = 128  # vLLM's max_num_seqs for an engine on a CPU, until it says its own
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -155,7 +151,9 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
     return StreamchatApp(
         routes=[*ops.routes, *sessions.routes, *openai.routes, *responses.routes, *fine_tuning.routes,
                 *conversations.routes,
-                Route("/", PageFiles(request_response(index)), methods=["GET"]),
+                *inference.routes, *openapi.routes,
+                Route("/", page("index.html"), methods=["GET"]),
+                Route("/docs", page("docs.html"), methods=["GET"]),  # Swagger UI, vendored
                 Mount("/static", PageFiles(StaticFiles(directory=STATIC_DIR, check_dir=False)),
                       name="static")],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -211,39 +209,3 @@ def _serve(engine: Engine, admission: Admission, max_concurrent: int | None) -> 
 
 
 YOUNG_GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
-
-
-# The page runs only its own files: no inline script (an injected <script> or on* handler
-# does nothing), nothing fetched from elsewhere, never framed, no referrer to the links a reply
-# contains. Only the page: API responses are JSON and streams, never rendered.
-PAGE_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-     b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-     b"frame-ancestors 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-]
-
-
-class PageFiles:
-    """The page's files (`/` and `/static/...`), with the page's headers. They are small:
-    served whole. Starlette's file responses answer a bad `Range` header in plain text, outside
-    the contract's error shape; ignoring it answers 200."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
-
-        async def send_with_page_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *PAGE_HEADERS]}
-            await send(message)
-
-        await self.app({**scope, "headers": headers}, receive, send_with_page_headers)
-
-
-async def index(request: Request) -> Response:
-    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})

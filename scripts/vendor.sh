@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Vendors the chat page's browser libraries into static/vendor/: ES modules the page imports
 # straight from /static/vendor/... (no build step, no CDN), each with its licence, and
-# static/vendor/README.md listing them. Needs npm (the registry) and node.
+# static/vendor/README.md listing them; and Swagger UI, the /docs page's. Needs npm (the registry) and node.
 #   scripts/vendor.sh                      the pinned versions below
 #   MARKED=18.3.0 scripts/vendor.sh        an update: then pin the new version here and commit
 set -euo pipefail
 MARKED=${MARKED:-18.2.1}     # npm marked: Markdown to HTML
 DOMPURIFY=${DOMPURIFY:-3.5.0}  # npm dompurify: sanitises that HTML before it reaches the page
 HLJS=${HLJS:-11.12.0}        # npm @highlightjs/cdn-assets: prebuilt ES modules and themes
+SWAGGER_UI=${SWAGGER_UI:-5.35.0}  # npm swagger-ui-dist: /docs, on /openapi.json
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=$root/static/vendor
@@ -27,10 +28,12 @@ put() {
   sed -e '/^\/\/# sourceMappingURL=/d' -e '/^\/\*# sourceMappingURL=.*\*\/$/d' "$tmp/$1" >"$dest/$2"
 }
 
-echo "==> npm pack marked@$MARKED dompurify@$DOMPURIFY @highlightjs/cdn-assets@$HLJS"
+echo "==> npm pack marked@$MARKED dompurify@$DOMPURIFY @highlightjs/cdn-assets@$HLJS" \
+  "swagger-ui-dist@$SWAGGER_UI"
 unpack "marked@$MARKED" marked
 unpack "dompurify@$DOMPURIFY" dompurify
 unpack "@highlightjs/cdn-assets@$HLJS" hljs
+unpack "swagger-ui-dist@$SWAGGER_UI" swagger
 
 rm -rf "$dest"
 mkdir -p "$dest"
@@ -46,6 +49,12 @@ put hljs/es/highlight.min.js highlight.min.js
 put hljs/styles/github.min.css hljs-light.css
 put hljs/styles/github-dark.min.css hljs-dark.css
 put hljs/LICENSE highlight.LICENSE
+# The bundle (React and all, a classic script that defines SwaggerUIBundle) and its styles; the
+# page's CSP holds for them: static/docs.js starts it, as no inline script may.
+put swagger/swagger-ui-bundle.js swagger-ui-bundle.js
+put swagger/swagger-ui.css swagger-ui.css
+put swagger/LICENSE swagger-ui.LICENSE
+put swagger/NOTICE swagger-ui.NOTICE
 
 if grep -l 'sourceMappingURL' "$dest"/*; then
   echo "vendor: a sourceMappingURL is left in the files above" >&2
@@ -57,6 +66,7 @@ echo "==> checking that each module imports (node)"
 mkdir "$tmp/check"
 echo '{"type": "module"}' >"$tmp/check/package.json"
 cp "$dest"/*.js "$tmp/check/"
+grep -q "SwaggerUIBundle" "$dest/swagger-ui-bundle.js" || { echo "vendor: swagger-ui" >&2; exit 1; }
 (cd "$tmp/check" && node --input-type=module -e "
 const { marked } = await import('./marked.esm.js');
 // No DOM in node: it loads as the factory (DOMPurify(window)), without sanitize.
@@ -96,6 +106,9 @@ their \`sourceMappingURL\` comments are stripped.
 | | | | \`hljs-light.css\` | \`styles/github.min.css\` | $(size hljs-light.css) |
 | | | | \`hljs-dark.css\` | \`styles/github-dark.min.css\` | $(size hljs-dark.css) |
 | | | | \`highlight.LICENSE\` | \`LICENSE\` | |
+| [Swagger UI](https://github.com/swagger-api/swagger-ui) | $SWAGGER_UI | Apache-2.0 | \`swagger-ui-bundle.js\` | \`swagger-ui-dist@$SWAGGER_UI\`: \`swagger-ui-bundle.js\` (a classic script, for /docs only) | $(size swagger-ui-bundle.js) |
+| | | | \`swagger-ui.css\` | \`swagger-ui.css\` | $(size swagger-ui.css) |
+| | | | \`swagger-ui.LICENSE\`, \`swagger-ui.NOTICE\` | \`LICENSE\`, \`NOTICE\` | |
 
 Use from a page's module script:
 

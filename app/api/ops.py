@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,12 +17,22 @@ from app.errors import NotReady, StoreUnavailable
 from app.lifecycle import RETRY_AFTER_S
 
 
+class Health(BaseModel):
+    status: str  # "ok"
+
+
+class Ready(BaseModel):
+    status: str  # "ready"
+    model: str  # the served model's name
+
+
 async def health(request: Request) -> Response:
-    """200 while the process can serve (an engine restarting in place included); 503 once it
-    cannot: its engine failed to start or kept dying, and the process is exiting."""
+    """`/health`, and `/v1/health` (the seed's path). 200 while the process can serve (an
+    engine restarting in place included); 503 once it cannot: its engine failed to start or
+    kept dying, and the process is exiting."""
     failure = services(request).lifecycle.failure
     if failure is None:
-        return json_response({"status": "ok"})
+        return json_response(Health(status="ok").model_dump())
     return error_response(NotReady(f"unhealthy: {failure}; the process exits",
                                    retry_after_s=RETRY_AFTER_S))
 
@@ -30,7 +41,7 @@ async def ready(request: Request) -> Response:
     svc = services(request)
     reason = svc.lifecycle.ready_reason()
     if reason is None:
-        return json_response({"status": "ready", "model": svc.engine.model_name})
+        return json_response(Ready(status="ready", model=svc.engine.model_name).model_dump())
     return error_response(NotReady(f"not ready: {reason}", retry_after_s=RETRY_AFTER_S))
 
 
@@ -50,6 +61,7 @@ async def prometheus(request: Request) -> Response:
 
 routes = [
     Route("/health", health, methods=["GET"]),
+    Route("/v1/health", health, methods=["GET"]),
     Route("/ready", ready, methods=["GET"]),
     Route("/metrics", prometheus, methods=["GET"]),
 ]

@@ -1,12 +1,13 @@
 """Authentication on every route and transport, before anything else runs.
 
-When auth is on, every route needs a key or token with the `chat` scope, except `/health`,
-`/ready` and the page (`/`, `/static/...`); `/metrics` needs `admin` unless `metrics_public`,
-and loading or unloading LoRA adapters needs `admin`. Credentials come as `Authorization: Bearer
-...`; a browser's WebSocket, which cannot set headers, may offer `bearer.<token>` in
-`Sec-WebSocket-Protocol` instead. A refused WebSocket is refused at the handshake, with the same
-HTTP answer as any other request. The key id (or JWT subject) becomes the request's owner:
-sessions belong to it."""
+When auth is on, every route needs a key or token with the `chat` scope, except `/health`
+(and `/v1/health`), `/ready`, the page (`/`, `/static/...`) and the API's description
+(`/openapi.json`, `/docs`: what exists, nothing of anyone's, public as on vLLM's server);
+`/metrics` needs `admin` unless `metrics_public`, and loading or unloading LoRA adapters needs
+`admin`. Credentials come as `Authorization: Bearer ...`; a browser's WebSocket, which cannot
+set headers, may offer `bearer.<token>` in `Sec-WebSocket-Protocol` instead. A refused WebSocket
+is refused at the handshake, with the same HTTP answer as any other request. The key id (or JWT
+subject) becomes the request's owner: sessions belong to it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from app.errors import Forbidden, StreamchatError
 from app.limits import KeyLimits
 from app.logs import request_context
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/"})
+PUBLIC_PATHS = frozenset({"/health", "/v1/health", "/ready", "/", "/openapi.json", "/docs"})
 ADMIN_PATHS = frozenset({"/metrics", "/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
 BEARER_PROTOCOL = "bearer."
 
