@@ -1,7 +1,8 @@
 """The Responses WebSocket's edges, with Starlette's test client: every malformed client event
 answered by an `error` event naming its field, the socket still open; auth and the Origin rule
 at the handshake, as the session socket's; a dropped socket whose response goes on and is
-resumed over SSE, on the same replica and on another sharing Redis; at most 16 creates waiting."""
+resumed over SSE, on the same replica and on another sharing Redis; at most 16
+creates waiting or running."""
 
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def test_the_socket_closes_1009_on_an_event_over_the_body_limit() -> None:
     assert closed.value.code == 1009
 
 
-def test_at_most_16_creates_wait_on_one_socket() -> None:
+def test_at_most_16_creates_wait_or_run_on_one_socket() -> None:
     engine = ScriptedEngine(TOKENS, delay_s=0.05)  # the first one runs ~1.5 s
     with TestClient(create_app(Settings(default_max_tokens=200), engine)) as client:
         with client.websocket_connect(URL) as ws:
@@ -180,4 +181,4 @@ def test_at_most_16_creates_wait_on_one_socket() -> None:
             events = [ws.receive_json()]
             while events[-1]["type"] != "error":
                 events.append(ws.receive_json())
-    assert events[-1]["status"] == 409 and events[-1]["error"]["code"] == "too_many_waiting"
+    assert events[-1]["status"] == 409 and events[-1]["error"]["code"] == "too_many_pending"

@@ -38,8 +38,9 @@ from app.replies.detached import LOG_OWN
 log = logging.getLogger("streamchat.responses_ws")
 
 CLOSE_TOO_BIG, CLOSE_INTERNAL = 1009, 1011
-# Creates waiting in one socket's lanes: a client that queues more is told to wait for some.
-MAX_WAITING = 16
+# Creates waiting or running on one socket, all lanes together (a lane runs one at a time):
+# a client that sends more is told to wait for some to end.
+MAX_PENDING = 16
 Lane = asyncio.Queue[ResponseCreate]
 
 
@@ -52,6 +53,7 @@ class ResponsesSocket:
         self.context = validation_context(self.svc.settings)
         self._lanes: dict[str | None, Lane] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._pending = 0  # creates waiting or running
         self._send_lock = asyncio.Lock()
         # Frames after the accept go straight to the server (app/api/http/raw_send.py).
         self._send_frame = body_send(websocket.scope, websocket.send)
@@ -84,9 +86,9 @@ class ResponsesSocket:
 
     async def _admitted(self, raw: bytes) -> ResponseCreate:
         create = parse_event(raw, self.context)
-        if sum(lane.qsize() for lane in self._lanes.values()) >= MAX_WAITING:
-            raise Conflict(f"{MAX_WAITING} responses already wait on this socket; send more "
-                           "once some have ended", code="too_many_waiting")
+        if self._pending >= MAX_PENDING:
+            raise Conflict(f"{MAX_PENDING} responses already wait or run on this socket; send "
+                           "more once some have ended", code="too_many_pending")
         if self.limits is not None and self.owner is not None:
             await self.limits.admit_request(self.owner)  # a create is a request, as a POST
         return create
@@ -97,22 +99,29 @@ class ResponsesSocket:
             lane = self._lanes[create.stream_id] = asyncio.Queue()
             self._workers.append(asyncio.create_task(self._serve(lane)))
         lane.put_nowait(create)
+        self._pending += 1
 
     async def _serve(self, lane: Lane) -> None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):  # the client left
             while True:
                 create = await lane.get()
                 try:
-                    await self._respond(create)
-                except StreamchatError as exc:
-                    count_rejection(exc)
-                    await self._send(error_event(exc, create.stream_id))
-                except (WebSocketDisconnect, OSError, RuntimeError):
-                    raise
-                except Exception:  # a bug: this response fails, the lane goes on
-                    log.exception("a response over the WebSocket failed")
-                    await self._send(error_event(StreamchatError("internal error"),
-                                                 create.stream_id))
+                    await self._answer(create)
+                finally:
+                    self._pending -= 1
+
+    async def _answer(self, create: ResponseCreate) -> None:
+        """The response's events, or the error event that refused it."""
+        try:
+            await self._respond(create)
+        except StreamchatError as exc:
+            count_rejection(exc)
+            await self._send(error_event(exc, create.stream_id))
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            raise  # the client left
+        except Exception:  # a bug: this response fails, the lane goes on
+            log.exception("a response over the WebSocket failed")
+            await self._send(error_event(StreamchatError("internal error"), create.stream_id))
 
     async def _respond(self, create: ResponseCreate) -> None:
         """One response: started, run detached, and its log followed to its terminal event;
