@@ -90,7 +90,7 @@ def _operation(method: str, path: str, op: Operation, schemas: dict[str, Any]) -
                            "operationId": _operation_id(method, path),
                            "parameters": _parameters(path, op)}
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": {
+        out["requestBody"] = {"required": op.body_required, "content": {
             op.body_media: {"schema": _ref(op.body, schemas)}}}
     elif op.body_media != "application/json":  # a form: its fields are the route's to check
         out["requestBody"] = {"required": True, "content": {op.body_media: {"schema": {

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from app.api.conversations.schemas import ConversationPatch, NewConversation, NewItems
 from app.api.inference import InferenceRequest, InferenceStatus, InferenceTask
 from app.api.openai.lora import LoadLora, UnloadLora
 from app.api.openai.models import DetokenizeRequest, TokenizeRequest
@@ -34,6 +35,7 @@ class Operation:
     tag: str
     body: type[BaseModel] | None = None
     body_media: str = JSON
+    body_required: bool = True  # False: no body is `{}` (the route parses it `optional`)
     status: int = 200
     media: tuple[str, ...] = (JSON,)
     response: type[BaseModel] | None = None  # None: a JSON object the docs/ describe
@@ -60,11 +62,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                 public=True),
     ("GET", "/openapi.json"): Operation("This document", "page", public=True),
     # Sessions (app/api/sessions/)
-    ("POST", "/v1/sessions"): Operation("Create a session", "sessions", NewSession, status=201),
+    ("POST", "/v1/sessions"): Operation("Create a session", "sessions", NewSession, status=201,
+                                        body_required=False),
     ("GET", "/v1/sessions"): Operation("List your sessions", "sessions"),
     ("GET", "/v1/sessions/{sid}"): Operation("A session and its messages", "sessions"),
     ("PATCH", "/v1/sessions/{sid}"): Operation("Change a session's title, system prompt or "
-                                               "parameters", "sessions", SessionPatch),
+                                               "parameters", "sessions", SessionPatch,
+                                               body_required=False),
     ("DELETE", "/v1/sessions/{sid}"): Operation("Delete a session", "sessions", status=204,
                                                 media=()),
     ("POST", "/v1/sessions/{sid}/messages"): Operation(
@@ -108,17 +112,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Responses over one WebSocket (Upgrade: websocket; `response.create` events)",
         WEBSOCKET, status=101, media=()),
     # Conversations (app/api/conversations/): the sessions, by OpenAI's API
-    ("POST", "/v1/conversations"): Operation("Create a conversation", "conversations"),
+    ("POST", "/v1/conversations"): Operation("Create a conversation (a session)",
+                                             "conversations", NewConversation,
+                                             body_required=False),
     ("GET", "/v1/conversations/{conversation_id}"): Operation("A conversation",
                                                              "conversations"),
-    ("POST", "/v1/conversations/{conversation_id}"): Operation("Update its metadata",
-                                                              "conversations"),
+    ("POST", "/v1/conversations/{conversation_id}"): Operation(
+        "Update its metadata", "conversations", ConversationPatch),
     ("DELETE", "/v1/conversations/{conversation_id}"): Operation(
         "Delete a conversation (its session)", "conversations"),
     ("GET", "/v1/conversations/{conversation_id}/items"): Operation("Its items, paged",
                                                                     "conversations"),
-    ("POST", "/v1/conversations/{conversation_id}/items"): Operation("Add items",
-                                                                     "conversations"),
+    ("POST", "/v1/conversations/{conversation_id}/items"): Operation(
+        "Add items", "conversations", NewItems),
     ("GET", "/v1/conversations/{conversation_id}/items/{item_id}"): Operation(
         "An item", "conversations"),
     ("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}"): Operation(
