@@ -5,6 +5,7 @@ follows it, while generations are still accepted."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -90,3 +91,20 @@ def test_ready_says_503_while_the_store_is_away_and_generations_still_start() ->
     lifecycle.check_accepting()
     lifecycle.drain()
     assert lifecycle.ready_reason() == "draining"  # the replica's own reasons first
+
+
+async def test_close_ends_the_watcher_even_when_woken_as_it_is_cancelled() -> None:
+    """A wake (a failed call) landing as `close` cancels the watcher: on 3.11, wait_for gave
+    the wake back instead of the cancel, the watcher ran on and `close` never returned (CI
+    hung 300 s in a teardown). Every interleaving of a few loop turns is tried."""
+    for spins in range(6):
+        for _ in range(40):
+            health = StoreHealth(Ping(), every_s=0.0005)
+            health.start()
+            for _ in range(spins):
+                await asyncio.sleep(0)
+            health.failed(ConnectionRefusedError("Connection refused"))
+            await asyncio.sleep(0)
+            closing = asyncio.create_task(health.close())
+            done, _ = await asyncio.wait({closing}, timeout=2)
+            assert closing in done, f"close did not end (woken after {spins} loop turns)"

@@ -10,6 +10,7 @@ stored, so a follower that sees the job ended has already been able to read ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -83,10 +84,11 @@ class JobStore:
                     yield start, event
                     start += 1
                 return
-            try:  # woken by this process's next event; a job elsewhere is polled
-                await asyncio.wait_for(changed.wait(), POLL_S)
-            except TimeoutError:
-                pass
+            # Woken by this process's next event; a job elsewhere is polled. asyncio.timeout,
+            # not wait_for, which on 3.11 can swallow the cancel of a follower whose client left.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_S):
+                    await changed.wait()
 
     def _notify(self, job_id: str) -> None:
         changed = self._changed.pop(job_id, None)
