@@ -113,7 +113,7 @@ class Settings(AccessSettings):
         default=False, description="once a session reply is stored, prefill the conversation's "
         "next prefix in the background, only while nobody waits: for models whose template "
         "renders a reply differently from the tokens generated (off: with the default model "
-        "the prefix cache already holds the whole history, measured in the README)")
+        "the prefix cache already holds the whole history, measured in docs/benchmarks.md)")
     max_message_chars: int = Field(
         default=100_000, ge=1, description="longest message content (or prompt) in characters")
     max_reply_tokens: int = Field(default=4096, ge=1,
