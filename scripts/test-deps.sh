@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # System packages the tests need: a real redis-server (the Redis tests start their own),
 # Chromium (the chat page is tested in a headless browser) and nginx (the replicas are tested
-# behind deploy/nginx.conf; the test starts its own nginx on a free port).
+# behind deploy/nginx.conf; the test starts its own nginx on a free port) and jq.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v jq >/dev/null || missing+=(jq)  # the docs' curl examples (tests/test_docs_examples.py)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "==> installing ${missing[*]} (apt-get)"
