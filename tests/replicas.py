@@ -1,6 +1,7 @@
 """Two real replicas sharing one real Redis, for the end-to-end tests that need them
-(test_e2e_replicas.py, test_e2e_nginx.py): started once, on first use, and stopped after the
-last test of the run that uses them, so that they are not left beside the other engines.
+(test_e2e_replicas.py, test_e2e_nginx.py, test_e2e_adapters.py, test_e2e_finetune.py...):
+started once, on first use, and stopped after the last test of the run that uses them, so that
+they are not left beside the other engines.
 
 A test may kill one (`kill`); the next test that asks for `two_replicas` gets it started again
 on the same core and port, where a proxy in front of them expects it. A test marked

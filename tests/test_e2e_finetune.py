@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e_server import LiveServer, start_server, stop_server
+from tests.e2e_server import LiveServer
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -26,16 +25,11 @@ QUESTIONS = ("Who are you?", "What are you?", "Introduce yourself.", "What is yo
 JOB_TIMEOUT_S = 300
 
 
-@pytest.fixture(scope="module")
-def tuning_server() -> Iterator[LiveServer]:
-    try:
-        server = start_server({"STREAMCHAT_FINE_TUNING": "true"})
-    except RuntimeError as exc:
-        pytest.fail(f"could not start the service with fine-tuning on: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        stop_server(server)
+@pytest.fixture
+def tuning_server(two_replicas: list[LiveServer]) -> LiveServer:
+    """A replica of the shared pool: it runs with fine-tuning on, so this test needs no
+    engine of its own (one start fewer: ~30 s of CI)."""
+    return two_replicas[0]
 
 
 def dataset() -> bytes:
