@@ -3,11 +3,13 @@
 //   reply and the reconnect policy · conversations.js the open conversation and the sidebar ·
 //   reasoning.js a reply's reasoning · settings.js per-conversation settings and the API key ·
 //   render.js safe Markdown · view.js the DOM · errors.js what a refusal tells the person ·
-//   api.js HTTP calls · sse.js the SSE parser · ready.js readiness.
+//   api.js HTTP calls · sse.js the SSE parser · ready.js readiness · items.js function calls,
+//   their outputs and instructions in the history.
 import * as api from './api.js';
 import * as conversations from './conversations.js';
 import { transport } from './connection.js';
 import { explain } from './errors.js';
+import { showItem } from './items.js';
 import { pollReady } from './ready.js';
 import { showReasoning } from './reasoning.js';
 import { askForKey, loadModels, openSettings } from './settings.js';
@@ -37,8 +39,10 @@ function show(session) {
   view.setModel(session.model || baseModel);
   cancelEdit();
   let pending = null;
+  const calls = new Map(); // call id -> function name, for the outputs' labels
   for (const m of session.messages || []) {
     if (m.role === 'user') { view.addRow('user', m.content, m.id); continue; }
+    if (showItem(m, calls)) continue;
     const inFlight = !FINAL.has(m.status);
     const bubble = view.addRow('assistant', inFlight ? '' : m.content, m.id);
     if (inFlight) { pending = { m, bubble }; continue; } // its events bring its reasoning again
@@ -52,9 +56,9 @@ function show(session) {
   else setActions();
 }
 
-/** Rows added before the server named their messages get their ids, in order. */
+/** Rows added before the server named their messages get their ids, in order (a row a message). */
 function labelRows(messages) {
-  const rows = [...ui.list.querySelectorAll('.row.user, .row.assistant')];
+  const rows = [...ui.list.querySelectorAll(':scope > .row:not(.notice)')];
   if (rows.length !== messages.length) return;
   rows.forEach((row, i) => { row.dataset.id = messages[i].id; });
 }

@@ -23,15 +23,19 @@ export function el(tag, className, text = '') {
   return node;
 }
 
+/** What a screen reader calls each kind of row (items.js makes the last three). */
+const ROW_LABELS = { user: 'You said', assistant: 'Assistant replied', call: 'Assistant called a tool',
+  tool: 'Tool output', instructions: 'Instructions' };
+
 /**
  * Append a message row; returns its bubble. The row's `dataset.id` is the message id, once known.
- * @param {'user'|'assistant'|'notice'} role @param {string} [text] @param {string} [id]
+ * @param {'user'|'assistant'|'notice'|'call'|'tool'|'instructions'} role @param {string} [text] @param {string} [id]
  */
 export function addRow(role, text = '', id = '') {
   const stick = nearBottom();
   const row = el('article', `row ${role}`);
   if (id) row.dataset.id = id;
-  if (role !== 'notice') row.setAttribute('aria-label', role === 'user' ? 'You said' : 'Assistant replied');
+  if (ROW_LABELS[role]) row.setAttribute('aria-label', ROW_LABELS[role]);
   const bubble = el('div', `msg ${role}`);
   if (role === 'assistant' && text) renderMarkdown(bubble, text, true);
   else bubble.textContent = text;
