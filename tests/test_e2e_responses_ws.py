@@ -2,7 +2,8 @@
 `client.responses.connect()`. One socket: a text response, a forced function call, its output
 sent back on the chain, and json_schema output that validates, in a row; the same events as
 the SSE stream of the same request (temperature 0); and a socket dropped mid-response whose
-response goes on and is resumed over SSE."""
+response goes on and is resumed over SSE, on that replica and on another (two replicas, one
+Redis)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,23 @@ def test_dropped_mid_response_then_resumed_over_sse(sdk: openai.OpenAI) -> None:
     assert rest[-1].type in ("response.completed", "response.incomplete")
     assert final.usage is not None and final.usage.output_tokens > 2
     assert sdk.responses.retrieve(response_id).status == final.status
+
+
+def test_dropped_on_one_replica_then_resumed_on_the_other(
+        two_replicas: list[LiveServer]) -> None:
+    """The socket drops on one replica; the response goes on there, stored in the shared Redis,
+    and a client that reconnects to the other replica reads the rest of its events."""
+    first, other = two_replicas
+    with openai.OpenAI(base_url=first.url + "/v1", api_key="unused", max_retries=0) as a, \
+            openai.OpenAI(base_url=other.url + "/v1", api_key="unused", max_retries=0) as b:
+        with a.responses.connect() as connection:
+            connection.send(create(input="Write a long story about a cat.",
+                                   max_output_tokens=48))
+            seen = [connection.recv() for _ in range(5)]
+        response_id = seen[0].response.id  # type: ignore[union-attr]
+        rest = list(b.responses.retrieve(response_id, stream=True, starting_after=4))
+        assert [e.sequence_number for e in rest] == list(range(5, 5 + len(rest)))
+        assert rest[-1].type in ("response.completed", "response.incomplete")
+        final = rest[-1].response  # type: ignore[union-attr]
+        assert final.usage is not None and final.usage.output_tokens > 2
+        assert b.responses.retrieve(response_id).status == final.status
