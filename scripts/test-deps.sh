@@ -8,7 +8,26 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v jq >/dev/null || missing+=(jq)  # the docs' curl examples (tests/test_docs_examples.py)
-[ ${#missing[@]} -eq 0 ] && exit 0
+# node and npm: the openai node SDK and @openai/agents run in the tests (tests/node).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
+# The node clients, from the committed lock, when node_modules is missing or older than it:
+# one line, and npm's output only if it fails.
+node_clients() {
+  local dir stamp log
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/node"
+  stamp="$dir/node_modules/.installed"
+  [ "$stamp" -nt "$dir/package-lock.json" ] && return 0
+  echo "==> npm ci in tests/node (openai, @openai/agents)"
+  log=$(mktemp)
+  if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; return 1
+  fi
+  rm -f "$log"; touch "$stamp"
+}
+
+if [ ${#missing[@]} -eq 0 ]; then node_clients; exit; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "==> installing ${missing[*]} (apt-get)"
   # Debian starts nginx on port 80 as it installs it, and fails the install if the port is
@@ -25,6 +44,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (command -v systemctl >/dev/null && systemctl disable --now "$service" 2>/dev/null) || true
   done
   (command -v service >/dev/null && service nginx stop >/dev/null 2>&1) || true
+  node_clients
   exit 0
 fi
 echo "test-deps: missing ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]})" >&2
