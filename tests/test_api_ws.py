@@ -3,7 +3,6 @@ socket open, close codes, resume."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -207,17 +206,3 @@ def test_leaving_the_socket_orphans_the_reply_then_aborts() -> None:
         assert not engine.running and engine.aborted
         assert client.get(f"/v1/sessions/{sid}").json()["messages"][-1]["status"] == "cancelled"
 
-
-async def test_a_frame_to_a_client_that_left_ends_the_socket_as_a_disconnect() -> None:
-    # Frames go straight to the server's send (app/api/http/raw_send.py), which raises OSError for
-    # a client that left; the socket must see the disconnect Starlette's send would raise.
-    from app.api.sessions.ws import SessionSocket
-
-    async def gone(message: dict[str, object]) -> None:
-        raise ConnectionResetError
-
-    socket = SessionSocket.__new__(SessionSocket)
-    socket._send_lock = asyncio.Lock()
-    socket._send_frame = gone
-    with pytest.raises(WebSocketDisconnect):
-        await socket._send(b'{"type":"pong"}')

@@ -26,9 +26,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import metrics
 from app.api.http.body import validation_context
 from app.api.http.errors import count_rejection
-from app.api.http.raw_send import body_send
 from app.api.http.state import fair_user, owner, services
 from app.api.http.subprotocol import subprotocol
+from app.api.http.ws_sender import FrameSender
 from app.api.responses.events import TERMINAL
 from app.api.responses.start import detach, start
 from app.api.responses.ws_events import ResponseCreate, error_event, parse_event
@@ -54,9 +54,7 @@ class ResponsesSocket:
         self._lanes: dict[str | None, Lane] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._pending = 0  # creates waiting or running
-        self._send_lock = asyncio.Lock()
-        # Frames after the accept go straight to the server (app/api/http/raw_send.py).
-        self._send_frame = body_send(websocket.scope, websocket.send)
+        self._send = FrameSender(websocket).send
 
     async def run(self) -> None:
         try:
@@ -138,13 +136,6 @@ class ResponsesSocket:
                 await self._send(event.payload[:1] + lane + event.payload[1:])
                 if event.type in TERMINAL:
                     return
-
-    async def _send(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                await self._send_frame({"type": "websocket.send", "text": data.decode()})
-            except OSError:  # the client left: what Starlette's own send would raise
-                raise WebSocketDisconnect(code=1006) from None
 
 
 async def responses_socket(websocket: WebSocket) -> None:

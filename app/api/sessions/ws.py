@@ -20,9 +20,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import metrics
 from app.api.http.body import validation_context
 from app.api.http.errors import count_rejection, error_frame
-from app.api.http.raw_send import body_send
 from app.api.http.state import Services, fair_user, owner, services
 from app.api.http.subprotocol import subprotocol
+from app.api.http.ws_sender import FrameSender
 from app.api.sessions.schemas import (
     CancelFrame,
     ClientFrame,
@@ -62,9 +62,7 @@ class SessionSocket:
         self.user = fair_user(websocket)
         self.max_frame_bytes = svc.settings.max_body_bytes
         self.context = validation_context(svc.settings)
-        self._send_lock = asyncio.Lock()
-        # Frames after the accept go straight to the server (app/api/http/raw_send.py).
-        self._send_frame = body_send(websocket.scope, websocket.send)
+        self._send = FrameSender(websocket).send
         self._forwarder: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -129,13 +127,6 @@ class SessionSocket:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._forwarder
             self._forwarder = None
-
-    async def _send(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                await self._send_frame({"type": "websocket.send", "text": data.decode()})
-            except OSError:  # the client left: what Starlette's own send would raise
-                raise WebSocketDisconnect(code=1006) from None
 
 
 async def session_socket(websocket: WebSocket) -> None:
