@@ -22,7 +22,7 @@ ARGUMENTS = json.dumps({"city": "Paris"})
 # Would set window.__xss if the page put it in as HTML.
 HOSTILE = '<img src=x onerror="window.__xss=1"><b onmouseover="window.__xss=2">bold</b>'
 OUTPUT = json.dumps({"temp_c": 18, "sky": "clear", "note": HOSTILE})
-ITEMS = [
+ITEMS: list[dict[str, object]] = [
     {"type": "message", "role": "developer", "content": "Answer in one sentence."},
     {"type": "message", "role": "user", "content": "What's the weather in Paris?"},
     {"type": "reasoning", "summary": [{"type": "summary_text", "text": "I should look it up."}]},
@@ -84,7 +84,7 @@ def test_calls_and_outputs_show_as_their_own_bubbles_and_the_page_goes_on_after_
     assert page.get_attribute(".row.tool", "aria-label") == "Tool output"
     # The reasoning item: collapsed, with no empty bubble under it.
     reasoning = page.locator(".row.assistant").first
-    assert reasoning.locator("details.reasoning .reasoning-body").text_content().strip() == \
+    assert (reasoning.locator("details.reasoning .reasoning-body").text_content() or "").strip() == \
         "I should look it up."
     assert not reasoning.locator(".msg").is_visible()
     # Inert: the would-be markup is text, nothing of it ran.
