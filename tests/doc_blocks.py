@@ -3,7 +3,7 @@ benchmarks/README.md), as tests/test_docs_examples.py checks and runs them.
 
 What a block is, by its info string (every block must declare one, so that no command hides
 in an unlabelled block):
-- code, run against the real service: `python` (the venv's python), `sh`/`bash` (bash), `js`
+- code, run against the real service: `python` (the venv's python), `sh`/`bash` (bash), `js`/`mjs`
   (node, with the openai node SDK of tests/node);
 - shapes and sample output, not run: `text`, `http`, `json` (a `json` block must parse).
 A code block that cannot run inside a test (`make run`, `kubectl apply`, a server started with
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RUNNERS = {"python": "python", "sh": "bash", "bash": "bash", "js": "node"}
+RUNNERS = {"python": "python", "sh": "bash", "bash": "bash", "js": "node", "mjs": "node",
+           "javascript": "node"}
 SHAPES = {"text", "http", "json"}
 
 _FENCE = re.compile(r"^(\s*)(`{3,})(\S*)\s*$")
