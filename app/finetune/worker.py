@@ -3,11 +3,12 @@ torch threads, so the serving event loop and the engine keep the CPU a chat need
 read as JSON lines (one per training step, `train.py`); killed as a group.
 
 Why a process and not a thread: training holds the GIL for long stretches between torch
-calls, and a crash (out of memory) must not take the service with it. Why `setpriority` from
-the parent rather than `preexec_fn`: the serving process has threads (the engine's), and
-`preexec_fn` is not safe after fork in a threaded process. Linux niceness is per thread and
-inherited by threads created later, so renicing the child before its interpreter starts
-covers every torch thread."""
+calls, and a crash (out of memory) must not take the service with it. Why `nice(1)` execs
+the command rather than `setpriority` from the parent: the child is already running once the
+spawn returns, so a parent descheduled on a busy machine reniced it after its first threads had
+started at the service's priority (seen under load in the tests); and `preexec_fn` is not safe
+after fork in a threaded process (the serving process has the engine's threads). A process that
+starts niced runs every thread it ever makes niced."""
 
 from __future__ import annotations
 
@@ -47,11 +48,9 @@ class Worker:
                "STREAMCHAT_TRAIN_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1",
                "TOKENIZERS_PARALLELISM": "false"}
         self.process = await asyncio.create_subprocess_exec(
-            *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
-        with contextlib.suppress(OSError):  # gone already: its exit code tells
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
-            os.setpriority(os.PRIO_PROCESS, self.process.pid, niceness)
+            "nice", "-n", str(NICENESS), *self.command, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            start_new_session=True)
         self._stderr_reader = asyncio.create_task(self._read_stderr())
 
     async def lines(self) -> AsyncIterator[dict[str, Any]]:
