@@ -34,7 +34,8 @@ def scripted_server(*args: str, env: dict[str, str] | None = None, ready: bool =
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # Seconds when quiet; a busy 2-core machine took over 30 s to import a reasoning parser.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             if httpx.get(url + ("/ready" if ready else "/health"), timeout=1).status_code == 200:
