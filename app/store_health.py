@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from app.errors import StoreUnavailable
+from app.tasks import STOP_BOUND_S, cancel_and_wait
 
 log = logging.getLogger("streamchat.store")
 
@@ -66,9 +67,7 @@ class StoreHealth:
 
     async def close(self) -> None:
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await cancel_and_wait(self._watcher, bound_s=STOP_BOUND_S)
 
     async def _watch(self, wake: asyncio.Event) -> None:
         # asyncio.timeout, not wait_for: on 3.11, wait_for returns the inner result when the

@@ -108,3 +108,27 @@ async def test_close_ends_the_watcher_even_when_woken_as_it_is_cancelled() -> No
             closing = asyncio.create_task(health.close())
             done, _ = await asyncio.wait({closing}, timeout=2)
             assert closing in done, f"close did not end (woken after {spins} loop turns)"
+
+
+async def test_close_cancelled_while_it_waits_for_the_watcher_is_cancelled() -> None:
+    """A shutdown that cancels `close` while the watcher is still ending (its ping's cleanup
+    awaits) gets its cancellation back: `close` no longer swallows it (app/tasks.py)."""
+    pinging, release = asyncio.Event(), asyncio.Event()
+
+    async def ping() -> None:
+        try:
+            pinging.set()
+            await asyncio.Event().wait()
+        finally:
+            await release.wait()  # a connection that takes its time to close
+
+    health = StoreHealth(ping, every_s=0.001)
+    health.start()
+    await pinging.wait()
+    closing = asyncio.create_task(health.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    release.set()
+    await health.close()  # the watcher ends now

@@ -23,6 +23,7 @@ from app.adapters.registry import Entry, MemoryRegistry, Registry, taken
 from app.engine.base import Engine, LoraAdapter
 from app.errors import Conflict, InvalidRequest, NotReady, StoreUnavailable, StreamchatError
 from app.ids import new_id
+from app.tasks import STOP_BOUND_S, cancel_and_wait
 
 log = logging.getLogger("streamchat.adapters")
 RELISTEN_S = 1.0  # after the registry's announcements could not be followed
@@ -155,8 +156,7 @@ class Adapters:
 
     async def close(self) -> None:
         if self._follower is not None:
-            self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+            await cancel_and_wait(self._follower, bound_s=STOP_BOUND_S)
 
     def get(self, name: str) -> LoraAdapter | None:
         served = self._served.get(name)

@@ -31,6 +31,7 @@ from app.leases import STREAM, Leases
 from app.ownership import visible
 from app.replies.orphans import OrphanGrace
 from app.streams import Event, ReplyLog, ReplyLogs, follow_until_gone
+from app.tasks import wait_ended
 
 log = logging.getLogger("streamchat.replies")
 
@@ -195,10 +196,10 @@ class DetachedStreams:
 
 
 async def _ended(stream: Detached) -> None:
-    """Wait until a stopped stream has ended: its task, then the end of one that never ran."""
+    """Wait until a stopped stream has ended: its task, then the end of one that never ran.
+    Unbounded: its end stores it (each store call bounded by the store's client)."""
     while stream.task is not None and not stream.task.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(stream.task)
+        await wait_ended(stream.task)
 
 
 def logged_as(item: Item) -> str:

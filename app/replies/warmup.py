@@ -24,7 +24,6 @@ it is tried again at the next idle moment).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 
@@ -36,6 +35,7 @@ from app.ids import new_id
 from app.leases import REPLY
 from app.replies.live import Replies
 from app.sessions.store import SessionStore
+from app.tasks import STOP_BOUND_S, cancel_and_wait
 from app.token_budget import history_reserve
 
 log = logging.getLogger("streamchat.warmup")
@@ -80,9 +80,7 @@ class PrefixWarmer:
     async def close(self) -> None:
         self._pending.clear()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, bound_s=STOP_BOUND_S)
 
     def _start_next(self) -> None:
         if (self._task is not None and not self._task.done()) or not self._pending:

@@ -27,6 +27,7 @@ from typing import Any
 
 from app.streams.log import Event, ReplyLog
 from app.streams.scripts import CATCH_UP, WRITE
+from app.tasks import STOP_BOUND_S, cancel_and_wait
 
 log = logging.getLogger("streamchat.streams")
 
@@ -204,9 +205,7 @@ class Mirror:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2 * self.timeout_s):
                     await self._idle.wait()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, bound_s=STOP_BOUND_S)
         self._give_up_waiting()
 
 

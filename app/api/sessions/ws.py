@@ -34,6 +34,7 @@ from app.api.sessions.schemas import (
 from app.chat import ChatService
 from app.errors import InvalidRequest, SessionNotFound, StreamchatError
 from app.streams import Event
+from app.tasks import STOP_BOUND_S, cancel_and_wait
 
 log = logging.getLogger("streamchat.ws")
 
@@ -123,10 +124,8 @@ class SessionSocket:
 
     async def _stop_forwarding(self) -> None:
         if self._forwarder is not None:
-            self._forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._forwarder
-            self._forwarder = None
+            forwarder, self._forwarder = self._forwarder, None
+            await cancel_and_wait(forwarder, bound_s=STOP_BOUND_S)
 
 
 async def session_socket(websocket: WebSocket) -> None:
