@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         authenticator = Authenticator.from_settings(settings)  # before the slow part: fail fast
         engine = build_engine(settings)
         lifecycle = Lifecycle(engine)
-        app = create_app(settings, engine, lifecycle=lifecycle)
+        app = create_app(settings, engine, lifecycle=lifecycle, calibrate=True)
     except ConfigError as exc:
         print(f"streamchat: {exc.message}", file=sys.stderr)
         return 2

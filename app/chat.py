@@ -143,8 +143,7 @@ class ChatService:
         """Append a user turn and start the assistant reply in the background. With `replaces`
         (a user turn's id) the new turn takes that turn's place: it and every message after it
         go (regenerate: the same content again; edit: new content). `user` is who the
-        admission queue is fair to (the owner when there is one). Nothing is stored or removed
-        unless the reply starts: a full queue raises QueueFull first."""
+        admission queue is fair to. Nothing is stored or removed unless the reply starts."""
         accepted_at = time.monotonic()
         session = await self.get_session(session_id, owner)
         self.lifecycle.check_accepting()
@@ -158,13 +157,17 @@ class ChatService:
         context = self.engine.max_model_len
         turn = Message.new("user", content, "done")
         reply = Message.new("assistant", "", "queued", model=model)
-        claimed, opened = False, None
+        chars = sum(len(m.content) for m in session.messages) + len(content + (session.system or ""))
+        claimed, place, opened = False, None, None
         try:
             holder = await self.replicas.claim(session_id, reply.id)
             if holder is not None:
                 raise ReplyInFlight(f"session {session_id} already has a reply in flight "
                                     f"({holder}); cancel it or wait for it", param="content")
             claimed = True
+            # Per-key limits (auth on), then admission: QueueFull here, before the template.
+            place = await self.gate.reserve(Caller(reply.id, accepted_at, owner,
+                                                   user or owner or session_id), prompt_chars=chars)
             prompt_ids = await fit_history(
                 self.engine, session, content,
                 history_reserve(context, requested, self.default_max_tokens))
@@ -173,16 +176,14 @@ class ChatService:
                                           cap=self.max_reply_tokens)
             sampling = replace(sampling, max_tokens=max_tokens)
             _engine_check(self.engine, sampling)
-            # Per-key limits apply to keys (auth on); a full queue raises QueueFull here.
-            opened = await self.gate.open(prompt_ids, sampling, Caller(
-                reply.id, accepted_at, owner, user or owner or session_id))
+            opened = place.start(prompt_ids, sampling)
             if replaces is None:
                 await self.store.append(session_id, [turn, reply])
             else:
                 await self.store.replace_from(session_id, replaces, [turn, reply])
         except BaseException:
-            if opened is not None:
-                await opened.end()
+            if (held := opened or place) is not None:
+                await held.release()  # its place and the key's count back
             if claimed:
                 await self.replicas.release(session_id, reply.id)
             raise

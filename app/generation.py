@@ -8,22 +8,17 @@ A `Generation` owns, in this one place:
   open choices then end as if at `max_tokens` (`finish_reason: length`);
 - the meter (usage, TTFT, ITL, the stream's log line and its outcome);
 - the key's stream count, and the tokens charged to it when it ends;
-- why it was stopped. Whoever stops a generation's task for a reason says it with
-  `stop(task, cause)`: a background response's or a resumable stream's cancel is `cancel`, an
-  orphaned reply `client_left`, a drain `drain`; a task cancelled without a cause was left by
-  its client (the HTTP server cancels a response whose client went away). The deadline is
-  `timeout`, an engine that fails `engine_error`. Counted once, in
-  `streamchat_aborted_streams_total{cause}`.
+- why it was stopped (`stop(task, cause)`, app/stopping.py): a background response's or a
+  resumable stream's cancel is `cancel`, an orphaned reply `client_left`, a drain `drain`; a
+  task cancelled without a cause was left by its client. The deadline is `timeout`, an engine
+  that fails `engine_error`. Counted once, in `streamchat_aborted_streams_total{cause}`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from app import metrics
 from app.admission import Admission, Ticket
@@ -32,18 +27,9 @@ from app.errors import Draining
 from app.lifecycle import RETRY_AFTER_S, Lifecycle
 from app.limits import KeyLimits
 from app.metering import StreamMeter
+from app.stopping import AbortCause, cause_of, stop
 
-AbortCause = Literal["client_left", "cancel", "drain", "timeout", "engine_error"]
-# Why a task was stopped, for the generation it runs (`stop`); weak: a task ended is forgotten.
-_causes: weakref.WeakKeyDictionary[asyncio.Task[Any], AbortCause] = weakref.WeakKeyDictionary()
-
-
-def stop(task: asyncio.Task[Any] | None, cause: AbortCause) -> None:
-    """Stop the generation `task` runs, for `cause` (the first cause named wins)."""
-    if task is None or task.done():
-        return
-    _causes.setdefault(task, cause)
-    task.cancel()
+__all__ = ["AbortCause", "Caller", "Gate", "Generation", "Place", "stop"]
 
 
 @dataclass(frozen=True)
@@ -69,22 +55,31 @@ class Gate:
     limits: KeyLimits | None = None
     max_seconds: float | None = None
 
-    async def open(self, prompt_ids: Sequence[int], params: GenerationParams, caller: Caller, *,
-                   transport: str | None = None, meter: StreamMeter | None = None
-                   ) -> Generation:
-        """Count the generation against its key and take its place in the admission queue
-        (QueueFull at once when it is full: a 429 before any response starts). It is metered
-        by `meter`, or by a new one on `transport` from its first step (a response never
-        started is no stream at all)."""
+    async def reserve(self, caller: Caller, *, prompt_chars: int = 0,
+                      prompt_tokens: int | None = None) -> Place:
+        """A place, before any work on the prompt (every path asks before its tokenizer or
+        template): counted against its key, then queued; QueueFull at once when the queue is
+        full or its first token would miss the objective (its prompt: `prompt_tokens`, else
+        `prompt_chars` long)."""
         if self.limits is not None and caller.owner is not None:
             await self.limits.start_generation(caller.owner)
         try:
-            ticket = self.admission.enqueue(caller.user, rank=caller.priority)
+            ticket = self.admission.enqueue(caller.user, rank=caller.priority,
+                                            prompt_chars=prompt_chars, prompt_tokens=prompt_tokens)
         except BaseException:
-            if self.limits is not None and caller.owner is not None:
-                await self.limits.end_generation(caller.owner, 0)
+            await self._unkey(caller)
             raise
-        return Generation(self, prompt_ids, params, caller, ticket, meter, transport)
+        return Place(self, caller, ticket)
+
+    async def open(self, prompt_ids: Sequence[int], params: GenerationParams, caller: Caller, *,
+                   transport: str | None = None, meter: StreamMeter | None = None) -> Generation:
+        """`reserve` then `start`, for a prompt already made."""
+        place = await self.reserve(caller, prompt_tokens=len(prompt_ids))
+        return place.start(prompt_ids, params, transport=transport, meter=meter)
+
+    async def _unkey(self, caller: Caller) -> None:
+        if self.limits is not None and caller.owner is not None:
+            await self.limits.end_generation(caller.owner, 0)
 
     def background(self, prompt_ids: Sequence[int], params: GenerationParams,
                    request_id: str) -> Generation | None:
@@ -95,6 +90,28 @@ class Gate:
             return None
         return Generation(self, prompt_ids, params, Caller(request_id, ticket.enqueued_at),
                           ticket, None, None)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A generation's place at the gate, its prompt not yet made: `start` it once the prompt
+    is tokenized, or `release` it (a 400 found while making the prompt, a conflict)."""
+
+    gate: Gate
+    caller: Caller
+    ticket: Ticket
+
+    def start(self, prompt_ids: Sequence[int], params: GenerationParams, *,
+              transport: str | None = None, meter: StreamMeter | None = None) -> Generation:
+        """Metered by `meter`, or by a new one on `transport` from its first step."""
+        self.gate.admission.objective.prompt_known(self.ticket, len(prompt_ids),
+                                                   params.max_tokens)
+        return Generation(self.gate, prompt_ids, params, self.caller, self.ticket, meter,
+                          transport)
+
+    async def release(self) -> None:
+        self.gate.admission.release(self.ticket)
+        await self.gate._unkey(self.caller)
 
 
 class Generation:
@@ -148,14 +165,17 @@ class Generation:
             async with asyncio.timeout(gate.max_seconds):  # counted from admission
                 if on_admitted is not None:
                     on_admitted()
-                started, first = time.monotonic(), True
+                first = True
                 try:
                     async for delta in gate.engine.stream(self.prompt_ids, self.params,
                                                           self.caller.request_id,
                                                           ticket.priority):
                         if first:
                             first = False
-                            gate.admission.first_token(ticket)
+                            gate.admission.first_token(ticket, _uncached(delta),
+                                                       delta.token_count)
+                        elif delta.index == 0:  # a decode step, timed for the predictor
+                            gate.admission.objective.tokens(ticket, delta.token_count)
                         if delta.queue_s is not None:  # the gate's wait and the engine's
                             delta.queue_s += ticket.waited_s
                         if meter is not None:
@@ -166,7 +186,7 @@ class Generation:
                             finished.add(delta.index)
                         yield delta
                 finally:
-                    gate.admission.release(ticket, time.monotonic() - started)
+                    gate.admission.release(ticket)
         except TimeoutError:  # the deadline: the open choices end as if at max_tokens
             self._abort("timeout")
             for index in sorted(set(range(self.params.n)) - finished):
@@ -175,7 +195,7 @@ class Generation:
                     meter.count(end)
                 yield end
         except (asyncio.CancelledError, GeneratorExit):
-            cause = _causes.get(task) if task is not None else None
+            cause = cause_of(task)
             self._abort(cause or ("drain" if gate.lifecycle.aborting else "client_left"))
             if self.cause == "drain":
                 raise Draining("the server stopped before this generation finished",
@@ -221,3 +241,10 @@ class Generation:
         """End it unstarted or unread: a request refused or left before its response."""
         await self.end()
 
+
+
+def _uncached(delta: Delta) -> int | None:
+    """The prompt tokens the engine prefilled for the first delta (not those cached)."""
+    if delta.prompt_tokens is None:
+        return None
+    return delta.prompt_tokens - (delta.cached_tokens or 0)

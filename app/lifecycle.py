@@ -27,6 +27,9 @@ class Lifecycle:
         # Set by the engine's supervisor once it first ran: an engine not ready since is one
         # that died and is being restarted, not one still loading.
         self.engine_has_run = False
+        # Set while the engine, just started, is timed for the first-token objective
+        # (app/admission/calibrate.py): not ready yet, so that no request disturbs the timing.
+        self.measuring = False
         self.store: StoreHealth | None = None  # the shared store's (Redis), for /ready
         self.generations = 0
         self.aborting = False  # the drain timed out: generations in progress are being stopped
@@ -39,6 +42,8 @@ class Lifecycle:
             return "the engine failed" if self.engine_has_run else "the engine failed to start"
         if not self.engine.ready:
             return "the engine is restarting" if self.engine_has_run else "the engine is loading"
+        if self.measuring:
+            return "the engine is being measured"
         return None
 
     @property

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.adapters import Adapters, registry_for
 from app.admission import Admission
+from app.admission.calibrate import keep_objective
 from app.api import conversations, fine_tuning, inference, openai, openapi, ops, responses, sessions
 from app.api.http.auth import AuthMiddleware
 from app.api.http.browser_guard import BrowserGuard, cors_middleware
@@ -57,9 +58,12 @@ def build_engine(settings: Settings) -> Engine:
 
 
 def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | None = None,
-               store: SessionStore | None = None, logs: ReplyLogs | None = None) -> Starlette:
+               store: SessionStore | None = None, logs: ReplyLogs | None = None,
+               calibrate: bool = False) -> Starlette:
     """The ASGI app. The engine starts in the background once the app starts: /health answers
-    and /ready says 503 meanwhile. A bad auth configuration raises ConfigError here."""
+    and /ready says 503 meanwhile. A bad auth configuration raises ConfigError here. With
+    `calibrate` (the real engine), the engine's pace is measured once it runs, for the
+    first-token objective's default (app/admission/calibrate.py)."""
     lifecycle = lifecycle if lifecycle is not None else Lifecycle(engine)
     backends = build_backends(settings)
     backends.store, backends.logs = store or backends.store, logs or backends.logs
@@ -124,10 +128,13 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             await adapters.restore()
             _serve(engine, admission, settings.max_concurrent_generations)
 
+        async def started() -> None:
+            await keep_objective(chat.gate, admission.objective, settings.ttft_slo_ms, calibrate)
+            await _started(engine, admission, settings.max_concurrent_generations,
+                           settings.tool_call_parser, settings.reasoning_parser, serve_adapters)
+
         supervisor = EngineSupervisor(
-            engine, lifecycle, started=lambda: _started(
-                engine, admission, settings.max_concurrent_generations, settings.tool_call_parser,
-                settings.reasoning_parser, serve_adapters),
+            engine, lifecycle, started=started,
             restarted=restored, max_deaths=settings.engine_max_deaths,
             window_s=settings.engine_death_window_s)
         starter = asyncio.create_task(supervisor.run())

@@ -34,6 +34,21 @@ ADMITTED = Gauge("streamchat_admitted_generations",
 PREFIX_WARMUPS = Counter(
     "streamchat_prefix_warmups", "Background prefills of a conversation's next prefix, by outcome.",
     ["outcome"])
+# The first-token objective (app/admission/objective.py): each accepted request's TTFT over
+# the TTFT predicted when it was accepted (1: exact; above: later than predicted), whether it
+# met the objective, and the requests refused for it.
+TTFT_PREDICTION_RATIO = Histogram(
+    "streamchat_ttft_prediction_ratio", "Actual over predicted time to first token.",
+    buckets=(0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0))
+TTFT_OBJECTIVE_OUTCOMES = ("met", "missed", "refused")
+TTFT_OBJECTIVE_REQUESTS = Counter(
+    "streamchat_ttft_objective_requests",
+    "Requests by the first-token objective: accepted and met it, accepted and missed it, "
+    "refused for it.", ["outcome"])
+TTFT_OBJECTIVE = Gauge("streamchat_ttft_objective_seconds",
+                       "The first-token objective admission keeps (0: none).")
+PREFILL_RATE = Gauge("streamchat_prefill_tokens_per_second",
+                     "The engine's prefill rate as admission last measured it.")
 ENGINE_RUNNING = Gauge("streamchat_engine_running_requests", "Requests the engine is running.")
 ENGINE_WAITING = Gauge("streamchat_engine_waiting_requests", "Requests waiting in the engine.")
 ENGINE_KV_CACHE_USAGE = Gauge(
@@ -61,6 +76,8 @@ for _reason in REJECT_REASONS:
     REJECTED.labels(_reason)
 for _cause in ABORT_CAUSES:
     ABORTED.labels(_cause)
+for _outcome in TTFT_OBJECTIVE_OUTCOMES:
+    TTFT_OBJECTIVE_REQUESTS.labels(_outcome)
 WARMUP_OUTCOMES = ("done", "stopped", "failed")  # stopped: a generation arrived
 for _outcome in WARMUP_OUTCOMES:
     PREFIX_WARMUPS.labels(_outcome)

@@ -109,6 +109,12 @@ class Settings(AccessSettings):
         "when every place is taken (waiting for one means waiting for a whole reply to end); "
         "past it, 429 with Retry-After at once. Prompts waiting only for max_prefilling never "
         "count against it")
+    ttft_slo_ms: int | None = Field(
+        default=None, ge=0, description="the time to first token (ms) admission promises to "
+        "the requests it accepts: one whose first token is predicted later (from the prompt "
+        "tokens ahead of it and the engine's measured pace) is refused at once, 429 with a "
+        "Retry-After from the prediction; 0: no objective; unset: twice the wait of a lone "
+        "prompt of the whole context, measured on this machine at start (the log says it)")
     prefix_warmup: bool = Field(
         default=False, description="once a session reply is stored, prefill the conversation's "
         "next prefix in the background, only while nobody waits: for models whose template "

@@ -221,13 +221,13 @@ async def test_priority_orders_a_users_own_waiting_requests() -> None:
     running = admission.enqueue("u")
     other = admission.enqueue("v", rank=9)
     later, sooner = admission.enqueue("u", rank=5), admission.enqueue("u", rank=-100)
-    admission.release(running, 0.1)
+    admission.release(running)
     # Never ahead of another user's request, whatever its priority: "v" came first ...
     assert other.admitted_at is not None and sooner.admitted_at is None
-    admission.release(other, 0.1)
+    admission.release(other)
     # ... but among "u"'s own, the lower priority first, though it came later.
     assert sooner.admitted_at is not None and later.admitted_at is None
-    admission.release(sooner, 0.1)
+    admission.release(sooner)
     assert later.admitted_at is not None
 
 

@@ -161,7 +161,7 @@ async def test_a_part_that_fails_fails_the_batch_and_stops_the_others() -> None:
 
 
 @pytest.mark.parametrize(("prompts", "refused"), [
-    (["a", "b", "x" * 300], ContextTooLong),  # past the context: a 400
+    (["a", "x" * 300], ContextTooLong),  # past the context: a 400 (it had a place)
     (["a", "b", "c"], QueueFull),  # one place and one in the queue: a 429
 ])
 async def test_a_later_prompt_refused_releases_the_earlier_ones(

@@ -72,6 +72,8 @@ def test_dashboard_queries_only_metrics_the_service_exports(client: TestClient) 
             "streamchat_engine_running_requests", "streamchat_requests_total",
             "streamchat_rejected_requests_total", "streamchat_aborted_streams_total",
             "streamchat_engine_kv_cache_usage_ratio", "streamchat_sessions",
+            "streamchat_ttft_objective_requests_total", "streamchat_ttft_prediction_ratio_bucket",
+            "streamchat_ttft_objective_seconds", "streamchat_prefill_tokens_per_second",
             *GPU_METRIC_NAMES} <= queried
 
 

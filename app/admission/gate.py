@@ -13,13 +13,11 @@ from it for its whole life). Two limits hold at once:
   of N prompts enters about N / PACING_ROUNDS at a time (its last prompt would otherwise wait
   for many small engine steps instead of a few big ones).
 
-Behind the gate waits a bounded queue: the generations that will find a place in the engine
-once those in it have ended, plus at most `max_queue` more; past it the answer is `QueueFull`
-at once (429 with Retry-After), never a hang.
-
-The queue is fair between users (fair_queue.py): the next generation admitted is the one whose
-user has the fewest generations in the engine, and a light user's prompt never waits for a
-heavy user's prompts.
+Behind the gate waits a bounded queue, fair between users (fair_queue.py): the generations
+that will find a place in the engine once those in it have ended, plus at most `max_queue`
+more. Past it, or when its predicted time to first token misses the objective
+(`STREAMCHAT_TTFT_SLO_MS`, objective.py), a request is refused at once (`QueueFull`: 429 with
+a Retry-After from the prediction), before any work on its prompt; never a hang.
 
 Background work (warming a conversation's prefix) gets a place only while nobody waits and no
 prompt is being prefilled (`background`), and is stopped the moment a generation arrives.
@@ -35,7 +33,9 @@ from collections.abc import Callable
 
 from app import metrics
 from app.admission.fair_queue import FairQueue
+from app.admission.objective import Objective
 from app.admission.ticket import BACKGROUND_PRIORITY, OnPosition, Ticket, UserCounts
+from app.admission.ttft import first_end_s
 from app.errors import QueueFull
 
 # How many rounds of prompts a deep queue is paced in (see the module docstring). On a 2-core
@@ -47,18 +47,17 @@ PACING_ROUNDS = 4
 
 class Admission:
     def __init__(self, *, max_active: int, max_queue: int, max_prefilling: int,
-                 typical_generation_s: float = 2.0) -> None:
+                 objective: Objective | None = None) -> None:
         if max_active < 1 or max_queue < 0 or max_prefilling < 1:
             raise ValueError(f"need max_active >= 1, max_queue >= 0, max_prefilling >= 1; got "
                              f"{max_active}, {max_queue}, {max_prefilling}")
         self.max_active = max_active
         self.max_queue = max_queue
         self.max_prefilling = max_prefilling
-        # A guess at how long one generation holds its place, for Retry-After; refined from
-        # what the engine actually does (an average of recent generations).
-        self.typical_generation_s = typical_generation_s
+        self.objective = objective if objective is not None else Objective()
         self.active = 0
         self.prefilling = 0
+        self._engine: set[Ticket] = set()  # admitted, not yet released
         self._users = UserCounts()
         self._prefilling_users = UserCounts()  # per user: its prompts in the engine, no token yet
         self._queue = FairQueue()
@@ -85,28 +84,26 @@ class Admission:
         return self._queue.count == 0 and self.prefilling == 0
 
     def on_busy(self, callback: Callable[[], None]) -> None:
-        """Called when a generation arrives (background work must stop)."""
-        self._on_busy.append(callback)
+        self._on_busy.append(callback)  # a generation arrived: background work must stop
 
     def on_idle(self, callback: Callable[[], None]) -> None:
-        """Called when the gate becomes idle (background work may start)."""
-        self._on_idle.append(callback)
+        self._on_idle.append(callback)  # the gate became idle: background work may start
 
     def retry_after_s(self) -> float:
-        """How long a refused client should wait: about the time for the queue to move by
-        its own length, at the rate generations leave the engine."""
-        per_slot = self.typical_generation_s / max(1, self.max_active)
-        return max(1.0, math.ceil(per_slot * max(1, self._queue.count)))
+        """How long a client refused by a full queue should wait: until the first generation
+        in the engine ends (a place frees), as predicted (ttft.py), at least a second."""
+        return max(1.0, math.ceil(first_end_s(self._engine, self.objective.predictor)))
 
     # -- a generation's life ----------------------------------------------------------------
 
-    def enqueue(self, user: str, on_position: OnPosition | None = None, *,
-                rank: int = 0) -> Ticket:
+    def enqueue(self, user: str, on_position: OnPosition | None = None, *, rank: int = 0,
+                prompt_chars: int = 0, prompt_tokens: int | None = None) -> Ticket:
         """A place for one generation of `user`: admitted at once when there is room and
-        nobody waits, else queued; QueueFull at once when the queue is full. `rank` (lower
-        first) orders it among the user's own waiting generations."""
+        nobody waits, else queued; QueueFull at once when the queue is full or its first token
+        would miss the objective (its prompt: `prompt_tokens`, else `prompt_chars` long)."""
         ticket = Ticket(user, next(self._seq), time.monotonic(), on_position, rank=rank)
         ticket.admitted = asyncio.get_running_loop().create_future()
+        self.objective.estimate(ticket, prompt_chars, prompt_tokens)
         for callback in self._on_busy:
             callback()
         # max_queue counts those waiting for a place in the engine; a prompt only paced by
@@ -117,6 +114,9 @@ class Admission:
             raise QueueFull(f"the server is at capacity: {waiting} requests are waiting "
                             f"already; retry in {math.ceil(retry)} s", retry_after_s=retry)
         self._queue.push(ticket)
+        if refusal := self.objective.refusal(ticket, self.order(), self._engine, self.max_active):
+            self._queue.remove(ticket)
+            raise refusal
         self._pump()  # in fair order: this one, if it is next and there is room
         if ticket.admitted_at is None:
             metrics.QUEUE_LENGTH.set(self._queue.count)
@@ -157,8 +157,11 @@ class Admission:
             raise
         return bool(done)
 
-    def first_token(self, ticket: Ticket) -> None:
-        """The engine produced the ticket's first token: its prompt is prefilled."""
+    def first_token(self, ticket: Ticket, uncached_tokens: int | None = None,
+                    count: int = 1) -> None:
+        """The engine produced the ticket's first token (`count` tokens, `uncached_tokens` of
+        its prompt prefilled): its prompt is prefilled, and its prediction checked."""
+        self.objective.first_token(ticket, uncached_tokens, count)
         if ticket.prefilling:
             self._prefilled(ticket)
             self._pump()
@@ -168,7 +171,7 @@ class Admission:
         self.prefilling -= 1
         self._prefilling_users.add(ticket.user, -1)
 
-    def release(self, ticket: Ticket, generation_s: float | None = None) -> None:
+    def release(self, ticket: Ticket) -> None:
         """The generation ended (or gave up waiting): its place goes to the next one."""
         if ticket.released:
             return
@@ -184,13 +187,11 @@ class Admission:
             self._check_idle()
             return
         self.active -= 1
+        self._engine.discard(ticket)
         self._users.add(ticket.user, -1)
         metrics.ADMITTED.set(self.active)
         if ticket.prefilling:
             self._prefilled(ticket)
-        if generation_s is not None and generation_s > 0:
-            # An exponential average: Retry-After follows what the engine does now.
-            self.typical_generation_s += 0.1 * (generation_s - self.typical_generation_s)
         self._pump()
 
     # -- the gate -------------------------------------------------------------------------------
@@ -206,6 +207,8 @@ class Admission:
         ticket.admitted_at = time.monotonic()
         ticket.prefilling = True
         ticket.priority = self._users.get(ticket.user)
+        ticket.alone = self.prefilling == 0  # its prefill time is the engine's rate (ttft.py)
+        self._engine.add(ticket)
         self.active += 1
         self.prefilling += 1
         self._prefilling_users.add(ticket.user, 1)

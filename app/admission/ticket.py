@@ -35,6 +35,16 @@ class Ticket:
     # Background work: admitted only while the gate is idle, counted nowhere, last in the
     # engine's queue, and stopped by the gate's owner when a generation arrives.
     background: bool = False
+    # For the first-token objective (objective.py): the prompt's size (estimated from its
+    # characters until it is tokenized), the most tokens it may make and those made so far,
+    # its predicted TTFT, whether it entered an engine with no other prompt in prefill.
+    prompt_chars: int = 0
+    prompt_tokens: int = 0
+    max_tokens: int = 512
+    generated: int = 0
+    predicted_s: float | None = None
+    alone: bool = False
+    last_token_at: float | None = None
 
     @property
     def waited_s(self) -> float:
