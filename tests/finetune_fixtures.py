@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from app.finetune import manager
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
+from tests.waiting import status_polled
 
 FAKE_TRAIN = (sys.executable, "-m", "tests.fake_train")
 DATASET = "\n".join(json.dumps({"messages": [
@@ -48,10 +48,4 @@ def upload(client: TestClient, raw: bytes = DATASET, purpose: str = "fine-tune",
 
 def wait_for(client: TestClient, job_id: str, *statuses: str, timeout_s: float = 20.0) -> Any:
     """The job once its status is one of `statuses`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['status']}, expected {statuses}")
+    return status_polled(client, f"/v1/fine_tuning/jobs/{job_id}", statuses, timeout_s, 0.05)

@@ -4,7 +4,6 @@ OpenAI's shapes, pages, owners, and bad input as 400s that name the field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -14,29 +13,15 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
+from tests.sdk_clients import client, engine, sdk
 from tests.test_api_auth import ALICE, BOB, KEYS, auth
-from tests.test_api_responses import sdk_for
+
+__all__ = ["client", "engine", "sdk"]  # the SDK tests' fixtures
 
 SSE = {"Accept": "text/event-stream"}
 CALL: Any = {"type": "function_call", "call_id": "call_1", "name": "get_weather",
              "arguments": '{"city": "Paris"}'}
 OUTPUT: Any = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp": 21}'}
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine(["Hel", "lo", " there", "!"])
-
-
-@pytest.fixture
-def client(engine: ScriptedEngine) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(default_max_tokens=200), engine)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def sdk(client: TestClient) -> openai.OpenAI:
-    return sdk_for(client)
 
 
 def test_created_with_items_and_metadata_it_is_a_session(client: TestClient,

@@ -13,8 +13,8 @@ from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
 from tests.redis_server import RedisServer
+from tests.sdk_clients import sdk_for
 from tests.test_api_auth import ALICE, KEYS, auth
-from tests.test_api_responses import sdk_for
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
 from tests.finetune_fixtures import DATASET, client, fake_training, settings_for, upload
+from tests.sdk_clients import sdk_for
 
 __all__ = ["client", "fake_training"]
 
@@ -104,8 +105,7 @@ def test_off_unless_fine_tuning_is_on(tmp_path: Path) -> None:
 
 
 def test_the_openai_sdk_uploads_lists_and_deletes(client: TestClient) -> None:
-    sdk = openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
-                        http_client=client)
+    sdk = sdk_for(client)
     file = sdk.files.create(file=("data.jsonl", DATASET), purpose="fine-tune")
     assert file.id.startswith("file-") and file.bytes == len(DATASET)
     assert file.status == "processed" and file.purpose == "fine-tune"

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from app.api.http.sse import EventParser
 from tests.finetune_fixtures import DATASET, client, fake_training, upload, wait_for
+from tests.sdk_clients import sdk_for
 
 __all__ = ["client", "fake_training"]
 
@@ -176,8 +177,7 @@ def test_events_stream_over_sse_until_the_job_ends(client: TestClient,
 
 
 def test_the_openai_sdk_drives_a_job(client: TestClient) -> None:
-    sdk = openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
-                        http_client=client)
+    sdk = sdk_for(client)
     file = sdk.files.create(file=("data.jsonl", DATASET), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(training_file=file.id, model="scripted", suffix="sdk",
                                       hyperparameters={"n_epochs": 1}, seed=7)

@@ -4,7 +4,6 @@ response under another name (a task id, a status link to poll, its result), and 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,9 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
+from tests.waiting import status_polled
+
+ENDED = {"completed", "incomplete", "failed", "cancelled"}
 
 
 @pytest.fixture
@@ -24,14 +26,9 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-def poll(client: TestClient, url: str, timeout_s: float = 10.0) -> dict[str, Any]:
+def poll(client: TestClient, url: str) -> dict[str, Any]:
     """What a seed client does: GET the status link until the task is done."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body: dict[str, Any] = client.get(url).json()
-        if body["status"] not in ("queued", "in_progress") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.02)
+    return status_polled(client, url, ENDED)
 
 
 def test_a_task_is_submitted_then_polled_for_its_result(client: TestClient) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-import openai
 import pytest
 from starlette.testclient import TestClient
 
@@ -16,6 +14,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
+from tests.sdk_clients import async_sdk_for, sdk_for
 from tests.test_api_openai import CHAT, sse_chunks
 from tests.test_api_openai_tools import HERMES_TEXT, REQUIRED_TEXT, TOOLS, calls_of, streamed_calls
 from tests.test_reasoning import steps
@@ -116,8 +115,7 @@ def test_a_parser_that_does_not_exist_or_fit_stops_the_start(
 
 def test_the_sdk_sync_streaming_and_not() -> None:
     with client_of(ScriptedEngine(steps(REPLY)), reasoning_parser="deepseek_r1") as test_client:
-        sdk = openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
-                            http_client=test_client)
+        sdk = sdk_for(test_client)
         reply = sdk.chat.completions.create(model="scripted", messages=CHAT["messages"])
         message: Any = reply.choices[0].message
         assert (message.reasoning_content, message.content) == ("plan it", "The answer.")
@@ -130,13 +128,7 @@ def test_the_sdk_sync_streaming_and_not() -> None:
 async def test_the_sdk_async_streaming_and_not(running: Start) -> None:
     app = await running(Settings(default_max_tokens=200, reasoning_parser="qwen3"),
                         ScriptedEngine(steps(REPLY)))
-
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        await app.app({**scope, "state": dict(app.state)}, receive, send)
-
-    async with openai.AsyncOpenAI(
-            base_url="http://localhost/v1", api_key="unused", max_retries=0,
-            http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
+    async with async_sdk_for(app) as sdk:
         reply = await sdk.chat.completions.create(model="scripted", messages=CHAT["messages"])
         message: Any = reply.choices[0].message
         assert message.model_extra["reasoning_content"] == "plan it"

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from starlette.testclient import TestClient
@@ -17,6 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
+from tests.sdk_clients import async_sdk_for, sdk_for
 
 MESSAGES: Any = [{"role": "user", "content": "Hi"}]
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}}
@@ -28,8 +28,7 @@ EXTRAS = {"min_p": 0.1, "repetition_penalty": 1.2, "min_tokens": 1, "bad_words":
 def sdk(engine: ScriptedEngine) -> Iterator[openai.OpenAI]:
     settings = Settings(max_n=4, default_max_tokens=16)
     with TestClient(create_app(settings, engine)) as test_client:
-        yield openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
-                            http_client=test_client)
+        yield sdk_for(test_client)
 
 
 def _assert_extras_reached(engine: ScriptedEngine) -> None:
@@ -78,13 +77,7 @@ def test_sync_completions_prompts_echo_and_prompt_logprobs(sdk: openai.OpenAI) -
 async def test_async_sdk_streaming_and_not(running: Start) -> None:
     engine = ScriptedEngine()
     app = await running(Settings(default_max_tokens=16), engine)
-
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        await app.app({**scope, "state": dict(app.state)}, receive, send)
-
-    async with openai.AsyncOpenAI(
-            base_url="http://localhost/v1", api_key="unused", max_retries=0,
-            http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
+    async with async_sdk_for(app) as sdk:
         reply = await sdk.chat.completions.create(
             model="scripted", messages=MESSAGES, response_format={"type": "json_object"},
             extra_body=EXTRAS)

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from starlette.testclient import TestClient
@@ -17,6 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
+from tests.sdk_clients import async_sdk_for, sdk_for
 from tests.test_api_openai_tools import NAMED_TEXT, REQUIRED_TEXT, TOOLS, tokens
 
 MESSAGES: Any = [{"role": "user", "content": "Weather in Paris?"}]
@@ -32,8 +32,7 @@ def calls(message: Any) -> list[tuple[str, Any]]:
 def sdk() -> Iterator[openai.OpenAI]:
     engine = ScriptedEngine(tokens(REQUIRED_TEXT, 3))
     with TestClient(create_app(Settings(default_max_tokens=200), engine)) as test_client:
-        yield openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
-                            http_client=test_client)
+        yield sdk_for(test_client)
 
 
 def test_sync_required_streaming_and_not(sdk: openai.OpenAI) -> None:
@@ -64,13 +63,7 @@ def test_sync_bad_tool_choice_is_a_bad_request(sdk: openai.OpenAI) -> None:
 async def test_async_named_streaming_and_not(running: Start) -> None:
     engine = ScriptedEngine(tokens(NAMED_TEXT, 2))
     app = await running(Settings(default_max_tokens=200), engine)
-
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        await app.app({**scope, "state": dict(app.state)}, receive, send)
-
-    async with openai.AsyncOpenAI(
-            base_url="http://localhost/v1", api_key="unused", max_retries=0,
-            http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
+    async with async_sdk_for(app) as sdk:
         reply = await sdk.chat.completions.create(model="scripted", messages=MESSAGES,
                                                   tools=TOOLS, tool_choice=NAMED)
         assert calls(reply.choices[0].message) == [("get_weather", {"city": "París"})]

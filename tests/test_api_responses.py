@@ -5,10 +5,8 @@ tools and structured output, and bad input as 400s that name the field."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from starlette.testclient import TestClient
@@ -17,7 +15,10 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
+from tests.sdk_clients import async_sdk_for, client, engine, sdk_for
 from tests.test_api_openai_tools import NAMED_TEXT, REQUIRED_TEXT, WEATHER, tokens
+
+__all__ = ["client", "engine"]  # the SDK tests' fixtures
 
 TOOLS: Any = [{"type": "function", "name": "get_weather", "description": "Weather now",
                "parameters": WEATHER},
@@ -26,22 +27,6 @@ TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item
                "response.content_part.added", *["response.output_text.delta"] * 4,
                "response.output_text.done", "response.content_part.done",
                "response.output_item.done", "response.completed"]
-
-
-def sdk_for(client: TestClient) -> openai.OpenAI:
-    return openai.OpenAI(base_url="http://localhost/v1", api_key="unused", max_retries=0,
-                         http_client=client)
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine(["Hel", "lo", " there", "!"])
-
-
-@pytest.fixture
-def client(engine: ScriptedEngine) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(default_max_tokens=200), engine)) as test_client:
-        yield test_client
 
 
 def test_a_whole_response_is_stored_and_fetched(client: TestClient) -> None:
@@ -210,13 +195,7 @@ def test_unknown_ids_are_404s(client: TestClient) -> None:
 async def test_async_sdk_streams_and_chains(running: Start) -> None:
     engine = ScriptedEngine(["Hel", "lo", " there", "!"])
     app = await running(Settings(default_max_tokens=200), engine)
-
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        await app.app({**scope, "state": dict(app.state)}, receive, send)
-
-    async with openai.AsyncOpenAI(
-            base_url="http://localhost/v1", api_key="unused", max_retries=0,
-            http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi))) as sdk:
+    async with async_sdk_for(app) as sdk:
         first = await sdk.responses.create(model="scripted", input="Hi")
         stream = await sdk.responses.create(model="scripted", input="More", stream=True,
                                             previous_response_id=first.id)

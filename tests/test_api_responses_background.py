@@ -18,20 +18,16 @@ from app.responses.stored import KIND
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
 from tests.redis_server import RedisServer
+from tests.sdk_clients import sdk_for
 from tests.sse_parse import parse_frames
-from tests.test_api_responses import TEXT_EVENTS, sdk_for
+from tests.test_api_responses import TEXT_EVENTS
+from tests.waiting import status_polled
 
 TOKENS = [f"w{i} " for i in range(30)]
 
 
-def wait_for_status(client: TestClient, response_id: str, statuses: set[str],
-                    timeout_s: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        body: dict[str, Any] = client.get(f"/v1/responses/{response_id}").json()
-        if body["status"] in statuses or time.monotonic() > deadline:
-            return body
-        time.sleep(0.02)
+def wait_for_status(client: TestClient, response_id: str, statuses: set[str]) -> dict[str, Any]:
+    return status_polled(client, f"/v1/responses/{response_id}", statuses)
 
 
 def events_of(text: str) -> list[dict[str, Any]]:

@@ -39,6 +39,16 @@ def resume_url(stream_id: str) -> str:
     return f"/v1/chat/completions/streams/{stream_id}"
 
 
+def head_of(response: Any, events: int) -> str:
+    """A resumable stream's first `events` frames, read as a client that then drops it."""
+    head = ""
+    for line in response.iter_lines():
+        head += line + "\n"
+        if line.startswith("data: ") and head.count("data: ") == events:
+            break
+    return head + "\n"
+
+
 def text_of(body: str) -> str:
     events = [e.data for e in EventParser().feed(body.encode())]
     assert events[-1] == "[DONE]"
@@ -90,12 +100,7 @@ def test_a_stream_dropped_mid_way_resumes_live_with_the_same_bytes() -> None:
     with TestClient(create_app(Settings(orphan_grace_s=2), engine)) as client:
         with client.stream("POST", "/v1/chat/completions", json=CHAT,
                            headers=RESUMABLE) as response:
-            stream_id, head = response.headers["x-stream-id"], ""
-            for line in response.iter_lines():
-                head += line + "\n"
-                if line.startswith("data: ") and head.count("data: ") == 4:
-                    break
-        head += "\n"
+            stream_id, head = response.headers["x-stream-id"], head_of(response, 4)
         rest = client.get(resume_url(stream_id), headers={"Last-Event-ID": "4"})
         assert text_of(head + rest.text) == "".join(TOKENS)
         assert engine.aborted == []

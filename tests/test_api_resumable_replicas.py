@@ -13,9 +13,8 @@ from app.main import create_app
 from app.settings import Settings
 from tests.fakes import ScriptedEngine
 from tests.redis_server import RedisServer
+from tests.test_api_resumable import CHAT, RESUMABLE, head_of, resume_url
 
-CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
-RESUMABLE = {"X-Stream-Resumable": "true"}
 TOKENS = [f"w{i} " for i in range(40)]
 
 
@@ -29,33 +28,24 @@ def replicas(redis_server: RedisServer) -> Iterator[tuple[TestClient, TestClient
         yield a, b, engine_a
 
 
-def url(stream_id: str) -> str:
-    return f"/v1/chat/completions/streams/{stream_id}"
-
-
 def test_a_stream_from_one_replica_is_resumed_through_the_other(replicas) -> None:  # type: ignore[no-untyped-def]
     a, b, engine_a = replicas
     with a.stream("POST", "/v1/chat/completions", json=CHAT, headers=RESUMABLE) as response:
-        stream_id, head = response.headers["x-stream-id"], ""
-        for line in response.iter_lines():
-            head += line + "\n"
-            if line.startswith("data: ") and head.count("data: ") == 5:
-                break
-    head += "\n"
-    rest = b.get(url(stream_id), headers={"Last-Event-ID": "5"})  # live, from a's log
+        stream_id, head = response.headers["x-stream-id"], head_of(response, 5)
+    rest = b.get(resume_url(stream_id), headers={"Last-Event-ID": "5"})  # live, from a's log
     assert rest.status_code == 200 and rest.headers["x-stream-id"] == stream_id
     assert rest.text.endswith("id: 41\ndata: [DONE]\n\n")
     assert not engine_a.aborted
     # Once it ended, either replica replays it whole, byte for byte what was streamed.
     for replica in (a, b):
-        assert replica.get(url(stream_id)).text == head + rest.text
-    assert b.get(url(stream_id), headers={"Last-Event-ID": "41"}).text == \
+        assert replica.get(resume_url(stream_id)).text == head + rest.text
+    assert b.get(resume_url(stream_id), headers={"Last-Event-ID": "41"}).text == \
         "id: 41\ndata: [DONE]\n\n"
 
 
 def test_unknown_on_every_replica_is_a_404(replicas) -> None:  # type: ignore[no-untyped-def]
     _, b, _ = replicas
-    response = b.get(url("chatcmpl-nope"))
+    response = b.get(resume_url("chatcmpl-nope"))
     assert response.status_code == 404 and response.json()["error"]["code"] == "stream_not_found"
 
 
@@ -85,7 +75,7 @@ def test_a_stream_whose_replica_died_ends_on_the_other(replicas, redis_server: R
         await redis.aclose()
 
     asyncio.run(die_mid_stream())
-    followed = b.get(url(stream_id), headers={"Last-Event-ID": "1"})
+    followed = b.get(resume_url(stream_id), headers={"Last-Event-ID": "1"})
     assert followed.status_code == 200
     assert followed.text.startswith("id: 2\ndata: ") and '"lo"' in followed.text
     assert followed.text.endswith("id: 3\ndata: [DONE]\n\n")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from prometheus_client import REGISTRY
-from starlette.types import Receive, Scope, Send
 
 from app.admission import BACKGROUND_PRIORITY, Admission
 from app.engine.base import GenerationParams
@@ -20,6 +18,7 @@ from app.limits import KeyLimits, MemoryBuckets
 from app.settings import Settings
 from tests.conftest import Start
 from tests.fakes import ScriptedEngine
+from tests.sdk_clients import asgi_client
 
 
 def aborted(cause: str) -> float:
@@ -166,12 +165,7 @@ async def test_cancelling_a_background_response_counts_a_cancel_not_a_client_tha
     """The bug: `POST /v1/responses/{id}/cancel` was counted as client_left."""
     engine = ScriptedEngine(tokens=["w"] * 500, delay_s=0.01)
     app = await running(Settings(orphan_grace_s=5), engine)
-
-    async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-        await app.app({**scope, "state": dict(app.state)}, receive, send)
-
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=with_state),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(app) as client:
         created = (await client.post("/v1/responses", json={
             "model": "scripted", "input": "hi", "background": True})).json()
         await asyncio.wait_for(engine.started.wait(), 5)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -42,4 +43,20 @@ def until_sync(condition: Callable[[], object], timeout_s: float = TIMEOUT_S,
     while not condition():
         if time.monotonic() >= deadline:
             raise TimeoutError(f"still not true after {timeout_s} s: {condition.__qualname__}")
+        time.sleep(interval_s)
+
+
+def status_polled(client: TestClient, url: str, statuses: Collection[str],
+                  timeout_s: float = 10.0, interval_s: float = 0.02) -> dict[str, Any]:
+    """What a client of work run in the background (a response, a seed's inference task, a
+    fine-tuning job) does: GET `url` until its `status` is one of `statuses`, and return that
+    body. TimeoutError past `timeout_s`, naming the status it still had."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body: dict[str, Any] = client.get(url).json()
+        if body["status"] in statuses:
+            return body
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{url} still {body['status']!r} after {timeout_s} s, "
+                               f"not one of {sorted(statuses)}")
         time.sleep(interval_s)
