@@ -23,12 +23,11 @@ import orjson
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import metrics
 from app.api.http.body import validation_context
 from app.api.http.errors import count_rejection
 from app.api.http.state import fair_user, owner, services
 from app.api.http.subprotocol import subprotocol
-from app.api.http.ws_sender import FrameSender
+from app.api.http.ws_frames import FrameSender, receive_frame
 from app.api.responses.events import TERMINAL
 from app.api.responses.start import detach, start
 from app.api.responses.ws_events import ResponseCreate, error_event, parse_event
@@ -37,7 +36,7 @@ from app.replies.detached import LOG_OWN
 
 log = logging.getLogger("streamchat.responses_ws")
 
-CLOSE_TOO_BIG, CLOSE_INTERNAL = 1009, 1011
+CLOSE_INTERNAL = 1011
 # Creates waiting or running on one socket, all lanes together (a lane runs one at a time):
 # a client that sends more is told to wait for some to end.
 MAX_PENDING = 16
@@ -58,16 +57,8 @@ class ResponsesSocket:
 
     async def run(self) -> None:
         try:
-            while True:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                text = message.get("text")
-                raw = text.encode() if text is not None else message.get("bytes") or b""
-                if len(raw) > self.svc.settings.max_body_bytes:
-                    metrics.REJECTED.labels("too_large").inc()
-                    await self.websocket.close(CLOSE_TOO_BIG, "event too big")
-                    return
+            limit = self.svc.settings.max_body_bytes
+            while (raw := await receive_frame(self.websocket, limit, "event")) is not None:
                 try:
                     self._queue(await self._admitted(raw))
                 except StreamchatError as exc:

@@ -17,12 +17,11 @@ from collections.abc import AsyncIterator
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import metrics
 from app.api.http.body import validation_context
 from app.api.http.errors import count_rejection, error_frame
 from app.api.http.state import Services, fair_user, owner, services
 from app.api.http.subprotocol import subprotocol
-from app.api.http.ws_sender import FrameSender
+from app.api.http.ws_frames import FrameSender, receive_frame
 from app.api.sessions.schemas import (
     CancelFrame,
     ClientFrame,
@@ -39,7 +38,7 @@ from app.tasks import STOP_BOUND_S, cancel_and_wait
 log = logging.getLogger("streamchat.ws")
 
 TRANSPORT = "ws"
-CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_UNKNOWN_SESSION = 1009, 1011, 4404
+CLOSE_INTERNAL, CLOSE_UNKNOWN_SESSION = 1011, 4404
 PONG = b'{"type":"pong"}'
 
 
@@ -68,16 +67,8 @@ class SessionSocket:
 
     async def run(self) -> None:
         try:
-            while True:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                text = message.get("text")
-                raw = text.encode() if text is not None else message.get("bytes") or b""
-                if len(raw) > self.max_frame_bytes:
-                    metrics.REJECTED.labels("too_large").inc()
-                    await self.websocket.close(CLOSE_TOO_BIG, "frame too big")
-                    return
+            while (raw := await receive_frame(self.websocket, self.max_frame_bytes,
+                                              "frame")) is not None:
                 try:
                     await self._handle(parse_frame(raw, self.context))
                 except StreamchatError as exc:

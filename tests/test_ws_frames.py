@@ -1,5 +1,5 @@
-"""One WebSocket's frames, one at a time (app/api/http/ws_sender.py): the session's socket and
-the Responses socket both send through it."""
+"""A WebSocket's frames both ways (app/api/http/ws_frames.py), for the session's socket and the
+Responses socket: received as bytes, none over the limit; sent one at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.api.http.raw_send import RAW_SEND
-from app.api.http.ws_sender import FrameSender
+from app.api.http.ws_frames import FrameSender, receive_frame
+from app.metrics import REJECTED
 
 
 def socket(raw_send: Any) -> WebSocket:
@@ -21,6 +22,42 @@ def socket(raw_send: Any) -> WebSocket:
         raise AssertionError("a sender does not receive")
 
     return WebSocket({"type": "websocket", RAW_SEND: raw_send}, receive, wrapped_send)
+
+
+def accepted(messages: list[dict[str, Any]], sent: list[Any]) -> WebSocket:
+    """A socket that has been accepted, whose client sends `messages`."""
+    incoming = iter([{"type": "websocket.connect"}, *messages])
+
+    async def receive() -> Any:
+        return next(incoming)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    return WebSocket({"type": "websocket"}, receive, send)
+
+
+async def test_frames_are_received_as_bytes_text_or_binary_until_the_client_leaves() -> None:
+    sent: list[Any] = []
+    websocket = accepted([{"type": "websocket.receive", "text": '{"a":"\u00e9"}'},
+                          {"type": "websocket.receive", "bytes": b'{"b":1}'},
+                          {"type": "websocket.receive", "bytes": None, "text": None},
+                          {"type": "websocket.disconnect", "code": 1000}], sent)
+    await websocket.accept()
+    frames = [await receive_frame(websocket, 100, "frame") for _ in range(4)]
+    assert frames == ['{"a":"\u00e9"}'.encode(), b'{"b":1}', b"", None]
+
+
+async def test_a_frame_over_the_limit_closes_the_socket_1009() -> None:
+    sent: list[Any] = []
+    websocket = accepted([{"type": "websocket.receive", "text": "x" * 10},
+                          {"type": "websocket.receive", "text": "é" * 6}], sent)
+    await websocket.accept()
+    before = REJECTED.labels("too_large")._value.get()
+    assert await receive_frame(websocket, 10, "event") == b"x" * 10  # at the limit: taken
+    assert await receive_frame(websocket, 10, "event") is None  # 12 bytes, 6 characters
+    assert sent[-1] == {"type": "websocket.close", "code": 1009, "reason": "event too big"}
+    assert REJECTED.labels("too_large")._value.get() == before + 1
 
 
 async def test_a_frame_is_text_sent_straight_to_the_server() -> None:
