@@ -82,7 +82,9 @@ class TurnText:
         fixed = self.count(self.text(conversation_id("s", 0), 10))
         # Filler cut at a token boundary: whole sentences alone would miss the target by up to 8.
         filler = self._tok.encode(SENTENCE * (target // 8 + 2), add_special_tokens=False)
-        self._body = self._tok.decode(filler[: max(0, target - fixed)]).rstrip(" .") + ". "
+        body = self._tok.decode(filler[: max(0, target - fixed)])
+        assert isinstance(body, str)  # one sequence's ids: one text (a batch's would be a list)
+        self._body = body.rstrip(" .") + ". "
 
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False))

@@ -120,7 +120,9 @@ def test_off_without_fine_tuning_or_modules(tmp_path: Path) -> None:
 def test_lora_modules_are_served_from_the_start(tmp_path: Path) -> None:
     folder = adapter_folder(tmp_path)
     engine = ScriptedEngine()
-    with TestClient(create_app(Settings(lora_modules=f"first={folder}"), engine)) as client:
+    # The setting as its variable gives it (STREAMCHAT_LORA_MODULES), parsed by the model.
+    settings = Settings.model_validate({"lora_modules": f"first={folder}"})
+    with TestClient(create_app(settings, engine)) as client:
         for _ in range(100):  # the engine, then its adapters, start in the background
             ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
             if len(ids) == 2:
@@ -133,7 +135,8 @@ def test_lora_modules_are_served_from_the_start(tmp_path: Path) -> None:
 
 def test_a_bad_lora_module_stops_the_service_at_start(tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    app = create_app(Settings(lora_modules=f"bad={tmp_path / 'nope'}"), ScriptedEngine())
+    app = create_app(Settings.model_validate({"lora_modules": f"bad={tmp_path / 'nope'}"}),
+                     ScriptedEngine())
     with TestClient(app) as client:
         ready = client.get("/ready")
         for _ in range(50):  # the engine starts in the background
