@@ -11,7 +11,15 @@ streamchat its own. They run one after the other (streamchat first), each throug
   user's TTFT p50 under that load against its TTFT alone (target: at most 2x);
 - overload: open-loop Poisson arrivals at 3x the request rate streamchat sustained at the
   highest level: accepted requests' TTFT p99 against the unloaded p99 (target: at most 2x),
-  how fast refusals come (target: p99 under 100 ms), and whether any request hung.
+  how fast refusals come (target: p99 under 100 ms), and whether any request hung; goodput
+  (requests/s whose first token met the objective, and their output tokens/s), the
+  objective's hit rate among accepted requests, and ITL p50/p99 (each request's mean gap
+  between tokens). The objective is `--ttft-objective-ms`, else the one streamchat's
+  /metrics says it keeps (`streamchat_ttft_objective_seconds`), else 2x the unloaded p99;
+  both servers are judged by the same one;
+- burst: `--burst` requests (300) sent at once over connections opened beforehand (a client
+  that does nothing else): how fast each gets its answer from its send, refusals apart
+  (target: p99 under 100 ms), and whether any hung.
 
 Prints the tables and ratios (streamchat / vLLM), writes JSON and a PNG plot of TTFT p50/p99
 against concurrency to benchmarks/results/<timestamp>-load/.
@@ -36,7 +44,7 @@ from benchmarks.vllm_bench import run_client
 from benchmarks.workload import PromptBuilder, percentile
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
-PHASES = ("levels", "fairness", "overload")
+PHASES = ("levels", "fairness", "overload", "burst")
 LEVEL_METRICS = [("output_throughput", "output tokens/s"), ("median_ttft_ms", "TTFT p50 (ms)"),
                  ("p99_ttft_ms", "TTFT p99 (ms)"), ("median_itl_ms", "ITL p50 (ms)"),
                  ("p99_itl_ms", "ITL p99 (ms)"), ("request_throughput", "requests/s")]
@@ -65,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sustained-rate", type=float, default=None,
                         help="overload phase: requests/s the server sustains (default: what "
                         "streamchat did at the highest level of this run)")
+    parser.add_argument("--ttft-objective-ms", type=float, default=None,
+                        help="overload phase: the first-token objective goodput counts by "
+                        "(default: streamchat's own, from its /metrics; else 2x unloaded p99)")
+    parser.add_argument("--burst", type=int, default=300,
+                        help="burst phase: requests sent at once on pre-opened connections")
     parser.add_argument("--hang-s", type=float, default=600.0,
                         help="a request with no end after this long counts as hung")
     add_model_options(parser)
@@ -185,7 +198,16 @@ async def overload_phase(server: ServerProcess, name: str, prompts: Prompts,
     rejected = [o.latency_s for o in outcomes if o.status == "rejected" and o.latency_s is not None]
     unloaded_p99 = percentile(ttfts(unloaded), 99)
     accepted_p99 = percentile(ttfts(accepted), 99)
-    return {"offered_rate": rate, "sustained_rate": sustained_rate, "requests": arrivals,
+    objective_s = args.objective_s or 2 * unloaded_p99
+    good = [o for o in accepted if o.ttft_s is not None and o.ttft_s <= objective_s]
+    gaps = [(o.end_s - o.first_s) / (o.tokens - 1) for o in accepted
+            if o.first_s is not None and o.end_s is not None and o.tokens > 1]
+    return {"objective_ms": 1000 * objective_s,
+            "goodput_rps": len(good) / args.overload_s,
+            "goodput_tokens_per_s": sum(o.tokens for o in good) / args.overload_s,
+            "objective_hit_rate": len(good) / len(accepted) if accepted else float("nan"),
+            "itl_p50_ms": 1000 * percentile(gaps, 50), "itl_p99_ms": 1000 * percentile(gaps, 99),
+            "offered_rate": rate, "sustained_rate": sustained_rate, "requests": arrivals,
             "unloaded_ttft_p99_ms": 1000 * unloaded_p99,
             "accepted": len(accepted), "accepted_ttft_p50_ms": 1000 * percentile(ttfts(accepted), 50),
             "accepted_ttft_p99_ms": 1000 * accepted_p99,
@@ -195,6 +217,38 @@ async def overload_phase(server: ServerProcess, name: str, prompts: Prompts,
             "failed": sum(o.status == "failed" for o in outcomes),
             "incomplete": sum(o.status == "ok" and o.tokens != args.output_len for o in outcomes),
             "errors": sorted({o.error or "" for o in outcomes if o.status in ("failed", "hung")})[:5]}
+
+
+async def burst_phase(server: ServerProcess, name: str, prompts: Prompts,
+                      args: argparse.Namespace) -> dict[str, Any]:
+    """`--burst` requests at once, each on a connection opened before (a /health call on each),
+    so that what is timed from the send is the server's answer, not a TCP handshake."""
+    n = args.burst
+    print(f"[load] {name}: burst of {n} on pre-opened connections", flush=True)
+    async with make_client(server.base_url, n) as client:
+        await asyncio.gather(*(client.get("/health") for _ in range(n)))  # n connections open
+        texts = [prompts.next("burst") for _ in range(n)]
+        outcomes = list(await asyncio.gather(*(chat(
+            client, MODEL_NAME, text, f"burst-{i}", max_tokens=args.output_len,
+            timeout_s=args.hang_s) for i, text in enumerate(texts))))
+    refused = [o.latency_s for o in outcomes if o.status == "rejected" and o.latency_s is not None]
+    return {"requests": n, "accepted": sum(o.status == "ok" for o in outcomes),
+            "rejected": len(refused), "rejected_p50_ms": 1000 * percentile(refused, 50),
+            "rejected_p99_ms": 1000 * percentile(refused, 99),
+            "hung": sum(o.status == "hung" for o in outcomes),
+            "failed": sum(o.status == "failed" for o in outcomes),
+            "incomplete": sum(o.status == "ok" and o.tokens != args.output_len for o in outcomes)}
+
+
+async def objective_of(server: ServerProcess) -> float | None:
+    """The first-token objective a streamchat server says it keeps (None: none, or no such
+    gauge: another server)."""
+    async with make_client(server.base_url, 1) as client:
+        text = (await client.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("streamchat_ttft_objective_seconds "):
+            return float(line.split()[1]) or None
+    return None
 
 
 def _median(values: list[float]) -> float:
@@ -227,6 +281,12 @@ async def measure(server: ServerProcess, name: str, model_dir: Path, prompts: Pr
             f = result["fairness"]
             print(f"[load] {name}: light user TTFT p50 alone {f['light_alone_ttft_p50_ms']:.0f} "
                   f"ms, loaded {f['light_loaded_ttft_p50_ms']:.0f} ms", flush=True)
+        if name == "streamchat" and "objective_s" not in sustained:
+            objective = await objective_of(server)
+            if objective is not None:
+                sustained["objective_s"] = objective
+        args.objective_s = (args.ttft_objective_ms / 1000 if args.ttft_objective_ms
+                            else sustained.get("objective_s"))
         if "overload" in args.phases:
             rate = args.sustained_rate or sustained.get("rate")
             if rate is None:
@@ -237,7 +297,13 @@ async def measure(server: ServerProcess, name: str, model_dir: Path, prompts: Pr
             print(f"[load] {name}: accepted {o['accepted']}, TTFT p99 "
                   f"{o['accepted_ttft_p99_ms']:.0f} ms (unloaded {o['unloaded_ttft_p99_ms']:.0f}"
                   f"); refused {o['rejected']}, p99 {o['rejected_p99_ms']:.1f} ms; hung "
-                  f"{o['hung']}", flush=True)
+                  f"{o['hung']}; goodput {o['goodput_rps']:.2f}/s, objective hit rate "
+                  f"{o['objective_hit_rate']:.2f}", flush=True)
+        if "burst" in args.phases:
+            result["burst"] = b = await burst_phase(server, name, prompts, args)
+            print(f"[load] {name}: burst accepted {b['accepted']}, refused {b['rejected']} "
+                  f"(p99 {b['rejected_p99_ms']:.1f} ms from the send), hung {b['hung']}",
+                  flush=True)
     finally:
         server.stop()
         await asyncio.sleep(2)  # let the engine core exit before the next server starts
@@ -295,6 +361,19 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{o['unloaded_ttft_p99_ms']:.0f} ms (ratio {o['ratio']:.2f}); refused "
                 f"{o['rejected']}, p99 {o['rejected_p99_ms']:.1f} ms; hung {o['hung']}, failed "
                 f"{o['failed']}, incomplete {o['incomplete']}")
+            lines.append(
+                f"{'':<12} objective {o['objective_ms']:.0f} ms: goodput {o['goodput_rps']:.2f} "
+                f"requests/s ({o['goodput_tokens_per_s']:.1f} tokens/s), hit rate "
+                f"{o['objective_hit_rate']:.2f}; ITL p50 {o['itl_p50_ms']:.1f} ms, p99 "
+                f"{o['itl_p99_ms']:.1f} ms")
+    if "burst" in args.phases:
+        lines += ["", f"burst: {args.burst} requests at once on pre-opened connections "
+                  "(target: refusals p99 < 100 ms from the send, 0 hung)"]
+        for n in names:
+            b = res[n]["burst"]
+            lines.append(f"{n:<12} accepted {b['accepted']}, refused {b['rejected']} (p50 "
+                         f"{b['rejected_p50_ms']:.1f} ms, p99 {b['rejected_p99_ms']:.1f} ms); "
+                         f"hung {b['hung']}, failed {b['failed']}, incomplete {b['incomplete']}")
     return "\n".join(lines)
 
 
