@@ -10,8 +10,10 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from app.api.conversations.schemas import Conversation, ConversationDeleted
 from app.api.http.errors import error_body
 from app.api.http.page import PAGE_HEADERS, STATIC_DIR
+from app.api.openai.models import ModelList
 from app.api.openai.schemas import ChatCompletionRequest
 from app.api.openapi.document import ErrorBody, operations_of
 from app.api.openapi.operations import OPERATIONS
@@ -101,3 +103,36 @@ def test_docs_runs_only_vendored_files_under_the_pages_csp(client: TestClient) -
         answer = client.get(url)
         assert answer.status_code == 200 and answer.headers["content-security-policy"] == CSP
     assert "url: '/openapi.json'" in (STATIC_DIR / "docs.js").read_text()
+
+
+# The success bodies built through a declared model, documented by it. The others' 200 is a
+# bare JSON object until their body has a model (docs/API.md describes them meanwhile).
+MODELLED = {("GET", "/health"): "Health", ("GET", "/ready"): "Ready",
+            ("GET", "/v1/models"): "ModelList", ("POST", "/v1/inference"): "InferenceTask",
+            ("GET", "/v1/inference/{task_id}"): "InferenceStatus",
+            ("POST", "/v1/conversations"): "Conversation",
+            ("GET", "/v1/conversations/{conversation_id}"): "Conversation",
+            ("POST", "/v1/conversations/{conversation_id}"): "Conversation",
+            ("DELETE", "/v1/conversations/{conversation_id}"): "ConversationDeleted",
+            ("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}"): "Conversation"}
+
+
+def test_modelled_success_bodies_are_documented_by_their_models(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    for (method, path), model in MODELLED.items():
+        op = doc["paths"][path][method.lower()]
+        status = str(OPERATIONS[(method, path)].status)
+        schema = op["responses"][status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}, (method, path)
+        assert resolve(doc, schema)["properties"], (method, path)
+    listed = resolve(doc, {"$ref": "#/components/schemas/ModelList"})
+    card = resolve(doc, listed["properties"]["data"]["items"])
+    assert {"id", "created", "root", "parent", "max_model_len", "permission"} <= \
+        set(card["required"])
+    # What the route answers is what the document says: the models themselves validate it.
+    answer = client.get("/v1/models").json()
+    assert ModelList.model_validate(answer).model_dump() == answer
+    made = client.post("/v1/conversations", json={"metadata": {"k": "v"}}).json()
+    assert Conversation.model_validate(made).model_dump() == made
+    gone = client.delete(f"/v1/conversations/{made['id']}").json()
+    assert ConversationDeleted.model_validate(gone).model_dump() == gone

@@ -9,7 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.conversations.schemas import ConversationPatch, NewConversation, NewItems, dumped
+from app.api.conversations.schemas import (
+    Conversation,
+    ConversationDeleted,
+    ConversationPatch,
+    NewConversation,
+    NewItems,
+    dumped,
+)
 from app.api.http.body import parse_body, validation_context
 from app.api.http.errors import json_response
 from app.api.http.query import Page
@@ -25,8 +32,8 @@ def _conversations(request: Request) -> Conversations:
 
 
 def _object(session: Session) -> dict[str, Any]:
-    return {"id": session.id, "object": "conversation", "created_at": int(session.created),
-            "metadata": session.metadata}
+    return Conversation(id=session.id, created_at=int(session.created),
+                        metadata=session.metadata).model_dump()
 
 
 def _list(items: list[dict[str, Any]], has_more: bool = False) -> dict[str, Any]:
@@ -59,7 +66,7 @@ async def update(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     deleted = await _conversations(request).delete(request.path_params["conversation_id"],
                                                    owner(request))
-    return json_response({"id": deleted, "object": "conversation.deleted", "deleted": True})
+    return json_response(ConversationDeleted(id=deleted).model_dump())
 
 
 async def list_items(request: Request) -> Response:

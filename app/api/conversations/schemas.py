@@ -1,11 +1,12 @@
-"""Request bodies of the Conversations API, declared (docs/API.md). An item is what a response's
-input takes (app/api/responses/schemas.py), or a reasoning item that a response gave back."""
+"""Request bodies of the Conversations API, and its conversation object, declared (docs/API.md).
+An item is what a response's input takes (app/api/responses/schemas.py), or a reasoning item
+that a response gave back."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator
+from pydantic import BaseModel, Field, PlainValidator
 
 from app.api.responses.schemas import FunctionCallItem, FunctionCallOutputItem, MessageItem
 from app.validation import MessageText, StrictModel, by_type
@@ -35,6 +36,21 @@ Item = Annotated[MessageItem | FunctionCallItem | FunctionCallOutputItem | Reaso
 Items = Annotated[list[Item], Field(max_length=MAX_ITEMS)]
 Metadata = Annotated[dict[Annotated[str, Field(max_length=64)],
                           Annotated[str, Field(max_length=512)]], Field(max_length=16)]
+
+
+class Conversation(BaseModel):
+    """A conversation as the routes answer it (built through this model)."""
+
+    id: str  # the session's id
+    object: Literal["conversation"] = "conversation"
+    created_at: int
+    metadata: dict[str, str]
+
+
+class ConversationDeleted(BaseModel):
+    id: str
+    object: Literal["conversation.deleted"] = "conversation.deleted"
+    deleted: Literal[True] = True
 
 
 def dumped(items: list[Any]) -> list[dict[str, Any]]:

@@ -4,9 +4,9 @@ model (`root`, `parent`, `max_model_len`, `permission`), and its tokenizer, as v
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -86,6 +86,41 @@ def _ready(engine: Engine) -> Engine:
     return engine
 
 
+class ModelPermission(BaseModel):
+    """vLLM's `ModelPermission`, as its server lists it."""
+
+    id: str
+    object: Literal["model_permission"] = "model_permission"
+    created: int
+    allow_create_engine: bool = False
+    allow_sampling: bool = True
+    allow_logprobs: bool = True
+    allow_search_indices: bool = False
+    allow_view: bool = True
+    allow_fine_tuning: bool = False
+    organization: str = "*"
+    group: str | None = None
+    is_blocking: bool = False
+
+
+class ModelCard(BaseModel):
+    id: str  # the name a request gives as `model`
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "streamchat"
+    root: str  # the engine's model, or the folder an adapter was loaded from
+    parent: str | None  # an adapter's base model; None for the base model and its aliases
+    max_model_len: int
+    permission: list[ModelPermission]
+
+
+class ModelList(BaseModel):
+    """`GET /v1/models`' body, built through this model, as /openapi.json documents it."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
 async def models(request: Request) -> Response:
     svc = services(request)
     engine, created = svc.engine, svc.models.created
@@ -94,25 +129,16 @@ async def models(request: Request) -> Response:
     # vLLM lists them: the same on every replica (app/adapters/registry.py).
     adapters = {s.adapter.name: s for s in svc.models.adapters.all()} \
         if svc.models.adapters is not None else {}
-    data = []
+    data: list[ModelCard] = []
     for name in svc.models.names():
         served = adapters.get(name)
         root, parent = (engine.model_name, None) if served is None else \
             (served.entry.root, svc.models.base)
         made = created if served is None else served.created
-        data.append({"id": name, "object": "model", "created": made, "owned_by": "streamchat",
-                     "root": root, "parent": parent, "max_model_len": engine.max_model_len,
-                     "permission": [_permission(made)]})
-    return json_response({"object": "list", "data": data})
-
-
-def _permission(created: int) -> dict[str, Any]:
-    """vLLM's `ModelPermission`, as its server lists it."""
-    return {"id": new_id("modelperm-", 32), "object": "model_permission",
-            "created": created, "allow_create_engine": False, "allow_sampling": True,
-            "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
-            "allow_fine_tuning": False, "organization": "*", "group": None,
-            "is_blocking": False}
+        data.append(ModelCard(id=name, created=made, root=root, parent=parent,
+                              max_model_len=engine.max_model_len, permission=[
+                                  ModelPermission(id=new_id("modelperm-", 32), created=made)]))
+    return json_response(ModelList(data=data).model_dump())
 
 
 routes = [

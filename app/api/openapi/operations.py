@@ -11,10 +11,16 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from app.api.conversations.schemas import ConversationPatch, NewConversation, NewItems
+from app.api.conversations.schemas import (
+    Conversation,
+    ConversationDeleted,
+    ConversationPatch,
+    NewConversation,
+    NewItems,
+)
 from app.api.inference import InferenceRequest, InferenceStatus, InferenceTask
 from app.api.openai.lora import LoadLora, UnloadLora
-from app.api.openai.models import DetokenizeRequest, TokenizeRequest
+from app.api.openai.models import DetokenizeRequest, ModelList, TokenizeRequest
 from app.api.openai.schemas import ChatCompletionRequest, CompletionRequest
 from app.api.ops import Health, Ready
 from app.api.responses.schemas import ResponsesRequest
@@ -90,7 +96,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Text completion (the legacy path)", "openai", CompletionRequest, media=STREAMED),
     ("GET", "/v1/chat/completions/streams/{stream_id}"): Operation(
         "Resume a resumable chat completion stream", "openai", media=(SSE,)),
-    ("GET", "/v1/models"): Operation("The served models and adapters", "openai"),
+    ("GET", "/v1/models"): Operation("The served models and adapters", "openai",
+                                     response=ModelList),
     ("POST", "/tokenize"): Operation("Tokenize a prompt or messages", "openai",
                                      TokenizeRequest),
     ("POST", "/detokenize"): Operation("Detokenize tokens", "openai", DetokenizeRequest),
@@ -114,13 +121,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # Conversations (app/api/conversations/): the sessions, by OpenAI's API
     ("POST", "/v1/conversations"): Operation("Create a conversation (a session)",
                                              "conversations", NewConversation,
-                                             body_required=False),
+                                             body_required=False, response=Conversation),
     ("GET", "/v1/conversations/{conversation_id}"): Operation("A conversation",
-                                                             "conversations"),
+                                                             "conversations",
+                                                             response=Conversation),
     ("POST", "/v1/conversations/{conversation_id}"): Operation(
-        "Update its metadata", "conversations", ConversationPatch),
+        "Update its metadata", "conversations", ConversationPatch, response=Conversation),
     ("DELETE", "/v1/conversations/{conversation_id}"): Operation(
-        "Delete a conversation (its session)", "conversations"),
+        "Delete a conversation (its session)", "conversations",
+        response=ConversationDeleted),
     ("GET", "/v1/conversations/{conversation_id}/items"): Operation("Its items, paged",
                                                                     "conversations"),
     ("POST", "/v1/conversations/{conversation_id}/items"): Operation(
@@ -128,7 +137,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/conversations/{conversation_id}/items/{item_id}"): Operation(
         "An item", "conversations"),
     ("DELETE", "/v1/conversations/{conversation_id}/items/{item_id}"): Operation(
-        "Delete an item", "conversations"),
+        "Delete an item: the conversation after it", "conversations", response=Conversation),
     # The seed's asynchronous task, on background responses (app/api/inference.py)
     ("POST", "/v1/inference"): Operation("Submit a prompt: a task id and a status link",
                                          "inference", InferenceRequest, status=202,
