@@ -2,7 +2,7 @@
 
 The shared service lets 4 generations into the engine and 4 more wait (tests/e2e_server.py).
 A burst well above that, on every transport at once: each request gets either its whole reply
-or a 429 that comes before any accepted reply has ended, and none hangs.
+(at least the engine's 4) or a 429 that comes before any accepted reply has ended, and none hangs.
 
 Every request is prepared first (its session created, its WebSocket open) and all are sent
 together, each timed from that moment: timing the session ones after their session was created
@@ -113,7 +113,10 @@ def test_a_burst_above_the_queue_gets_whole_replies_or_fast_429s(live_server: Li
     complete = [a for a in answers if a.outcome == "complete"]
     refused = [a for a in answers if a.outcome == "refused"]
     assert complete and refused, [(a.transport, a.outcome) for a in answers]
-    assert len(complete) >= 8  # 4 in the engine and 4 waiting were never refused
+    # The engine's 4 places are never refused; the 4 waiting ones are, when their first token
+    # is predicted to miss the first-token objective (app/admission/objective.py): CI saw 4
+    # and 8 whole replies in two runs.
+    assert len(complete) >= 4
     # Refusals come at once: before the typical accepted reply has even ended.
     assert max(a.seconds for a in refused) < statistics.median(a.seconds for a in complete)
     # The service is still itself afterwards.
