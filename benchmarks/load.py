@@ -1,12 +1,17 @@
-"""`python -m benchmarks load`: streamchat vs vLLM's own OpenAI server under load, in one run.
+"""`python -m benchmarks load`: streamchat vs the bare engine vs vLLM's own OpenAI server under
+load, in one run.
 
 Both servers serve the same model with the same CPU settings that are not about scheduling
 (enforce_eager, gpu_memory_utilization 0.5, block size 32, the dtype streamchat picks for this
 CPU, the libraries vLLM's CPU guide preloads); vLLM's server keeps its scheduling defaults,
-streamchat its own. They run one after the other (streamchat first), each through the phases:
+streamchat its own. The bare engine is streamchat's engine in this process with the same engine
+arguments and no HTTP (benchmarks/bare.py). They run one after the other (streamchat, then
+bare, then vLLM), each engine shut down before the next starts, through the phases:
 
 - levels: vLLM's benchmark client, random 128 in / 64 out, ignore_eos, closed loop at each
-  concurrency (default 1, 16, 64): output tokens/s and TTFT p50/p99;
+  concurrency (default 1, 16, 64): output tokens/s and TTFT p50/p99; the bare engine gets the
+  same closed loop in-process (greedy, ignore_eos, as many prompts of about as many tokens,
+  each with its own first cache block), timed by benchmarks/workload.py;
 - fairness: one user holds 32 streams while another sends one request at a time; the light
   user's TTFT p50 under that load against its TTFT alone (target: at most 2x);
 - overload: open-loop Poisson arrivals at 3x the request rate streamchat sustained at the
@@ -21,30 +26,46 @@ streamchat its own. They run one after the other (streamchat first), each throug
   that does nothing else): how fast each gets its answer from its send, refusals apart
   (target: p99 under 100 ms), and whether any hung.
 
-Prints the tables and ratios (streamchat / vLLM), writes JSON and a PNG plot of TTFT p50/p99
-against concurrency to benchmarks/results/<timestamp>-load/.
+The bare engine runs the levels phase only: fairness, overload and burst measure an HTTP
+server's admission, which it has none of. Prints the tables and ratios (streamchat / vLLM and
+streamchat / bare), writes JSON and a PNG plot of TTFT p50/p99 against concurrency to
+benchmarks/results/<timestamp>-load/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from benchmarks.cli import add_model_options, default_cache_dir
 from benchmarks.openai_client import Outcome, chat, make_client
 from benchmarks.output import environment, finite, results_dir, timestamp
 from benchmarks.server import ServerProcess, VllmServer, free_port
 from benchmarks.vllm_bench import run_client
-from benchmarks.workload import PromptBuilder, percentile
+from benchmarks.workload import PromptBuilder, RequestResult, percentile, summarize
+
+if TYPE_CHECKING:
+    from app.engine.reaper import Spawned
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 PHASES = ("levels", "fairness", "overload", "burst")
+# In the order they run: streamchat sets the sustained rate the overload phase offers 3x of.
+SERVERS = ("streamchat", "bare", "vllm")
+# What the bare engine cannot run: each measures an HTTP server's admission.
+HTTP_PHASES = ("fairness", "overload", "burst")
+COLORS = {"streamchat": "tab:blue", "bare": "tab:green", "vllm": "tab:orange"}  # the plot's
+BARE_WARMUP = 4  # requests, all at once: as many as the servers' warm-up run sends
+ENGINE_EXIT_S = 30.0  # the most the bare engine's processes may take to exit after shutdown
 LEVEL_METRICS = [("output_throughput", "output tokens/s"), ("median_ttft_ms", "TTFT p50 (ms)"),
                  ("p99_ttft_ms", "TTFT p99 (ms)"), ("median_itl_ms", "ITL p50 (ms)"),
                  ("p99_itl_ms", "ITL p99 (ms)"), ("request_throughput", "requests/s")]
@@ -53,8 +74,11 @@ LEVEL_METRICS = [("output_throughput", "output tokens/s"), ("median_ttft_ms", "T
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated, of {', '.join(PHASES)} (default: all)")
-    parser.add_argument("--servers", default="streamchat,vllm",
-                        help="comma-separated, of streamchat and vllm (default: both)")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help="comma-separated, of streamchat, bare and vllm (default: all three, "
+                        "run in that order); bare is streamchat's engine in this process, no "
+                        "HTTP: it runs the levels phase only (fairness, overload and burst need "
+                        "an HTTP server with admission)")
     parser.add_argument("--concurrency", default="1,16,64",
                         help="levels phase: concurrency levels (default: 1,16,64)")
     parser.add_argument("--rounds", type=int, default=4,
@@ -109,7 +133,7 @@ async def levels_phase(server: ServerProcess, name: str, model_dir: Path, args: 
                        out_dir: Path) -> dict[str, Any]:
     results = {}
     for concurrency in args.concurrency:
-        prompts = max(args.min_prompts, concurrency * args.rounds)
+        prompts = level_prompts(concurrency, args)
         print(f"[load] {name}: levels, concurrency {concurrency}, {prompts} prompts", flush=True)
         results[str(concurrency)] = await asyncio.to_thread(
             run_client, server.base_url, MODEL_NAME, model_dir, out_dir, f"{name}-c{concurrency}",
@@ -118,16 +142,83 @@ async def levels_phase(server: ServerProcess, name: str, model_dir: Path, args: 
     return results
 
 
+def level_prompts(concurrency: int, args: argparse.Namespace) -> int:
+    return max(args.min_prompts, concurrency * args.rounds)
+
+
+async def bare_levels(prompts: Prompts, args: argparse.Namespace, cache_dir: Path,
+                      engine_args: dict[str, Any]) -> dict[str, Any]:
+    """The levels phase on the bare engine (benchmarks/bare.py's `run_bare`): streamchat's
+    engine in this process with the engine arguments streamchat gets, greedy, ignore_eos,
+    `output_len` tokens, the same closed loop and prompt count per level; each prompt of about
+    `input_len` tokens with its own first cache block, as vLLM's random prompts have. Returns
+    per level the keys vLLM's benchmark client saves (LEVEL_METRICS, failed)."""
+    from app.engine.reaper import Spawned
+    from benchmarks.bare import run_bare
+
+    levels = [(c, [f"bare-c{c}-{i:05d}-{random.randrange(10**6):06d}"
+                   for i in range(level_prompts(c, args))]) for c in args.concurrency]
+    print(f"[load] bare: levels, concurrency {', '.join(map(str, args.concurrency))}", flush=True)
+    spawned = Spawned()  # what this process starts from now on: the engine's processes
+    watch = asyncio.create_task(spawned.watch())  # each seen while alive, grandchildren too
+    with _environ_kept():  # the engine sets LD_PRELOAD and more for its processes, not ours
+        try:
+            raw = await run_bare(model=args.model, model_name=MODEL_NAME, cache_dir=cache_dir,
+                                 engine_args=engine_args, prompts=prompts.builder, levels=levels,
+                                 warmup=BARE_WARMUP, max_tokens=args.output_len)
+        finally:
+            watch.cancel()
+            await asyncio.to_thread(engine_gone, spawned)
+    return {str(c): bare_level(c, raw[c]) for c in args.concurrency}
+
+
+def bare_level(concurrency: int, results: list[RequestResult]) -> dict[str, Any]:
+    """One level's results under the names of vLLM's benchmark client: its output and request
+    throughput are over the level's wall time too, its TTFT and ITL percentiles per token gap."""
+    s = summarize("bare", concurrency, results)
+    done = s["requests"] - s["errors"]
+    wall = s["wall_s"]
+    return {"output_throughput": s["output_tokens_per_s"], "median_ttft_ms": s["ttft_p50_ms"],
+            "p99_ttft_ms": s["ttft_p99_ms"], "median_itl_ms": s["itl_p50_ms"],
+            "p99_itl_ms": s["itl_p99_ms"],
+            "request_throughput": done / wall if wall > 0 else float("nan"),
+            "failed": s["errors"], "completed": done, "duration": wall,
+            "total_output_tokens": s["completion_tokens"],
+            "mean_prompt_tokens": s["mean_prompt_tokens"], "error_samples": s["error_samples"],
+            "other_cpu_cores": s["other_cpu_cores"]}
+
+
+def engine_gone(spawned: Spawned) -> None:
+    """Wait until the processes the bare engine started have exited (vLLM's shutdown stops its
+    engine core, the reaper SIGKILLs what is left but does not wait for it): the next server
+    must not start beside a core still holding its memory. multiprocessing's resource tracker
+    is not waited for: it serves this process, not the engine."""
+    _, alive = psutil.wait_procs(list(spawned.look()), timeout=ENGINE_EXIT_S)
+    if alive:
+        raise RuntimeError(f"the bare engine's processes {[p.pid for p in alive]} were still "
+                           f"running {ENGINE_EXIT_S:.0f} s after its shutdown")
+
+
+@contextlib.contextmanager
+def _environ_kept() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Prompts:
     """Chat prompts of about `input_len` tokens, each with its own first cache block."""
 
     def __init__(self, model_dir: Path, input_len: int) -> None:
-        self._builder = PromptBuilder(str(model_dir), input_len)
+        self.builder = PromptBuilder(str(model_dir), input_len)
         self._n = 0
 
     def next(self, who: str) -> str:
         self._n += 1
-        return self._builder.text(f"{who}-{self._n:05d}-{random.randrange(10**6):06d}")
+        return self.builder.text(f"{who}-{self._n:05d}-{random.randrange(10**6):06d}")
 
 
 def ttfts(outcomes: list[Outcome]) -> list[float]:
@@ -310,10 +401,35 @@ async def measure(server: ServerProcess, name: str, model_dir: Path, prompts: Pr
     return result
 
 
+async def measure_bare(prompts: Prompts, args: argparse.Namespace, cache_dir: Path,
+                       engine_args: dict[str, Any]) -> dict[str, Any]:
+    skipped = [p for p in args.phases if p in HTTP_PHASES]
+    if skipped:
+        print(f"[load] bare: skipping {', '.join(skipped)} (they need an HTTP server with "
+              "admission; the bare engine has neither)", flush=True)
+    if "levels" not in args.phases:
+        return {}
+    return {"levels": await bare_levels(prompts, args, cache_dir, engine_args)}
+
+
 # -- reporting ------------------------------------------------------------------------------
 
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b and a == a and b == b else "-"
+
+
+def _short(name: str) -> str:
+    return "sc" if name == "streamchat" else name  # a ratio column's header fits in 10
+
+
+def ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(numerator, denominator) for the levels table's ratio columns: streamchat (else the first
+    server) over each other one, vLLM's server first, then the bare engine."""
+    if len(names) < 2:
+        return []
+    top = "streamchat" if "streamchat" in names else names[0]
+    others = sorted((n for n in names if n != top), key=("vllm", "bare", "streamchat").index)
+    return [(top, other) for other in others]
 
 
 def streamchat_settings() -> dict[str, str]:
@@ -330,30 +446,36 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [f"CPU: {out['cpu']}", f"streamchat engine: {out['streamchat_engine']}",
              f"streamchat settings: {out['streamchat_settings']}",
              f"vLLM server flags: {' '.join(out['vllm_flags'])}"]
-    if "levels" in args.phases:
-        lines += ["", f"levels: vLLM's benchmark client, random {args.input_len} in / "
-                  f"{args.output_len} out, ignore_eos; ratio = streamchat / vllm"]
+    ran = {phase: [n for n in names if phase in res[n]] for phase in PHASES}
+    if ran["levels"]:
+        level_names = ran["levels"]
+        pairs = ratio_pairs(level_names)
+        client = ("vLLM's benchmark client" + ("; bare: the engine in-process, the same closed "
+                  "loop" if "bare" in level_names else ""))
+        lines += ["", f"levels: {client}, random {args.input_len} in / {args.output_len} out, "
+                  "ignore_eos" + "".join(f"; {_short(a)}/{b} = {a} / {b}" for a, b in pairs)]
         for c in args.concurrency:
             lines.append(f"\nconcurrency {c}")
-            lines.append(f"{'metric':<18}" + "".join(f"{n:>12}" for n in names) + f"{'ratio':>8}")
+            lines.append(f"{'metric':<18}" + "".join(f"{n:>12}" for n in level_names)
+                         + "".join(f"{_short(a) + '/' + b:>10}" for a, b in pairs))
             for key, label in LEVEL_METRICS:
-                values = [float(res[n]["levels"][str(c)][key]) for n in names]
-                ratio = _ratio(values[0], values[1]) if len(values) == 2 else "-"
-                lines.append(f"{label:<18}" + "".join(f"{v:>12.1f}" for v in values) + f"{ratio:>8}")
-            failed = [int(res[n]["levels"][str(c)].get("failed", 0) or 0) for n in names]
+                value = {n: float(res[n]["levels"][str(c)][key]) for n in level_names}
+                lines.append(f"{label:<18}" + "".join(f"{value[n]:>12.1f}" for n in level_names)
+                             + "".join(f"{_ratio(value[a], value[b]):>10}" for a, b in pairs))
+            failed = [int(res[n]["levels"][str(c)].get("failed", 0) or 0) for n in level_names]
             lines.append(f"{'failed':<18}" + "".join(f"{v:>12d}" for v in failed))
-    if "fairness" in args.phases:
+    if ran["fairness"]:
         lines += ["", f"fairness: light user's TTFT p50 alone and beside {args.heavy_streams} "
                   "heavy streams (target: loaded/alone <= 2)"]
-        for n in names:
+        for n in ran["fairness"]:
             f = res[n]["fairness"]
             lines.append(f"{n:<12} alone {f['light_alone_ttft_p50_ms']:>9.0f} ms  loaded "
                          f"{f['light_loaded_ttft_p50_ms']:>9.0f} ms  ratio {f['ratio']:.2f}  "
                          f"(heavy TTFT p50 {f['heavy_ttft_p50_ms']:.0f} ms, failed {f['failed']})")
-    if "overload" in args.phases:
+    if ran["overload"]:
         lines += ["", f"overload: {args.overload:g}x the sustained rate for {args.overload_s:g} s "
                   "(targets: accepted TTFT p99 <= 2x unloaded, refusals p99 < 100 ms, 0 hung)"]
-        for n in names:
+        for n in ran["overload"]:
             o = res[n]["overload"]
             lines.append(
                 f"{n:<12} {o['requests']} offered at {o['offered_rate']:.2f}/s: accepted "
@@ -366,10 +488,10 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> str:
                 f"requests/s ({o['goodput_tokens_per_s']:.1f} tokens/s), hit rate "
                 f"{o['objective_hit_rate']:.2f}; ITL p50 {o['itl_p50_ms']:.1f} ms, p99 "
                 f"{o['itl_p99_ms']:.1f} ms")
-    if "burst" in args.phases:
+    if ran["burst"]:
         lines += ["", f"burst: {args.burst} requests at once on pre-opened connections "
                   "(target: refusals p99 < 100 ms from the send, 0 hung)"]
-        for n in names:
+        for n in ran["burst"]:
             b = res[n]["burst"]
             lines.append(f"{n:<12} accepted {b['accepted']}, refused {b['rejected']} (p50 "
                          f"{b['rejected_p50_ms']:.1f} ms, p99 {b['rejected_p99_ms']:.1f} ms); "
@@ -385,8 +507,8 @@ def plot(out: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     levels = args.concurrency
-    for name, style in zip(out["results"], ("tab:blue", "tab:orange"), strict=False):
-        data = out["results"][name]["levels"]
+    for name, data in ((n, r["levels"]) for n, r in out["results"].items() if "levels" in r):
+        style = COLORS.get(name, "tab:gray")
         for key, dash, label in (("median_ttft_ms", "-", "p50"), ("p99_ttft_ms", "--", "p99")):
             ax.plot(levels, [data[str(c)][key] / 1000 for c in levels], dash, color=style,
                     marker="o", label=f"{name} TTFT {label}")
@@ -403,6 +525,11 @@ def plot(out: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
     plt.close(fig)
 
 
+def run_order(servers: list[str]) -> list[str]:
+    """Each named server once, in SERVERS' order: streamchat first, since it sets the rate."""
+    return sorted(dict.fromkeys(servers), key=SERVERS.index)
+
+
 async def main(args: argparse.Namespace) -> int:
     from app.engine.cpu import read_cpu_info
     from app.engine.model import ensure_default_model
@@ -410,8 +537,8 @@ async def main(args: argparse.Namespace) -> int:
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if set(args.phases) - set(PHASES) or set(servers) - {"streamchat", "vllm"}:
-        print(f"--phases takes {', '.join(PHASES)}; --servers takes streamchat, vllm")
+    if set(args.phases) - set(PHASES) or set(servers) - set(SERVERS):
+        print(f"--phases takes {', '.join(PHASES)}; --servers takes {', '.join(SERVERS)}")
         return 2
     cache_dir = args.cache_dir or default_cache_dir()
     model_dir = Path(args.model) if args.model else ensure_default_model(cache_dir)
@@ -429,13 +556,15 @@ async def main(args: argparse.Namespace) -> int:
     if args.sustained_rate is not None:
         sustained["rate"] = args.sustained_rate
     results: dict[str, Any] = {}
-    for name in sorted(servers, key=lambda n: n != "streamchat"):  # streamchat sets the rate
-        results[name] = await measure(made[name](), name, model_dir, prompts, args, out_dir,
-                                      sustained)
+    for name in run_order(servers):
+        if name == "bare":
+            results[name] = await measure_bare(prompts, args, cache_dir, engine_args)
+        else:
+            results[name] = await measure(made[name](), name, model_dir, prompts, args, out_dir,
+                                          sustained)
     out = {"cpu": read_cpu_info().describe(), "streamchat_engine": engine_args or "defaults",
            "streamchat_settings": streamchat_settings() or "defaults",
-           "vllm_flags": vllm_flags, "environment": environment(),
-           "results": {n: results[n] for n in servers if n in results},
+           "vllm_flags": vllm_flags, "environment": environment(), "results": results,
            "config": {k: v for k, v in vars(args).items() if k != "engine_arg"}}
     (out_dir / "summary.json").write_text(
         json.dumps(finite(out), indent=2, default=str, allow_nan=False) + "\n")
