@@ -309,7 +309,9 @@ async def overload_phase(server: ServerProcess, name: str, prompts: Prompts,
             "hung": sum(o.status == "hung" for o in outcomes),
             "failed": sum(o.status == "failed" for o in outcomes),
             "incomplete": sum(o.status == "ok" and o.tokens != args.output_len for o in outcomes),
-            "errors": sorted({o.error or "" for o in outcomes if o.status in ("failed", "hung")})[:5]}
+            "errors": sorted({o.error or "" for o in outcomes if o.status in ("failed", "hung")})[:5],
+            # Each request, so that goodput can be judged again at another objective.
+            "outcomes": [_record(o) for o in outcomes]}
 
 
 async def burst_phase(server: ServerProcess, name: str, prompts: Prompts,
