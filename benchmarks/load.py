@@ -450,9 +450,9 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> str:
     if ran["levels"]:
         level_names = ran["levels"]
         pairs = ratio_pairs(level_names)
-        client = ("vLLM's benchmark client" + ("; bare: the engine in-process, the same closed "
-                  "loop" if "bare" in level_names else ""))
-        lines += ["", f"levels: {client}, random {args.input_len} in / {args.output_len} out, "
+        how = (["vLLM's benchmark client"] if set(level_names) - {"bare"} else []) + (
+            ["bare: the engine in-process, the same closed loop"] if "bare" in level_names else [])
+        lines += ["", f"levels: {'; '.join(how)}, random {args.input_len} in / {args.output_len} out, "
                   "ignore_eos" + "".join(f"; {_short(a)}/{b} = {a} / {b}" for a, b in pairs)]
         for c in args.concurrency:
             lines.append(f"\nconcurrency {c}")

@@ -42,8 +42,8 @@ OVERLOAD = {"requests": 90, "offered_rate": 3.0, "accepted": 60, "accepted_ttft_
             "hung": 0, "failed": 0, "incomplete": 0, "objective_ms": 500.0, "goodput_rps": 1.2,
             "goodput_tokens_per_s": 76.8, "objective_hit_rate": 0.9, "itl_p50_ms": 30.0,
             "itl_p99_ms": 80.0}
-BURST = {"accepted": 8, "rejected": 292, "rejected_p50_ms": 3.0, "rejected_p99_ms": 9.0,
-         "hung": 0, "failed": 0, "incomplete": 0}
+BURST = {"accepted": 8, "accepted_first_status_p99_ms": 5.0, "rejected": 292,
+         "rejected_p50_ms": 3.0, "rejected_p99_ms": 9.0, "hung": 0, "failed": 0, "incomplete": 0}
 
 
 def _out() -> dict[str, Any]:
@@ -80,6 +80,7 @@ def test_with_bare_alone_the_report_has_no_ratio_and_no_http_phase() -> None:
     text = load.report(out, _args())
     header = next(line for line in text.splitlines() if line.startswith("metric"))
     assert header.split() == ["metric", "bare"]
+    assert "levels: bare: the engine in-process, the same closed loop, random" in text
     assert not any(s.startswith(("fairness:", "overload:", "burst:")) for s in text.split("\n\n"))
 
 
