@@ -227,6 +227,13 @@ def ttfts(outcomes: list[Outcome]) -> list[float]:
     return [o.ttft_s for o in outcomes if o.status == "ok" and o.ttft_s is not None]
 
 
+def mean_gaps(outcomes: list[Outcome]) -> list[float]:
+    """Each accepted request's mean gap between tokens (seconds)."""
+    return [(o.end_s - o.first_s) / (o.tokens - 1) for o in outcomes
+            if o.status == "ok" and o.first_s is not None and o.end_s is not None
+            and o.tokens > 1]
+
+
 async def fairness_phase(server: ServerProcess, name: str, prompts: Prompts,
                          args: argparse.Namespace) -> dict[str, Any]:
     print(f"[load] {name}: fairness, the light user alone", flush=True)
@@ -263,6 +270,9 @@ async def fairness_phase(server: ServerProcess, name: str, prompts: Prompts,
             "light_loaded_ttft_p50_ms": 1000 * loaded_p50,
             "ratio": loaded_p50 / alone_p50 if alone_p50 else float("nan"),
             "heavy_requests": len(heavy), "heavy_ttft_p50_ms": 1000 * _median(ttfts(heavy)),
+            # The engine step beside the heavy streams (their gaps between tokens): a light
+            # prompt waits for the step running when it comes, then shares its own with them.
+            "heavy_itl_p50_ms": 1000 * _median(mean_gaps(heavy)),
             "light_alone": [_record(o) for o in alone], "light_loaded": [_record(o) for o in loaded],
             "failed": sum(o.status != "ok" for o in alone + loaded + heavy)}
 
@@ -293,8 +303,7 @@ async def overload_phase(server: ServerProcess, name: str, prompts: Prompts,
     accepted_p99 = percentile(ttfts(accepted), 99)
     objective_s = args.objective_s or 2 * unloaded_p99
     good = [o for o in accepted if o.ttft_s is not None and o.ttft_s <= objective_s]
-    gaps = [(o.end_s - o.first_s) / (o.tokens - 1) for o in accepted
-            if o.first_s is not None and o.end_s is not None and o.tokens > 1]
+    gaps = mean_gaps(accepted)
     return {"objective_ms": 1000 * objective_s,
             "goodput_rps": len(good) / args.overload_s,
             "goodput_tokens_per_s": sum(o.tokens for o in good) / args.overload_s,
@@ -471,7 +480,8 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> str:
             f = res[n]["fairness"]
             lines.append(f"{n:<12} alone {f['light_alone_ttft_p50_ms']:>9.0f} ms  loaded "
                          f"{f['light_loaded_ttft_p50_ms']:>9.0f} ms  ratio {f['ratio']:.2f}  "
-                         f"(heavy TTFT p50 {f['heavy_ttft_p50_ms']:.0f} ms, failed {f['failed']})")
+                         f"(heavy TTFT p50 {f['heavy_ttft_p50_ms']:.0f} ms, ITL p50 "
+                         f"{f.get('heavy_itl_p50_ms', float('nan')):.0f} ms, failed {f['failed']})")
     if ran["overload"]:
         lines += ["", f"overload: {args.overload:g}x the sustained rate for {args.overload_s:g} s "
                   "(targets: accepted TTFT p99 <= 2x unloaded, refusals p99 < 100 ms, 0 hung)"]
