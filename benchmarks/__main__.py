@@ -45,9 +45,9 @@ SUB_COMMANDS: dict[str, tuple[str, str]] = {
                  "what a fine-tuning job costs the chats served meanwhile: TTFT p50/p99 and "
                  "tokens/s idle and while a LoRA job trains, side by side"),
     "load": ("benchmarks.load",
-             "streamchat vs vLLM's own OpenAI server under load: vLLM's benchmark client at "
+             "streamchat vs the bare engine vs vLLM's own OpenAI server under load: levels at "
              "concurrency 1, 16, 64; fairness between a heavy and a light user; overload at 3x "
-             "the sustained rate (table, JSON, PNG plot)"),
+             "the sustained rate; a burst on pre-opened connections (table, JSON, PNG plot)"),
     "reply-mirror": ("benchmarks.reply_mirror",
                      "what holding a reply's events until Redis has them costs: latency from "
                      "append to listener, memory mode vs mirrored, with a real redis-server and "
