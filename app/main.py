@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from app.adapters import Adapters, registry_for
 from app.admission import Admission
 from app.admission.calibrate import keep_objective
+from app.admission.pacing import token_limit
 from app.api import conversations, fine_tuning, inference, openai, openapi, ops, responses, sessions
 from app.api.http.auth import AuthMiddleware
 from app.api.http.browser_guard import BrowserGuard, cors_middleware
@@ -129,7 +130,11 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
             _serve(engine, admission, settings.max_concurrent_generations)
 
         async def started() -> None:
-            await keep_objective(chat.gate, admission.objective, settings.ttft_slo_ms, calibrate)
+            measured = await keep_objective(chat.gate, admission.objective,
+                                            settings.ttft_slo_ms, calibrate)
+            admission.pacing.max_tokens = token_limit(
+                settings.max_prefill_tokens,
+                admission.objective.predictor.prefill_tps if measured else None)
             await _started(engine, admission, settings.max_concurrent_generations,
                            settings.tool_call_parser, settings.reasoning_parser, serve_adapters)
 
@@ -199,8 +204,10 @@ def _serve(engine: Engine, admission: Admission, max_concurrent: int | None) -> 
     """An engine (the first, or one restarted in place) takes requests from here on."""
     # The engine runs max_num_seqs requests at once: let in that many, no more.
     admission.resize(max_concurrent or engine.max_num_seqs or DEFAULT_MAX_ACTIVE)
-    log.info("admission: %d generations in the engine at once (%d of them prefilling), "
-             "%d more may wait", admission.max_active, admission.max_prefilling,
+    tokens = admission.pacing.max_tokens
+    log.info("admission: %d generations in the engine at once (%d of them prefilling, with %s "
+             "prompt tokens together), %d more may wait", admission.max_active,
+             admission.pacing.max_prompts, "any number of" if tokens is None else f"at most {tokens}",
              admission.max_queue)
     # Everything loaded so far (torch, vLLM, the tokenizer) lives as long as the engine:
     # freeze it so that the oldest-generation collections skip it (the supervisor unfreezes

@@ -104,6 +104,11 @@ class Settings(AccessSettings):
         default=4, ge=1, description="generations in the engine still waiting for their first "
         "token; more wait in the admission queue, in fair order, so a new prompt is not stuck "
         "behind every other prompt in the engine")
+    max_prefill_tokens: int | None = Field(
+        default=None, ge=0, description="prompt tokens the generations still waiting for their "
+        "first token may hold together: one engine step's prefill, which is the gap it puts "
+        "between the tokens of every stream decoding beside it; 0: no limit; unset: what the "
+        "engine prefills in about a second, measured at start (the log says it)")
     max_queue: int = Field(
         default=0, ge=0, description="generations that may wait for a place in the engine "
         "when every place is taken (waiting for one means waiting for a whole reply to end); "

@@ -58,10 +58,11 @@ async def _prefill(gate: Gate, tokens: int, run: int) -> float | None:
 
 
 async def keep_objective(gate: Gate, objective: Objective, slo_ms: int | None,
-                         measure: bool) -> None:
+                         measure: bool) -> bool:
     """Once the engine first runs: measure it (with `measure`: the real engine, not a scripted
     one), then set the objective: `slo_ms` (STREAMCHAT_TTFT_SLO_MS; 0: none), else the
-    default derived from what was measured (none if nothing was), and log it."""
+    default derived from what was measured (none if nothing was), and log it. True when the
+    engine was measured."""
     engine = gate.engine
     objective.context = engine.max_model_len
     gate.lifecycle.measuring = measure  # not ready meanwhile: nothing else in the engine
@@ -80,10 +81,11 @@ async def keep_objective(gate: Gate, objective: Objective, slo_ms: int | None,
         objective.set_slo(None)
         log.info("admission: no first-token objective (%s)", "STREAMCHAT_TTFT_SLO_MS=0"
                  if slo_ms == 0 else "the engine was not measured")
-        return
+        return measured
     how = "STREAMCHAT_TTFT_SLO_MS" if slo_ms else (
         f"the default: {DEFAULT_SLO_FACTOR:g}x that lone prompt, at least "
         f"{MIN_DEFAULT_SLO_S:g} s")
     objective.set_slo(slo_ms / 1000 if slo_ms else default_slo_s(predictor, engine.max_model_len))
     log.info("admission: first-token objective %.1f s (%s); a request predicted to miss it is "
              "refused at once", objective.slo_s, how)
+    return measured

@@ -58,6 +58,10 @@ class FairQueue:
         """The user whose turn it is (there must be one waiting)."""
         return min(self._waiting, key=lambda u: (in_engine.get(u), self._waiting[u][0].seq))
 
+    def head(self, user: str) -> Ticket:
+        """The user's next ticket (the user must be waiting)."""
+        return self._waiting[user][0]
+
     def pop(self, user: str) -> Ticket:
         queue = self._waiting[user]
         ticket = queue.popleft()

@@ -5,13 +5,10 @@ from it for its whole life). Two limits hold at once:
 
 - `max_active`: generations in the engine (decoding or prefilling); by default the engine's own
   `max_num_seqs`, so the engine never queues work it cannot run;
-- `max_prefilling`: generations in the engine that have no first token yet. Keeping the
-  engine's prompt queue this short is what makes the first token come first: a prompt waits
-  here, in a fair order, instead of behind every other prompt in the engine, and the
-  `prefill` event means what it says (the engine starts on it at its next step). A deep queue
-  is not paced that finely: at most `PACING_ROUNDS` rounds of prompts wait here, so a burst
-  of N prompts enters about N / PACING_ROUNDS at a time (its last prompt would otherwise wait
-  for many small engine steps instead of a few big ones).
+- the pacing of prompts (pacing.py): those in the engine without a first token, at most
+  `max_prefilling` and about a second of prefill. A prompt waits here, in a fair order, not
+  behind every prompt in the engine: its first token comes first, `prefill` means what it
+  says, and the gaps between running streams' tokens stay short.
 
 Behind the gate waits a bounded queue, fair between users (fair_queue.py): the generations
 that will find a place in the engine once those in it have ended, plus at most `max_queue`
@@ -34,15 +31,10 @@ from collections.abc import Callable
 from app import metrics
 from app.admission.fair_queue import FairQueue
 from app.admission.objective import Objective
+from app.admission.pacing import Pacing
 from app.admission.ticket import BACKGROUND_PRIORITY, OnPosition, Ticket, UserCounts
 from app.admission.ttft import first_end_s
 from app.errors import QueueFull
-
-# How many rounds of prompts a deep queue is paced in (see the module docstring). On a 2-core
-# AVX2 CPU (docs/VLLM-CPU.md), pacing a cold burst of 64 prompts 4 at a time gave the lowest
-# median TTFT but a 30% longer tail than the engine's own big steps; a bounded number of rounds
-# keeps the small steps for a short queue and a few big ones for a burst.
-PACING_ROUNDS = 4
 
 
 class Admission:
@@ -53,7 +45,7 @@ class Admission:
                              f"{max_active}, {max_queue}, {max_prefilling}")
         self.max_active = max_active
         self.max_queue = max_queue
-        self.max_prefilling = max_prefilling
+        self.pacing = Pacing(max_prefilling)
         self.objective = objective if objective is not None else Objective()
         self.active = 0
         self.prefilling = 0
@@ -197,11 +189,18 @@ class Admission:
     # -- the gate -------------------------------------------------------------------------------
 
     def _has_room(self, user: str) -> bool:
-        prompts = self.max_prefilling
-        if PACING_ROUNDS:
-            prompts = max(prompts, math.ceil(self._queue.count / PACING_ROUNDS))
-        room = self._queue.prefill_room(user, self._users, self._prefilling_users, prompts)
-        return self.active < self.max_active and self.prefilling < room
+        if self.active >= self.max_active:
+            return False
+        waiting = self._queue.count
+        prompts = self.pacing.prompts(waiting)
+        if self.prefilling >= self._queue.prefill_room(user, self._users,
+                                                       self._prefilling_users, prompts):
+            return False
+        limit = self.pacing.tokens(waiting)
+        if limit is None or self.prefilling == 0 or self._users.get(user) == 0:
+            return True  # alone, or a user with nothing in the engine: not held (pacing.py)
+        tokens = sum(t.prompt_tokens for t in self._engine if t.prefilling)
+        return tokens + self._queue.head(user).prompt_tokens <= limit
 
     def _admit(self, ticket: Ticket) -> None:
         ticket.admitted_at = time.monotonic()

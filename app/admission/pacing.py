@@ -1,0 +1,58 @@
+"""How prompts are paced into the engine: how many may be there without a first token at once,
+and how many prompt tokens they may hold together. The gate (gate.py) asks before each
+admission.
+
+Why pace at all: a prompt waiting here, in the fair order, gets its first token sooner than one
+queued in the engine behind every other prompt (the engine prefills whatever it holds in big
+steps). Why pace in tokens too: every engine step that prefills also carries every stream
+already decoding, so the prompts let in together are the longest gap those streams see. On a
+2-core AVX2 EPYC (fp32, 16 clients, 158-token prompts): 4 prompts at a time gave ITL p99 2.2 s,
+2 gave 1.4 s and a lower TTFT p50 (1.6 s against 3.0 s); 1 kept ITL p99 at 1.4 s but its TTFT
+p50 was 4.1 s (docs/benchmarks.md). A count cannot suit every machine and prompt length, so the
+default limit is in prompt tokens: what the engine prefills in `STEP_PREFILL_S`, at the rate
+measured at start (calibrate.py). A GPU's rate makes it no limit; a 2-core CPU's, about two
+short prompts.
+
+Two exceptions keep the limits from hurting: a deep queue is let in `PACING_ROUNDS` rounds (a
+burst's last prompt would otherwise wait for many small steps instead of a few big ones: on
+that AVX2 machine, a fixed 4 at a time had a 31% longer TTFT p99 at 64 clients), both limits
+growing with it; and a prompt alone, or of a user with nothing in the engine, is never held by
+the token limit (a light user's first token does not wait for a heavy user's)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PACING_ROUNDS = 4
+# The engine time one step's prompts may take together, by default: the gap they put between
+# the tokens of the streams decoding beside them.
+STEP_PREFILL_S = 1.0
+
+
+@dataclass(slots=True)
+class Pacing:
+    max_prompts: int  # STREAMCHAT_MAX_PREFILLING
+    max_tokens: int | None = None  # prompt tokens prefilling together; None: no limit
+
+    def prompts(self, waiting: int) -> int:
+        """Prompts that may be prefilling at once while `waiting` wait: the limit, or a
+        `PACING_ROUNDS`th of a deep queue."""
+        return max(self.max_prompts, math.ceil(waiting / PACING_ROUNDS))
+
+    def tokens(self, waiting: int) -> int | None:
+        """Prompt tokens that may be prefilling at once: the limit, grown with a deep queue as
+        the count is."""
+        if self.max_tokens is None:
+            return None
+        return math.ceil(self.max_tokens * self.prompts(waiting) / self.max_prompts)
+
+
+def token_limit(setting: int | None, prefill_tps: float | None) -> int | None:
+    """The prompt-token limit: `STREAMCHAT_MAX_PREFILL_TOKENS` (0: none), else what the engine
+    prefills in `STEP_PREFILL_S` at `prefill_tps` (None: not measured, no limit)."""
+    if setting is not None:
+        return setting or None
+    if prefill_tps is None:
+        return None
+    return max(1, round(prefill_tps * STEP_PREFILL_S))

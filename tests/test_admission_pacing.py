@@ -1,0 +1,70 @@
+"""The pacing of prompts into the engine (app/admission/pacing.py): a count of prompts without
+a first token, and a budget of their prompt tokens together, derived from the engine's measured
+prefill rate unless set."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.admission import Admission, Ticket
+from app.admission.pacing import PACING_ROUNDS, STEP_PREFILL_S, Pacing, token_limit
+
+
+def admitted(ticket: Ticket) -> bool:
+    return ticket.admitted is not None and ticket.admitted.done() and not ticket.released
+
+
+def gate(prompts: int = 4, tokens: int | None = 300) -> Admission:
+    admission = Admission(max_active=16, max_queue=16, max_prefilling=prompts)
+    admission.pacing.max_tokens = tokens
+    return admission
+
+
+def test_the_limits_grow_with_a_deep_queue_so_a_burst_enters_in_rounds() -> None:
+    pacing = Pacing(max_prompts=2, max_tokens=300)
+    assert (pacing.prompts(0), pacing.tokens(0)) == (2, 300)
+    deep = 4 * PACING_ROUNDS  # four prompts a round
+    assert (pacing.prompts(deep), pacing.tokens(deep)) == (4, 600)
+    assert Pacing(max_prompts=2).tokens(deep) is None  # no token limit: none grows
+
+
+@pytest.mark.parametrize(("setting", "rate", "limit"), [
+    (None, 330.0, round(330 * STEP_PREFILL_S)),  # unset: about a second of the measured rate
+    (None, None, None),  # unset and not measured (a scripted engine): no limit
+    (0, 330.0, None),  # 0: no limit
+    (512, 330.0, 512),  # set: as set
+])
+def test_the_token_limit_is_the_setting_else_the_measured_rate(
+        setting: int | None, rate: float | None, limit: int | None) -> None:
+    assert token_limit(setting, rate) == limit
+
+
+async def test_a_users_prompts_wait_while_their_tokens_would_pass_the_limit() -> None:
+    admission = gate(prompts=4, tokens=300)
+    first, second, third = (admission.enqueue("u", prompt_tokens=n) for n in (200, 200, 100))
+    # The first goes alone whatever its size; the second would make 400 > 300; the third
+    # waits behind it (a user's own requests keep their order).
+    assert admitted(first) and not admitted(second) and not admitted(third)
+    admission.first_token(first)
+    assert admitted(second) and admitted(third)  # 200 + 100 fit together
+    assert admission.prefilling == 2
+
+
+async def test_a_prompt_bigger_than_the_limit_goes_alone_rather_than_never() -> None:
+    admission = gate(prompts=4, tokens=300)
+    big = admission.enqueue("u", prompt_tokens=5000)
+    assert admitted(big)
+
+
+async def test_a_user_with_nothing_in_the_engine_is_not_held_by_the_token_limit() -> None:
+    admission = gate(prompts=4, tokens=300)
+    heavy = [admission.enqueue("heavy", prompt_tokens=250) for _ in range(2)]
+    assert [admitted(t) for t in heavy] == [True, False]
+    light = admission.enqueue("light", prompt_tokens=250)
+    assert admitted(light)  # 500 > 300, but its first token does not wait for heavy's prompts
+
+
+async def test_without_a_token_limit_only_the_count_paces() -> None:
+    admission = gate(prompts=2, tokens=None)
+    tickets = [admission.enqueue("u", prompt_tokens=5000) for _ in range(3)]
+    assert [admitted(t) for t in tickets] == [True, True, False]
