@@ -20,12 +20,12 @@ def gate(prompts: int = 4, tokens: int | None = 300) -> Admission:
     return admission
 
 
-def test_the_limits_grow_with_a_deep_queue_so_a_burst_enters_in_rounds() -> None:
+def test_a_deep_queue_enters_in_rounds_with_no_token_limit() -> None:
     pacing = Pacing(max_prompts=2, max_tokens=300)
-    assert (pacing.prompts(0), pacing.tokens(0)) == (2, 300)
-    deep = 4 * PACING_ROUNDS  # four prompts a round
-    assert (pacing.prompts(deep), pacing.tokens(deep)) == (4, 600)
-    assert Pacing(max_prompts=2).tokens(deep) is None  # no token limit: none grows
+    shallow = 2 * PACING_ROUNDS  # no more than the count's rounds: both limits hold
+    assert (pacing.prompts(shallow), pacing.tokens(shallow)) == (2, 300)
+    deep = 4 * PACING_ROUNDS  # the engine is behind: a quarter of the queue a round
+    assert (pacing.prompts(deep), pacing.tokens(deep)) == (4, None)
 
 
 @pytest.mark.parametrize(("setting", "rate", "limit"), [
