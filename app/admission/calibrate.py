@@ -16,8 +16,11 @@ from app.admission.ttft import TtftPredictor
 from app.engine.base import GenerationParams
 from app.generation import Gate
 
-# Prompt sizes timed. 1,024 tokens take about half a second on a 2-core CPU (issue 9: ~2,000
-# prompt tokens/s with the default model), which is what the measurement adds to a start.
+# Prompt sizes timed. On a 2-core EPYC, 1,024 tokens took 2 s with AVX-512 in bf16 (522 prompt
+# tokens/s) and 5.8 s with AVX2 in fp32 (175/s), which is what the measurement adds to a start.
+# The rate is the long prompt's, and the cost of a token grows with the prompt (a 158-token
+# prompt took 0.54 s alone on the AVX2 machine, ~290/s): shorter prompts' waits are predicted
+# long, and much longer ones' short.
 SHORT_TOKENS = 32
 LONG_TOKENS = 1024
 log = logging.getLogger("streamchat")
