@@ -23,9 +23,16 @@ def gate(prompts: int = 4, tokens: int | None = 300) -> Admission:
 def test_a_deep_queue_enters_in_rounds_with_no_token_limit() -> None:
     pacing = Pacing(max_prompts=2, max_tokens=300)
     shallow = 2 * PACING_ROUNDS  # no more than the count's rounds: both limits hold
-    assert (pacing.prompts(shallow), pacing.tokens(shallow)) == (2, 300)
+    assert (pacing.prompts(shallow), pacing.tokens(shallow, decoding=32)) == (2, 300)
     deep = 4 * PACING_ROUNDS  # the engine is behind: a quarter of the queue a round
-    assert (pacing.prompts(deep), pacing.tokens(deep)) == (4, None)
+    assert (pacing.prompts(deep), pacing.tokens(deep, decoding=32)) == (4, None)
+
+
+def test_the_token_limit_holds_only_while_it_protects_more_streams_than_it_holds_back() -> None:
+    pacing = Pacing(max_prompts=4, max_tokens=300)
+    assert pacing.tokens(waiting=1, decoding=15) == 300  # steady state: streams to protect
+    assert pacing.tokens(waiting=4, decoding=4) == 300
+    assert pacing.tokens(waiting=12, decoding=0) is None  # a cold burst: nobody decodes yet
 
 
 @pytest.mark.parametrize(("setting", "rate", "limit"), [
@@ -41,6 +48,9 @@ def test_the_token_limit_is_the_setting_else_the_measured_rate(
 
 async def test_a_users_prompts_wait_while_their_tokens_would_pass_the_limit() -> None:
     admission = gate(prompts=4, tokens=300)
+    decoding = [admission.enqueue("other") for _ in range(3)]
+    for ticket in decoding:
+        admission.first_token(ticket)  # three streams decode: the limit protects them
     first, second, third = (admission.enqueue("u", prompt_tokens=n) for n in (200, 200, 100))
     # The first goes alone whatever its size; the second would make 400 > 300; the third
     # waits behind it (a user's own requests keep their order).
@@ -58,6 +68,8 @@ async def test_a_prompt_bigger_than_the_limit_goes_alone_rather_than_never() -> 
 
 async def test_a_user_with_nothing_in_the_engine_is_not_held_by_the_token_limit() -> None:
     admission = gate(prompts=4, tokens=300)
+    decoding = admission.enqueue("heavy", prompt_tokens=250)
+    admission.first_token(decoding)
     heavy = [admission.enqueue("heavy", prompt_tokens=250) for _ in range(2)]
     assert [admitted(t) for t in heavy] == [True, False]
     light = admission.enqueue("light", prompt_tokens=250)

@@ -196,7 +196,7 @@ class Admission:
         if self.prefilling >= self._queue.prefill_room(user, self._users,
                                                        self._prefilling_users, prompts):
             return False
-        limit = self.pacing.tokens(waiting)
+        limit = self.pacing.tokens(waiting, self.active - self.prefilling)
         if limit is None or self.prefilling == 0 or self._users.get(user) == 0:
             return True  # alone, or a user with nothing in the engine: not held (pacing.py)
         tokens = sum(t.prompt_tokens for t in self._engine if t.prefilling)
