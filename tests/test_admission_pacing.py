@@ -20,11 +20,11 @@ def gate(prompts: int = 4, tokens: int | None = 300) -> Admission:
     return admission
 
 
-def test_a_deep_queue_enters_in_rounds_with_no_token_limit() -> None:
+def test_a_queue_longer_than_the_count_lets_in_has_no_token_limit() -> None:
     pacing = Pacing(max_prompts=2, max_tokens=300)
-    shallow = 2 * PACING_ROUNDS  # no more than the count's rounds: both limits hold
-    assert (pacing.prompts(shallow), pacing.tokens(shallow, decoding=32)) == (2, 300)
-    deep = 4 * PACING_ROUNDS  # the engine is behind: a quarter of the queue a round
+    assert (pacing.prompts(2), pacing.tokens(2, decoding=32)) == (2, 300)  # the steady state
+    assert pacing.tokens(3, decoding=32) is None  # the engine is behind: big steps
+    deep = 4 * PACING_ROUNDS  # a quarter of a deep queue a round
     assert (pacing.prompts(deep), pacing.tokens(deep, decoding=32)) == (4, None)
 
 

@@ -13,15 +13,15 @@ default limit is in prompt tokens: what the engine prefills in `STEP_PREFILL_S`,
 measured at start (calibrate.py). A GPU's rate makes it no limit; a 2-core CPU's, about two
 short prompts.
 
-Three exceptions keep the limits from hurting. The token limit protects the streams decoding,
-so it holds only while they are at least as many as the prompts waiting: a cold burst has no
-one to protect, and one prompt a step made 16 clients' TTFT p99 17.0 s against vLLM's 11.2 s.
-A deep queue (more than `PACING_ROUNDS` rounds of `max_prompts`) is let in a `PACING_ROUNDS`th
-at a time with no token limit: the engine is behind and big steps serve it fastest (one prompt
-a step cut 64 clients' tokens/s to 44.5; a fixed 4 at a time had a 31% longer TTFT p99 at 64
-clients than the engine's own big steps). And a prompt alone, or of a user with nothing in the
-engine, is never held by the token limit (a light user's first token does not wait for a heavy
-user's)."""
+Three exceptions keep the limits from hurting. The token limit is for the steady state, where it
+protects the streams decoding: it holds only while no more prompts wait than `max_prompts` and
+the streams decoding are at least as many. In a cold burst nobody decodes yet (one prompt a
+step made 16 clients' TTFT p99 17.0 s against vLLM's 11.2 s), and with a longer queue the
+engine is behind, where big steps serve it fastest (held up to four rounds of the count, it
+left 64 clients' TTFT p50 at 23.8 s against vLLM's 17.2 s). A deep queue is let in a
+`PACING_ROUNDS`th at a time (a fixed 4 at a time had a 31% longer TTFT p99 at 64 clients than
+the engine's own big steps). And a prompt alone, or of a user with nothing in the engine, is
+never held by the token limit (a light user's first token does not wait for a heavy user's)."""
 
 from __future__ import annotations
 
@@ -46,10 +46,9 @@ class Pacing:
 
     def tokens(self, waiting: int, decoding: int) -> int | None:
         """Prompt tokens that may be prefilling at once while `waiting` wait and `decoding`
-        streams decode: the limit, while it protects more streams than it holds prompts back
-        (none in a cold burst), and none for a deep queue."""
-        if self.max_tokens is None or self.prompts(waiting) > self.max_prompts or \
-                decoding < waiting:
+        streams decode: the limit in the steady state, none in a cold burst or behind a queue
+        longer than the count lets in."""
+        if self.max_tokens is None or waiting > self.max_prompts or decoding < waiting:
             return None
         return self.max_tokens
 
