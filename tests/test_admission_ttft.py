@@ -47,15 +47,17 @@ def test_the_prediction_is_the_prompts_ahead_and_its_own_at_the_rate_plus_a_step
     assert p.predict(Ahead(1500, 0), 500) == pytest.approx(2.0 + STEP)
     # Waiting for a place: 30 decode steps, then its prefill.
     assert p.predict(Ahead(0, 30), 500) == pytest.approx(30 * STEP + 0.5 + STEP)
+    # Each prompt ahead is prefilled in a step that carries the decoding streams too.
+    assert p.predict(Ahead(1500, 0, 3), 500) == pytest.approx(2.0 + 4 * STEP)
 
 
 def test_ahead_counts_prompts_in_prefill_and_those_queued_before_it() -> None:
     engine = [ticket(0, 300, prefilling=True), ticket(1, 999, max_tokens=10, generated=4)]
     queued = [ticket(2, 100), ticket(3, 50), ticket(4, 70)]
     # Decoding prompts are done with; the queued one behind it is not ahead.
-    assert ahead_of(1, queued, engine, max_active=8) == Ahead(300 + 100, 0)
+    assert ahead_of(1, queued, engine, max_active=8) == Ahead(300 + 100, 0, prompts=2)
     # Every place taken: the generation with the fewest steps left ends first (10 - 4).
-    assert ahead_of(0, queued, engine, max_active=2) == Ahead(300, 6)
+    assert ahead_of(0, queued, engine, max_active=2) == Ahead(300, 6, prompts=1)
     # The second place to free is the other one's (512 steps at most).
     assert ahead_of(1, queued, engine, max_active=2).place_steps == 512
 
@@ -112,14 +114,14 @@ async def ask(svc: CompletionService, tokens: int) -> object:
 async def test_it_admits_what_fits_and_refuses_what_does_not_with_a_right_retry_after() -> None:
     _, svc = service(slo_s=1.0)
     await ask(svc, 800)  # alone: 0.81 s
-    await ask(svc, 100)  # behind 800 in prefill: 0.91 s, fits
+    await ask(svc, 100)  # behind 800 in prefill: 0.92 s (a step for each prompt), fits
     with pytest.raises(QueueFull) as refused:
-        await ask(svc, 3000)  # behind 900: 3.91 s, 2.91 s too long
+        await ask(svc, 3000)  # behind 900: 3.93 s, 2.93 s too long
     assert refused.value.retry_after_s == 3 and refused.value.code == "queue_full"
     assert "3.9 s" in refused.value.message and "1.0 s" in refused.value.message
-    await ask(svc, 50)  # a short one still fits beside them: 0.96 s
+    await ask(svc, 50)  # a short one still fits beside them: 0.97 s
     with pytest.raises(QueueFull) as refused:
-        await ask(svc, 95)  # 1.01 s
+        await ask(svc, 95)  # 1.025 s
     assert refused.value.retry_after_s == 1
     assert svc.gate.admission.active == 3
 
