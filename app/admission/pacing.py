@@ -8,10 +8,10 @@ steps). Why pace in tokens too: every engine step that prefills also carries eve
 already decoding, so the prompts let in together are the longest gap those streams see. On a
 2-core AVX2 EPYC (fp32, 16 clients, 158-token prompts): 4 prompts at a time gave ITL p99 2.2 s,
 2 gave 1.4 s and a lower TTFT p50 (1.6 s against 3.0 s); 1 kept ITL p99 at 1.4 s but its TTFT
-p50 was 4.1 s (docs/benchmarks.md). A count cannot suit every machine and prompt length, so the
+p50 was 4.1 s (docs/VLLM-CPU.md). A count cannot suit every machine and prompt length, so the
 default limit is in prompt tokens: what the engine prefills in `STEP_PREFILL_S`, at the rate
-measured at start (calibrate.py). A GPU's rate makes it no limit; a 2-core CPU's, about two
-short prompts.
+measured at start (calibrate.py). A GPU's rate makes it no limit; a 2-core AVX2 CPU's (171
+tokens there), about one short prompt.
 
 Three exceptions keep the limits from hurting. The token limit is for the steady state, where it
 protects the streams decoding: it holds only while no more prompts wait than `max_prompts` and
