@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import re
 import sys
 import time
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmarks.raw_streams import _post
+from benchmarks.stats import percentile
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 REFUSALS = (429, 503)
@@ -232,25 +232,15 @@ def summarise(records: list[Record], expect_tokens: int | None = None) -> dict[s
                 if r.http == 200 and r.status_ms is not None]
     ok = [r for r in records if r.status == "ok"]
     return {"requests": len(records), "accepted": len(ok), "rejected": len(refused),
-            "rejected_p50_ms": _percentile(refused, 50),
-            "rejected_p99_ms": _percentile(refused, 99),
-            "accepted_first_status_p99_ms": _percentile(accepted, 99),
+            "rejected_p50_ms": percentile(refused, 50),
+            "rejected_p99_ms": percentile(refused, 99),
+            "accepted_first_status_p99_ms": percentile(accepted, 99),
             "hung": sum(r.status == "hung" for r in records),
             "failed": sum(r.status == "failed" for r in records),
             "incomplete": 0 if expect_tokens is None else sum(
                 r.tokens != expect_tokens for r in ok),
             "retry_after": sorted({r.retry_after for r in records if r.retry_after}),
             "errors": sorted({r.error for r in records if r.error})[:5]}
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated, as benchmarks/workload.py's (not imported: it pulls in psutil)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 async def run_burst(port: int, bodies: list[dict[str, Any]], *, hang_s: float,

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmarks.cpu_share import OtherCpu
+from benchmarks.stats import percentile
 
 # Repeated to reach the prompt length; plain prose keeps the tokenizer's count predictable.
 SENTENCE = "The quick brown fox jumps over the lazy dog beside the quiet river bank. "
@@ -133,14 +134,6 @@ async def run_closed_loop(
     return results
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default), NaN for no data."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def summarize(side: str, concurrency: int, results: Sequence[RequestResult]) -> dict[str, Any]:
