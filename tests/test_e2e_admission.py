@@ -26,9 +26,12 @@ from tests.e2e_server import LiveServer
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
-TOKENS = 3
+# Long enough that an accepted reply outlasts the burst's own delivery: on a loaded 2-core CI
+# machine the requests reached the server 0.9 s after the burst was sent, and 3-token replies
+# ended in 0.93 s (median), no later than the refusals that had waited as long for the server.
+TOKENS = 16
 BURST = 24
-HANG_S = 240.0  # far beyond any reply of 3 tokens, even queued behind the whole burst
+HANG_S = 240.0  # far beyond any reply of 16 tokens, even queued behind the whole burst
 
 
 @dataclass
