@@ -145,10 +145,9 @@ build() {
   local args=(--network host --format docker --build-arg PYTHON_IMAGE="$python_image"
               "${pip_mounts[@]}")
   podman build "${args[@]}" --target cpu -t "$tag" .
-  # The build stage's last layer is tagged too (from the cache, seconds): then what an older
-  # build left (its image, once the tag moved on, and the layers only it used: ~4 GB a change
-  # of app/) is pruned, and this build's layers, the next one's cache, are kept.
-  podman build -q "${args[@]}" --target cpu-build -t "$tag-build" . >/dev/null
+  # What an older build left (its image, once the tag moved on, and the layers only it used)
+  # is pruned; this build's layers, the next one's cache, are the tagged image's own (the cpu
+  # stage is built on its build stage), so they are kept.
   while [ -n "$(podman image prune -f)" ]; do :; done
   podman image inspect --format 'image: {{.RepoTags}} {{.Size}} bytes' "$tag"
 }
