@@ -155,6 +155,8 @@ class Generation:
             self.meter = StreamMeter(self.transport, len(self.prompt_ids),
                                      self.caller.accepted_at)
         meter = self.meter
+        if meter is not None:
+            meter.predicted_s = ticket.predicted_s
         task = asyncio.current_task()
         unregister = gate.lifecycle.on_abort(lambda: stop(task, "drain"))
         try:

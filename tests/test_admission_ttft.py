@@ -49,15 +49,18 @@ def test_the_prediction_is_the_prompts_ahead_and_its_own_at_the_rate_plus_a_step
     assert p.predict(Ahead(0, 30), 500) == pytest.approx(30 * STEP + 0.5 + STEP)
     # Each prompt ahead is prefilled in a step that carries the decoding streams too.
     assert p.predict(Ahead(1500, 0, 3), 500) == pytest.approx(2.0 + 4 * STEP)
+    # An engine running a step: its own begins once that one ends, half a step on average.
+    assert p.predict(Ahead(0, 0, busy=True), 500) == pytest.approx(0.5 + 1.5 * STEP)
 
 
 def test_ahead_counts_prompts_in_prefill_and_those_queued_before_it() -> None:
     engine = [ticket(0, 300, prefilling=True), ticket(1, 999, max_tokens=10, generated=4)]
     queued = [ticket(2, 100), ticket(3, 50), ticket(4, 70)]
     # Decoding prompts are done with; the queued one behind it is not ahead.
-    assert ahead_of(1, queued, engine, max_active=8) == Ahead(300 + 100, 0, prompts=2)
+    assert ahead_of(1, queued, engine, max_active=8) == Ahead(300 + 100, 0, 2, busy=True)
     # Every place taken: the generation with the fewest steps left ends first (10 - 4).
-    assert ahead_of(0, queued, engine, max_active=2) == Ahead(300, 6, prompts=1)
+    assert ahead_of(0, queued, engine, max_active=2) == Ahead(300, 6, 1, busy=True)
+    assert not ahead_of(0, queued, [], max_active=2).busy  # an idle engine
     # The second place to free is the other one's (512 steps at most).
     assert ahead_of(1, queued, engine, max_active=2).place_steps == 512
 
@@ -73,10 +76,15 @@ def test_it_learns_the_rate_the_step_and_the_tokens_per_character() -> None:
     for _ in range(60):  # decode steps of 40 ms; prompts of 5 characters a token
         p.stepped(0.04)
         p.tokenized(1000, 200)
-    for _ in range(60):  # 2,000 tokens prefilled alone in a step and a second: 2,000 tokens/s
-        p.prefilled_alone(2000, 1.0 + 0.04)
+    for _ in range(60):  # 2,000 tokens alone on an idle engine in an idle step and a second
+        p.prefilled_alone(2000, 1.0 + STEP)
     assert p.prefill_tps == pytest.approx(2000, rel=0.01)
     assert p.step_s == pytest.approx(0.04, rel=0.01)
+    # The step learned under load is not an idle step's cost: subtracted from a lone prefill,
+    # a 0.5 s step had made the rate 4,000 tokens/s.
+    p.stepped(0.5)
+    p.prefilled_alone(2000, 1.0 + STEP)
+    assert p.prefill_tps == pytest.approx(2000, rel=0.01)
     assert p.estimate_tokens(1000) == pytest.approx(200, abs=2)
     rate, ratio = p.prefill_tps, p.tokens_per_char
     p.prefilled_alone(10, 5.0)  # too short a prompt to say anything of the rate

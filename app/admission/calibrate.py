@@ -41,7 +41,7 @@ async def calibrate(gate: Gate, predictor: TtftPredictor) -> bool:
         times.append(seconds)
     per_token = max((times[2] - times[1]) / (long - short), 1e-6)
     predictor.prefill_tps = 1 / per_token
-    predictor.step_s = max(times[1] - short * per_token, 1e-3)
+    predictor.step_s = predictor.idle_step_s = max(times[1] - short * per_token, 1e-3)
     return True
 
 

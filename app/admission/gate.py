@@ -206,7 +206,7 @@ class Admission:
         ticket.admitted_at = time.monotonic()
         ticket.prefilling = True
         ticket.priority = self._users.get(ticket.user)
-        ticket.alone = self.prefilling == 0  # its prefill time is the engine's rate (ttft.py)
+        ticket.alone = not self._engine  # an idle engine: its prefill time is the rate (ttft.py)
         self._engine.add(ticket)
         self.active += 1
         self.prefilling += 1

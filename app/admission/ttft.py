@@ -7,6 +7,7 @@ The model, for a request that arrives now:
 
     TTFT = place wait + (prompt tokens ahead + its own) / prefill rate
            + one engine step for each prompt ahead and its own
+           + half a step, for the step under way, when the engine is running any
 
 - prompt tokens ahead: those of the prompts in the engine without a first token yet (counted
   whole: a prefill's progress is not seen from here, so the guess errs long), and those of the
@@ -18,11 +19,16 @@ The model, for a request that arrives now:
 - place wait: when every place in the engine is taken, the decode steps until enough running
   generations end (each one's max_tokens less what it made: the steps left to its end, at
   most), at the measured step time;
+- the step under way: a prompt let in waits for the engine's current step to end before its
+  own begins, half a step on average;
 - the prefill rate (prompt tokens per second) and the step time are learned as the engine
-  runs: the rate from prompts prefilled alone (no other prompt in the engine beside them), the
-  step from the gaps between a stream's tokens; both are exponential averages, so they follow
-  the engine's load and the machine. They start from the start's calibration (calibrate.py),
-  else from the conservative seeds below.
+  runs: the rate from prompts prefilled alone on an idle engine, less an idle step's fixed
+  cost (`idle_step_s`, from the calibration); the step from the gaps between a stream's tokens.
+  Both are exponential averages, so they follow the engine's load and the machine. They start
+  from the start's calibration (calibrate.py), else from the conservative seeds below. A rate
+  learned from prompts with streams decoding beside them, less the step time learned under that
+  load, had drifted from 170 to 900 tokens/s in 50 s of 3x overload on the AVX2 machine
+  (2026-12-02), and a prompt with nothing ahead was predicted 0.5 s for a first token in 1-1.8 s.
 
 A request's own prompt is not tokenized before the gate decides (a refused request costs no
 tokenizer or template): its tokens are estimated from its characters at the tokens per
@@ -62,6 +68,7 @@ class Ahead:
     prefill_tokens: int
     place_steps: int
     prompts: int = 0  # prompts ahead of its own, each prefilled in a step of its own at most
+    busy: bool = False  # the engine runs a step now: its own starts once that one ends
 
     @property
     def nothing(self) -> bool:
@@ -77,13 +84,14 @@ def ahead_of(position: int, queued: Sequence[Ticket], in_engine: Iterable[Ticket
     tokens = sum(t.prompt_tokens for t in prefilling)
     tokens += sum(t.prompt_tokens for t in queued[:position])
     prompts = len(prefilling) + position
+    busy = bool(engine)
     needed = len(engine) + position + 1 - max_active  # places that must free first
     if needed <= 0 or not engine:
-        return Ahead(tokens, 0, prompts)
+        return Ahead(tokens, 0, prompts, busy)
     left = sorted(max(1, t.max_tokens - t.generated) for t in engine)
     # Past the generations running now, the next ones run about as long again.
     steps = left[min(needed, len(left)) - 1] * math.ceil(needed / len(left))
-    return Ahead(tokens, steps, prompts)
+    return Ahead(tokens, steps, prompts, busy)
 
 
 def first_end_s(in_engine: Iterable[Ticket], predictor: TtftPredictor) -> float:
@@ -96,13 +104,15 @@ class TtftPredictor:
     def __init__(self, prefill_tps: float = SEED_PREFILL_TPS, step_s: float = SEED_STEP_S,
                  tokens_per_char: float = SEED_TOKENS_PER_CHAR) -> None:
         self.prefill_tps = prefill_tps
-        self.step_s = step_s
+        self.step_s = step_s  # learned under load: a stream's gap between tokens
+        self.idle_step_s = step_s  # a step's fixed cost with nothing else in the engine
         self.tokens_per_char = tokens_per_char
 
     def predict(self, ahead: Ahead, own_tokens: int) -> float:
         """Seconds from now to the first token of a request of `own_tokens` prompt tokens."""
         prefill = (ahead.prefill_tokens + own_tokens) / self.prefill_tps
-        return (ahead.place_steps + ahead.prompts + 1) * self.step_s + prefill
+        under_way = 0.5 if ahead.busy else 0.0
+        return (ahead.place_steps + ahead.prompts + 1 + under_way) * self.step_s + prefill
 
     def alone_s(self, prompt_tokens: int) -> float:
         """A lone prompt of `prompt_tokens` on an idle engine."""
@@ -114,11 +124,11 @@ class TtftPredictor:
     # -- learning --------------------------------------------------------------------------
 
     def prefilled_alone(self, uncached_tokens: int, seconds: float) -> None:
-        """A prompt prefilled with no other beside it: `uncached_tokens` in `seconds`."""
+        """A prompt prefilled on an idle engine: `uncached_tokens` in `seconds`."""
         if uncached_tokens < MIN_RATE_SAMPLE_TOKENS or seconds <= 0:
             return
-        # Less the step's fixed cost, which predict() adds apart; never below a tenth.
-        prefill_s = max(seconds - self.step_s, seconds / 10)
+        # Less an idle step's fixed cost, which predict() adds apart; never below a tenth.
+        prefill_s = max(seconds - self.idle_step_s, seconds / 10)
         self.prefill_tps = ewma(self.prefill_tps, uncached_tokens / prefill_s)
 
     def stepped(self, seconds_per_token: float) -> None:
