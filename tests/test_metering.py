@@ -157,6 +157,17 @@ def test_the_log_line_has_the_generations_fields(clock: Clock, logged: Lines) ->
                     "prompt_tokens": 9, "completion_tokens": 2, "cached_tokens": 4}
 
 
+def test_the_log_line_says_the_predicted_ttft_beside_the_real_one(clock: Clock,
+                                                                  logged: Lines) -> None:
+    meter = StreamMeter("openai", 3)
+    meter.predicted_s = 0.8  # what admission predicted when it accepted the request
+    clock.now = 100.9
+    meter.shown()
+    meter.finish("done")
+    [line] = logged()
+    assert (line["predicted_ttft_ms"], line["ttft_ms"]) == (800.0, 900.0)
+
+
 def test_text_is_logged_only_with_log_content(logged: Lines,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logs, "_content_logged", True)
