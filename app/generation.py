@@ -155,8 +155,6 @@ class Generation:
             self.meter = StreamMeter(self.transport, len(self.prompt_ids),
                                      self.caller.accepted_at)
         meter = self.meter
-        if meter is not None:
-            meter.predicted_s = ticket.predicted_s
         task = asyncio.current_task()
         unregister = gate.lifecycle.on_abort(lambda: stop(task, "drain"))
         try:
@@ -236,13 +234,13 @@ class Generation:
                 await limits.end_generation(owner, tokens)
         finally:
             if self.meter is not None:
-                self.meter.finish(outcome or self.outcome, text=text)
+                self.meter.finish(outcome or self.outcome, text=text,
+                                  predicted_s=self.ticket.predicted_s)
             self.gate.lifecycle.ended()
 
     async def release(self) -> None:
         """End it unstarted or unread: a request refused or left before its response."""
         await self.end()
-
 
 
 def _uncached(delta: Delta) -> int | None:

@@ -23,7 +23,6 @@ class StreamMeter:
         self.cached_tokens = 0
         self.completion_tokens = 0
         self.queue_s = 0.0
-        self.predicted_s: float | None = None  # admission's prediction of its TTFT (ttft.py)
         self.finish_reason: str | None = None
         self.first_token_at: float | None = None
         self.log_fields = log_fields  # session and message ids, for the stream's log line
@@ -69,8 +68,10 @@ class StreamMeter:
             "tokens_per_s": round(self.completion_tokens / total_s, 3) if total_s > 0 else 0.0,
         }
 
-    def finish(self, outcome: str, *, text: str | None = None) -> None:
-        """Record the generation once: done | cancelled | disconnected | error."""
+    def finish(self, outcome: str, *, text: str | None = None,
+               predicted_s: float | None = None) -> None:
+        """Record the generation once: done | cancelled | disconnected | error; with
+        `predicted_s`, the TTFT admission predicted for it (ttft.py), logged beside the real."""
         if self._finished:
             return
         self._finished = True
@@ -89,7 +90,7 @@ class StreamMeter:
             fields.pop("content", None)
         log_line("stream", transport=self.transport, outcome=outcome, **fields,
                  queue_ms=timings["queue_ms"], ttft_ms=timings["ttft_ms"],
-                 **({"predicted_ttft_ms": round(self.predicted_s * 1000, 3)}
-                    if self.predicted_s is not None else {}),
+                 **({"predicted_ttft_ms": round(predicted_s * 1000, 3)}
+                    if predicted_s is not None else {}),
                  duration_ms=timings["total_ms"], finish_reason=self.finish_reason,
                  **self.usage())

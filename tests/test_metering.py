@@ -160,10 +160,9 @@ def test_the_log_line_has_the_generations_fields(clock: Clock, logged: Lines) ->
 def test_the_log_line_says_the_predicted_ttft_beside_the_real_one(clock: Clock,
                                                                   logged: Lines) -> None:
     meter = StreamMeter("openai", 3)
-    meter.predicted_s = 0.8  # what admission predicted when it accepted the request
     clock.now = 100.9
     meter.shown()
-    meter.finish("done")
+    meter.finish("done", predicted_s=0.8)  # what admission predicted when it accepted it
     [line] = logged()
     assert (line["predicted_ttft_ms"], line["ttft_ms"]) == (800.0, 900.0)
 
