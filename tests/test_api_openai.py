@@ -188,3 +188,25 @@ async def test_non_stream_disconnect_aborts_too(running: Start) -> None:
     await leaver
     assert not engine.running and len(engine.aborted) == 1
     assert client.sent[0]["status"] == 499
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/sessions/ses_x/messages"])
+async def test_a_client_that_leaves_before_its_body_is_a_499_not_a_crash(
+        running: Start, path: str, caplog: pytest.LogCaptureFixture) -> None:
+    # CI saw a burst's client give up mid-request: the body read raised ClientDisconnect,
+    # which was logged as a crash and re-raised to uvicorn.
+    engine = ScriptedEngine()
+    app = await running(Settings(), engine)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = app.scope("POST", path, {"content-type": "application/json"})
+    await asyncio.wait_for(app.app(scope, receive, send), 5)
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert not engine.prompts and not engine.rendered  # no work was spent on it

@@ -11,11 +11,12 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Scope, Send
 
 from app import errors, metrics
+from app.api.http.disconnect import CLIENT_CLOSED
 
 log = logging.getLogger("streamchat.api")
 
@@ -143,6 +144,15 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     return json_response(error_body(message, kind, code), exc.status_code, exc.headers)
 
 
+async def handle_client_left(request: Request, exc: Exception) -> Response:
+    # The client closed its connection before its body was read (a client that gave up, or
+    # was killed): nobody to answer, and no bug. Not handled, it was logged as a crash and
+    # re-raised to uvicorn ("Exception in ASGI application").
+    log.info("%s %s: the client left before its request was read",
+             request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # A bug, not bad input: log the traceback here, never send it.
     log.exception("%s %s crashed", request.method, request.url.path)
@@ -152,5 +162,6 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     errors.StreamchatError: handle_domain_error,
     HTTPException: handle_http_error,
+    ClientDisconnect: handle_client_left,
     Exception: handle_unexpected,
 }
