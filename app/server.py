@@ -27,6 +27,11 @@ log = logging.getLogger("streamchat")
 GRACEFUL_SHUTDOWN_S = 5
 # After the drain timeout, how long aborted generations get to store their replies.
 ABORT_GRACE_S = 5.0
+# How long an idle keep-alive connection stays open. Longer than clients keep theirs (httpx, so
+# the openai SDK: 5 s; Node: 4-5 s), so that the client closes first: at uvicorn's default 5 s,
+# a request sent on a pooled connection just as the server closes it is lost (httpx raises
+# ReadError). nginx's upstream keepalive_timeout (deploy/) stays below it for the same reason.
+KEEP_ALIVE_S = 75
 
 
 class DrainingServer(uvicorn.Server):
@@ -73,6 +78,7 @@ def serve(app: Starlette, settings: Settings, lifecycle: Lifecycle) -> int:
         log_config=None, access_log=False,
         loop="uvloop", http="httptools", ws="websockets-sansio",
         ws_max_size=settings.max_body_bytes, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
         ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile)
     DrainingServer(config, lifecycle, settings.drain_timeout_s).run()
     return 1 if lifecycle.failure is not None else 0

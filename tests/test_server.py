@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -132,3 +133,20 @@ def test_at_the_drain_timeout_streams_end_with_an_error_and_replies_are_stored_c
     streams = [line for line in lines if line.get("event") == "stream"]
     assert [s["outcome"] for s in streams] == ["cancelled"]
     assert streams[0]["session_id"] == sid and "content" not in streams[0]
+
+
+def test_an_idle_connection_outlives_the_clients_own_keep_alive(
+        server: tuple[subprocess.Popen[bytes], str]) -> None:
+    """A connection idle past httpx's 5 s keep-alive (the openai SDK's) is still open, so the
+    client, not the server, closes it: no request is sent on a connection being closed."""
+    _, url = server
+    idle_s = httpx.Limits().keepalive_expiry
+    assert idle_s is not None
+    port = int(url.rsplit(":", 1)[1])
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(idle_s + 1)  # the idle time is what is tested
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # b"" had the server closed it
