@@ -13,7 +13,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.e2e_server import LiveServer
+from tests.e2e_server import ORPHAN_GRACE_S, LiveServer
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -75,7 +75,7 @@ def test_background_resumed_then_cancelled(sdk: openai.OpenAI) -> None:
             seen.append(event)
             if event.type == "response.output_text.delta" and len(seen) > 8:
                 break  # the client leaves; the response goes on without it
-    time.sleep(1.5)  # past the service's orphan grace (1 s in these tests)
+    time.sleep(ORPHAN_GRACE_S + 0.5)  # past the grace a reply with no listener gets
     after = seen[-1].sequence_number
     rest = sdk.responses.retrieve(queued.id, stream=True, starting_after=after)
     resumed = next(iter(rest))

@@ -119,7 +119,7 @@ def test_disconnect_mid_reply_leaves_no_running_request(live_server: LiveServer)
                 seen += 1
                 if seen == 3:
                     break  # leaving the block closes the connection mid-reply
-    # The reply outlives its listener for the grace period (1 s here)...
+    # The reply outlives its listener for the grace period (5 s here)...
     assert metric(live_server, "streamchat_engine_running_requests") >= 1
     # ...then it is aborted in the engine.
     deadline = time.monotonic() + live_server.orphan_grace_s + 3
