@@ -1,12 +1,13 @@
-"""The served process (app/server.py): SIGTERM drains instead of dropping the listener."""
+"""The served process (app/server.py): SIGTERM drains instead of dropping the listener, and an
+idle connection stays open longer than its client keeps it."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -142,11 +143,17 @@ def test_an_idle_connection_outlives_the_clients_own_keep_alive(
     _, url = server
     idle_s = httpx.Limits().keepalive_expiry
     assert idle_s is not None
-    port = int(url.rsplit(":", 1)[1])
-    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+
+    def healthy() -> bool:  # the whole response read: the connection is free for the next
+        connection.request("GET", "/health")
+        response = connection.getresponse()  # RemoteDisconnected had the server closed it
+        return response.status == 200 and response.read() == b'{"status":"ok"}'
+
+    try:
+        assert healthy()
+        opened = connection.sock
         time.sleep(idle_s + 1)  # the idle time is what is tested
-        sock.sendall(request)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # b"" had the server closed it
+        assert healthy() and connection.sock is opened  # on the same connection
+    finally:
+        connection.close()
