@@ -25,6 +25,7 @@ from app.api.http.errors import EXCEPTION_HANDLERS
 from app.api.http.page import STATIC_DIR, PageFiles, page
 from app.api.http.raw_send import StreamchatApp
 from app.api.http.request_log import RequestLog
+from app.api.http.shed import Shed
 from app.api.http.state import Services, State
 from app.auth import Authenticator
 from app.backends import build_backends
@@ -176,7 +177,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
                                origins=settings.cors_origins),
                     *cors_middleware(settings),
                     Middleware(AuthMiddleware, authenticator=authenticator, limits=limits,
-                               metrics_public=settings.metrics_public)],
+                               metrics_public=settings.metrics_public),
+                    Middleware(Shed, admission=admission, lifecycle=lifecycle)],
     )
 
 

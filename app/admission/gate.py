@@ -10,15 +10,13 @@ from it for its whole life). Two limits hold at once:
   behind every prompt in the engine: its first token comes first, `prefill` means what it
   says, and the gaps between running streams' tokens stay short.
 
-Behind the gate waits a bounded queue, fair between users (fair_queue.py): the generations
-that will find a place in the engine once those in it have ended, plus at most `max_queue`
-more. Past it, or when its predicted time to first token misses the objective
-(`STREAMCHAT_TTFT_SLO_MS`, objective.py), a request is refused at once (`QueueFull`: 429 with
-a Retry-After from the prediction), before any work on its prompt; never a hang.
+Behind the gate waits a bounded queue, fair between users (fair_queue.py): at most
+`max_queue` generations beyond the engine's places. Past it, or when its predicted time to
+first token misses the objective (`STREAMCHAT_TTFT_SLO_MS`, objective.py), a request is refused
+at once (`QueueFull`: 429, Retry-After from the prediction), before any work; never a hang.
 
-Background work (warming a conversation's prefix) gets a place only while nobody waits and no
-prompt is being prefilled (`background`), and is stopped the moment a generation arrives.
-"""
+Background work (a conversation's prefix warm-up) gets a place only while nobody waits and no
+prompt is prefilled (`background`), and is stopped the moment a generation arrives."""
 
 from __future__ import annotations
 
@@ -86,6 +84,15 @@ class Admission:
         in the engine ends (a place frees), as predicted (ttft.py), at least a second."""
         return max(1.0, math.ceil(first_end_s(self._engine, self.objective.predictor)))
 
+    def check_room(self) -> None:
+        """QueueFull when every engine place is taken and `max_queue` wait (a prompt only paced
+        while places are free uses none); asked by `enqueue` and by app/api/http/shed.py."""
+        waiting = self._queue.count
+        if self.active + waiting >= self.max_active + self.max_queue:
+            retry = self.retry_after_s()
+            raise QueueFull(f"the server is at capacity: {waiting} requests are waiting "
+                            f"already; retry in {math.ceil(retry)} s", retry_after_s=retry)
+
     # -- a generation's life ----------------------------------------------------------------
 
     def enqueue(self, user: str, on_position: OnPosition | None = None, *, rank: int = 0,
@@ -98,13 +105,7 @@ class Admission:
         self.objective.estimate(ticket, prompt_chars, prompt_tokens)
         for callback in self._on_busy:
             callback()
-        # max_queue counts those waiting for a place in the engine; a prompt only paced by
-        # max_prefilling while places are free does not use it up.
-        waiting = self._queue.count
-        if self.active + waiting >= self.max_active + self.max_queue:
-            retry = self.retry_after_s()
-            raise QueueFull(f"the server is at capacity: {waiting} requests are waiting "
-                            f"already; retry in {math.ceil(retry)} s", retry_after_s=retry)
+        self.check_room()
         self._queue.push(ticket)
         if refusal := self.objective.refusal(ticket, self.order(), self._engine, self.max_active):
             self._queue.remove(ticket)
