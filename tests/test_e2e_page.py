@@ -39,7 +39,9 @@ def stored(server: LiveServer, sid: str) -> list[dict[str, object]]:
 def test_the_reply_shows_while_it_streams_and_stays_after_a_reload(live_server: LiveServer,
                                                                   page: Page) -> None:
     sid = open_session(page, live_server, LONG)
-    assert "SmolLM2" in page.inner_text("#model")
+    # The model's name comes from /v1/models, fetched apart from the connection: waited for (a
+    # CI run read the header before it came).
+    assert "SmolLM2" in wait_for(page, "document.querySelector('#model').textContent")
     send_message(page, "Count from one to fifty.")
     # Seen with part of its text before its end: the reply element is still streaming.
     partial = wait_for(page, "document.querySelector('.msg.assistant.streaming')?.textContent")
