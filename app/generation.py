@@ -175,7 +175,7 @@ class Generation:
                             gate.admission.first_token(ticket, _uncached(delta),
                                                        delta.token_count)
                         elif delta.index == 0:  # a decode step, timed for the predictor
-                            gate.admission.objective.tokens(ticket, delta.token_count)
+                            gate.admission.tokens(ticket, delta.token_count)
                         if delta.queue_s is not None:  # the gate's wait and the engine's
                             delta.queue_s += ticket.waited_s
                         if meter is not None:

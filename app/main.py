@@ -78,7 +78,8 @@ def create_app(settings: Settings, engine: Engine, *, lifecycle: Lifecycle | Non
         max_streams=settings.max_streams_per_key, streams=backends.streams)
     # Until the engine says how many requests it runs at once, the setting or vLLM's default.
     admission = Admission(max_active=settings.max_concurrent_generations or DEFAULT_MAX_ACTIVE,
-                          max_queue=settings.max_queue, max_prefilling=settings.max_prefilling)
+                          max_queue=settings.max_queue, max_prefilling=settings.max_prefilling,
+                          anticipation_s=settings.anticipation_ms / 1000)
     adapters = Adapters(engine, enabled=settings.lora, max_rank=settings.max_lora_rank,
                         registry=registry_for(backends.records), folder=settings.cache_dir / "lora")
     models = ServedModels(engine, settings.model_aliases, adapters)

@@ -105,10 +105,16 @@ class Settings(AccessSettings):
         "token; more wait in the admission queue, in fair order, so a new prompt is not stuck "
         "behind every other prompt in the engine")
     max_prefill_tokens: int | None = Field(
-        default=None, ge=0, description="prompt tokens the generations still waiting for their "
-        "first token may hold together: one engine step's prefill, which is the gap it puts "
+        default=None, ge=0, description="prompt tokens the generations waiting for their first "
+        "token may hold in the next engine step: its prefill, which is the gap it puts "
         "between the tokens of every stream decoding beside it; 0: no limit; unset: what the "
         "engine prefills in about a second, measured at start (the log says it)")
+    anticipation_ms: int = Field(
+        default=100, ge=0, description="while a user's last generation is two tokens from "
+        "its end and this long after it ends, users with more generations in the engine start "
+        "no new prompt (2 s at most without an admission): one coming straight back "
+        "(an agent's next step, a client's next turn) gets the next engine step without a "
+        "heavier user's prompt; 0: off")
     max_queue: int = Field(
         default=0, ge=0, description="generations that may wait for a place in the engine "
         "when every place is taken (waiting for one means waiting for a whole reply to end); "

@@ -65,6 +65,15 @@ def test_ahead_counts_prompts_in_prefill_and_those_queued_before_it() -> None:
     assert ahead_of(1, queued, engine, max_active=2).place_steps == 512
 
 
+def test_prompts_ahead_take_as_many_steps_as_the_pacing_needs_for_them() -> None:
+    engine = [ticket(i, 100, prefilling=True) for i in range(4)]
+    queued = [ticket(4 + i, 100) for i in range(8)]
+    # One a step while the token limit holds; a deep queue's share a step behind a burst.
+    assert ahead_of(8, queued, engine, max_active=64).prefill_steps == 12
+    assert ahead_of(8, queued, engine, max_active=64, per_step=4).prefill_steps == 3
+    assert ahead_of(7, queued, engine, max_active=64, per_step=4).prefill_steps == 3  # 11 / 4
+
+
 def test_a_refused_client_of_a_full_queue_waits_for_the_first_generation_to_end() -> None:
     engine = [ticket(0, 10, max_tokens=100, generated=40), ticket(1, 10, max_tokens=300)]
     assert first_end_s(engine, predictor()) == pytest.approx(60 * STEP)

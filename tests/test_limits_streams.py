@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from app.limits import MemoryStreams, RedisStreams, StreamCounts
 from app.redis_calls import StoreClient, connect
@@ -30,13 +29,17 @@ async def replicas(redis_server: RedisServer) -> AsyncIterator[Callable[..., Red
     made: list[tuple[RedisStreams, Any]] = []
 
     def make(ttl_s: float = TTL_S) -> RedisStreams:
-        client = Redis.from_url(redis_server.url)
+        # The service's own client: every call bounded. Without a timeout, a refresh cancelled
+        # mid-call (a replica closed) once left a read that never returned, and the teardown
+        # waited on it until CI's 300 s limit.
+        client = connect(redis_server.url, timeout_s=BOUND_S)
         made.append((RedisStreams(client, ttl_s=ttl_s), client))
         return made[-1][0]
 
     yield make
     for streams, client in made:
         await streams.close()
+        await client.health.close()
         await client.aclose()
 
 
@@ -47,10 +50,11 @@ async def counts(request: pytest.FixtureRequest) -> AsyncIterator[StreamCounts]:
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     server.flush()
-    client = Redis.from_url(server.url)
+    client = connect(server.url, timeout_s=BOUND_S)
     streams = RedisStreams(client, ttl_s=TTL_S)
     yield streams
     await streams.close()
+    await client.health.close()
     await client.aclose()
 
 

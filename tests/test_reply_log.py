@@ -84,13 +84,14 @@ async def test_heartbeat_only_after_a_quiet_period_even_after_progress() -> None
     received: list[str | None] = []
 
     async def listen() -> None:
-        async for event in log.follow(heartbeat_s=0.05):
+        # 25x the events' pace: a loaded 2-core CI machine once stretched a 20 ms sleep past 50.
+        async for event in log.follow(heartbeat_s=0.5):
             received.append(None if event is None else event.type)
 
     listener = asyncio.create_task(listen())
     await until(lambda: received == ["queued"])
     log.append("start", {})
-    for _ in range(8):  # an event every 20 ms: never 50 ms quiet
+    for _ in range(8):  # an event every 20 ms: never 500 ms quiet
         await asyncio.sleep(0.02)  # the pace of the events is what this test is about
         log.append("token", {"text": "a"})
     assert None not in received

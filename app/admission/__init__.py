@@ -1,6 +1,7 @@
 """Admission control: the gate in front of the engine (`gate.py`), its fair queue
-(`fair_queue.py`), the pacing of prompts into the engine (`pacing.py`) and the ticket that holds
-one generation's place (`ticket.py`)."""
+(`fair_queue.py`), the pacing of prompts into the engine (`pacing.py`), the moment heavier users
+wait for one who just finished (`anticipation.py`) and the ticket that holds one generation's
+place (`ticket.py`)."""
 
 from app.admission.gate import Admission
 from app.admission.pacing import PACING_ROUNDS

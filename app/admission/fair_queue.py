@@ -100,3 +100,12 @@ class FairQueue:
             if index + 1 < len(queue):
                 heapq.heappush(heads, (count + 1, queue[index + 1].seq, user, index + 1))
         return ordered
+
+    def tell_positions(self, in_engine: UserCounts) -> None:
+        """Tell each waiting ticket that asked its position, when it changed."""
+        if not any(t.on_position is not None for t in self.tickets()):
+            return
+        for position, ticket in enumerate(self.order(in_engine)):
+            if ticket.on_position is not None and ticket.position != position:
+                ticket.position = position
+                ticket.on_position(position)

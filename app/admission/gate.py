@@ -1,14 +1,14 @@
 """Admission control: which generation goes into the engine next, and who is told to come back.
 
 Every generation passes this gate on its way to the engine (app/generation.py holds a ticket
-from it for its whole life). Two limits hold at once:
+from it for its whole life). Two limits hold at once, and heavier users' prompts wait a moment
+for a user whose last generation ends (anticipation.py):
 
-- `max_active`: generations in the engine (decoding or prefilling); by default the engine's own
-  `max_num_seqs`, so the engine never queues work it cannot run;
-- the pacing of prompts (pacing.py): those in the engine without a first token, at most
-  `max_prefilling` and about a second of prefill. A prompt waits here, in a fair order, not
-  behind every prompt in the engine: its first token comes first, `prefill` means what it
-  says, and the gaps between running streams' tokens stay short.
+- `max_active`: generations in the engine; by default the engine's `max_num_seqs`, so the
+  engine never queues work it cannot run;
+- the pacing of prompts (pacing.py): at most `max_prefilling` without a first token, and about
+  a second of prefill in the next engine step. A prompt waits here in a fair order, not behind
+  every prompt in the engine: its first token comes sooner, and running streams' gaps stay short.
 
 Behind the gate waits a bounded queue, fair between users (fair_queue.py): at most
 `max_queue` generations beyond the engine's places. Past it, or when its predicted time to
@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from app import metrics
+from app.admission.anticipation import Anticipation
 from app.admission.fair_queue import FairQueue
 from app.admission.objective import Objective
 from app.admission.pacing import Pacing
@@ -37,23 +38,23 @@ from app.errors import QueueFull
 
 class Admission:
     def __init__(self, *, max_active: int, max_queue: int, max_prefilling: int,
-                 objective: Objective | None = None) -> None:
+                 objective: Objective | None = None, anticipation_s: float = 0.0) -> None:
         if max_active < 1 or max_queue < 0 or max_prefilling < 1:
             raise ValueError(f"need max_active >= 1, max_queue >= 0, max_prefilling >= 1; got "
                              f"{max_active}, {max_queue}, {max_prefilling}")
-        self.max_active = max_active
-        self.max_queue = max_queue
+        self.max_active, self.max_queue = max_active, max_queue
         self.pacing = Pacing(max_prefilling)
         self.objective = objective if objective is not None else Objective()
-        self.active = 0
-        self.prefilling = 0
+        self._anticipation = Anticipation(anticipation_s)  # a user just done may come back
+        self.active = self.prefilling = 0  # generations in the engine; of those, prompts
+        self._last_step_end = 0.0  # when an engine step's tokens last came (pacing.py)
         self._engine: set[Ticket] = set()  # admitted, not yet released
         self._users = UserCounts()
         self._prefilling_users = UserCounts()  # per user: its prompts in the engine, no token yet
         self._queue = FairQueue()
         self._seq = itertools.count()
-        self._on_busy: list[Callable[[], None]] = []
-        self._on_idle: list[Callable[[], None]] = []
+        self._on_busy: list[Callable[[], None]] = []  # a generation arrived
+        self._on_idle: list[Callable[[], None]] = []  # nobody waits, no prompt prefills
 
     def resize(self, max_active: int) -> None:
         """Set `max_active` (once the engine says how many requests it runs at once)."""
@@ -74,10 +75,10 @@ class Admission:
         return self._queue.count == 0 and self.prefilling == 0
 
     def on_busy(self, callback: Callable[[], None]) -> None:
-        self._on_busy.append(callback)  # a generation arrived: background work must stop
+        self._on_busy.append(callback)  # background work must stop
 
     def on_idle(self, callback: Callable[[], None]) -> None:
-        self._on_idle.append(callback)  # the gate became idle: background work may start
+        self._on_idle.append(callback)  # background work may start
 
     def retry_after_s(self) -> float:
         """How long a client refused by a full queue should wait: until the first generation
@@ -103,23 +104,25 @@ class Admission:
         ticket = Ticket(user, next(self._seq), time.monotonic(), on_position, rank=rank)
         ticket.admitted = asyncio.get_running_loop().create_future()
         self.objective.estimate(ticket, prompt_chars, prompt_tokens)
+        self._anticipation.returned(user)
         for callback in self._on_busy:
             callback()
         self.check_room()
         self._queue.push(ticket)
-        if refusal := self.objective.refusal(ticket, self.order(), self._engine, self.max_active):
+        per_step = self.pacing.per_step(self._queue.count, self.active - self.prefilling)
+        if refusal := self.objective.refusal(ticket, self.order(), self._engine,
+                                             self.max_active, per_step):
             self._queue.remove(ticket)
             raise refusal
         self._pump()  # in fair order: this one, if it is next and there is room
         if ticket.admitted_at is None:
             metrics.QUEUE_LENGTH.set(self._queue.count)
-            self._tell_positions()
+            self._queue.tell_positions(self._users)
         return ticket
 
     def background(self) -> Ticket | None:
-        """A place for background work (a prefix warm-up), only while the gate is idle:
-        admitted at once, counted nowhere (it holds no one's place), last in the engine's
-        queue. None when the gate is busy. Its owner stops it when `on_busy` fires."""
+        """A place for background work (a prefix warm-up) while the gate is idle, else None:
+        admitted at once, counted nowhere, last in the engine's queue; stopped on `on_busy`."""
         if not self.idle:
             return None
         ticket = Ticket("", next(self._seq), time.monotonic(), background=True,
@@ -134,7 +137,7 @@ class Admission:
         ticket.on_position = on_position
         if ticket.admitted_at is None and not ticket.released:
             ticket.position = None
-            self._tell_positions()
+            self._queue.tell_positions(self._users)
 
     async def wait(self, ticket: Ticket, timeout_s: float | None = None) -> bool:
         """Until `ticket` may enter the engine (True), or `timeout_s` passed (False).
@@ -157,11 +160,21 @@ class Admission:
         self.objective.first_token(ticket, uncached_tokens, count)
         if ticket.prefilling:
             self._prefilled(ticket)
+            self._check_idle()  # the last prompt in prefill: background work may start
+        self._step_ended()
+
+    def tokens(self, ticket: Ticket, count: int) -> None:
+        """The engine produced `count` more tokens for the ticket (after its first)."""
+        self.objective.tokens(ticket, count)
+        self._step_ended()
+
+    def _step_ended(self) -> None:
+        self._last_step_end = time.monotonic()  # its prompts are not the next step's (pacing.py)
+        if self._queue.count:  # a token per stream per step: nothing to do unless one waits
             self._pump()
 
     def _prefilled(self, ticket: Ticket) -> None:
-        ticket.prefilling = False
-        self.prefilling -= 1
+        ticket.prefilling, self.prefilling = False, self.prefilling - 1
         self._prefilling_users.add(ticket.user, -1)
 
     def release(self, ticket: Ticket) -> None:
@@ -176,7 +189,7 @@ class Admission:
                 metrics.QUEUE_LENGTH.set(self._queue.count)
             if ticket.admitted is not None and not ticket.admitted.done():
                 ticket.admitted.cancel()
-            self._tell_positions()
+            self._queue.tell_positions(self._users)
             self._check_idle()
             return
         self.active -= 1
@@ -185,66 +198,51 @@ class Admission:
         metrics.ADMITTED.set(self.active)
         if ticket.prefilling:
             self._prefilled(ticket)
+        if self._users.get(ticket.user) == 0:
+            self._anticipation.ended(ticket.user, self._pump)
         self._pump()
 
     # -- the gate -------------------------------------------------------------------------------
 
     def _has_room(self, user: str) -> bool:
-        if self.active >= self.max_active:
+        if self.active >= self.max_active or self._anticipation.holds(
+                self._users.get(user), self._users, self._engine):
             return False
         waiting = self._queue.count
         prompts = self.pacing.prompts(waiting)
         if self.prefilling >= self._queue.prefill_room(user, self._users,
                                                        self._prefilling_users, prompts):
             return False
-        limit = self.pacing.tokens(waiting, self.active - self.prefilling)
-        if limit is None or self.prefilling == 0 or self._users.get(user) == 0:
-            return True  # alone, or a user with nothing in the engine: not held (pacing.py)
-        tokens = sum(t.prompt_tokens for t in self._engine if t.prefilling)
-        return tokens + self._queue.head(user).prompt_tokens <= limit
+        return self._users.get(user) == 0 or self.pacing.next_step_fits(
+            self._queue.head(user).prompt_tokens, self._engine, self._last_step_end,
+            waiting=waiting, decoding=self.active - self.prefilling)
 
     def _admit(self, ticket: Ticket) -> None:
-        ticket.admitted_at = time.monotonic()
-        ticket.prefilling = True
+        ticket.admitted_at, ticket.prefilling = time.monotonic(), True
         ticket.priority = self._users.get(ticket.user)
         ticket.alone = not self._engine  # an idle engine: its prefill time is the rate (ttft.py)
+        self._anticipation.admitted()
         self._engine.add(ticket)
-        self.active += 1
-        self.prefilling += 1
+        self.active, self.prefilling = self.active + 1, self.prefilling + 1
         self._prefilling_users.add(ticket.user, 1)
         self._users.add(ticket.user, 1)
         metrics.ADMITTED.set(self.active)
-        assert ticket.admitted is not None
-        if not ticket.admitted.done():
+        if ticket.admitted is not None and not ticket.admitted.done():
             ticket.admitted.set_result(None)
 
     def _pump(self) -> None:
-        moved = False
-        while self._queue.count:
-            user = self._queue.next_user(self._users)
-            if not self._has_room(user):
-                break
+        waiting = self._queue.count
+        while self._queue.count and self._has_room(user := self._queue.next_user(self._users)):
             self._admit(self._queue.pop(user))
-            moved = True
-        if moved:
+        if self._queue.count != waiting:
             metrics.QUEUE_LENGTH.set(self._queue.count)
-            self._tell_positions()
+            self._queue.tell_positions(self._users)
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if self.idle:
-            for callback in self._on_idle:
-                callback()
+        for callback in self._on_idle if self.idle else ():
+            callback()
 
     def order(self) -> list[Ticket]:
         """The waiting tickets in the order they will be admitted, if nothing else changes."""
         return self._queue.order(self._users)
-
-    def _tell_positions(self) -> None:
-        """Tell each waiting ticket that asked its position, when it changed."""
-        if not any(t.on_position is not None for t in self._queue.tickets()):
-            return
-        for position, ticket in enumerate(self.order()):
-            if ticket.on_position is not None and ticket.position != position:
-                ticket.position = position
-                ticket.on_position(position)

@@ -63,10 +63,10 @@ class Objective:
         ticket.prompt_tokens = prompt_tokens
 
     def refusal(self, ticket: Ticket, order: Sequence[Ticket], in_engine: Iterable[Ticket],
-                max_active: int) -> QueueFull | None:
-        """Predict the TTFT of `ticket`, queued in the fair `order`; the refusal to raise if
-        it misses the objective."""
-        ahead = ahead_of(order.index(ticket), order, in_engine, max_active)
+                max_active: int, per_step: int = 1) -> QueueFull | None:
+        """Predict the TTFT of `ticket`, queued in the fair `order` (`per_step` prompts are
+        prefilled in an engine step); the refusal to raise if it misses the objective."""
+        ahead = ahead_of(order.index(ticket), order, in_engine, max_active, per_step)
         predicted = self.predictor.predict(ahead, ticket.prompt_tokens)
         ticket.predicted_s = predicted
         if self.slo_s is None or predicted <= self.slo_s or ahead.nothing:

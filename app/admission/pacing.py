@@ -21,17 +21,29 @@ engine is behind, where big steps serve it fastest (held up to four rounds of th
 left 64 clients' TTFT p50 at 23.8 s against vLLM's 17.2 s). A deep queue is let in a
 `PACING_ROUNDS`th at a time (a fixed 4 at a time had a 31% longer TTFT p99 at 64 clients than
 the engine's own big steps). And a prompt alone, or of a user with nothing in the engine, is
-never held by the token limit (a light user's first token does not wait for a heavy user's)."""
+never held by the token limit (a light user's first token does not wait for a heavy user's).
+
+The token limit is for the next engine step: a prompt already in the step under way is not in
+it (`in_step_under_way`). So the next prompt goes in while the one before is prefilled and is
+in the engine when that step ends; held until its first token, it came a step later, after a
+decode step the engine had begun meanwhile."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from app.admission.ticket import Ticket
 
 PACING_ROUNDS = 4
 # The engine time one step's prompts may take together, by default: the gap they put between
 # the tokens of the streams decoding beside them.
 STEP_PREFILL_S = 1.0
+# A step's tokens reach the gate within a few milliseconds of one another; engine steps are 30
+# ms or more apart (34 ms for an idle step on a 2-core AVX2 EPYC). A prompt let in less than
+# this before a step's tokens came may be in that step's successor or the one after.
+STEP_MARGIN_S = 0.01
 
 
 @dataclass(slots=True)
@@ -52,6 +64,23 @@ class Pacing:
             return None
         return self.max_tokens
 
+    def per_step(self, waiting: int, decoding: int) -> int:
+        """About how many prompts an engine step prefills while `waiting` wait: one while the
+        token limit holds (about a step's worth of prefill), else the count's share."""
+        return 1 if self.tokens(waiting, decoding) is not None else self.prompts(waiting)
+
+    def next_step_fits(self, prompt_tokens: int, engine: Iterable[Ticket], last_step_end: float,
+                       *, waiting: int, decoding: int) -> bool:
+        """Whether a prompt of `prompt_tokens` may go into the engine (`engine`: its tickets)
+        beside the prompts that will be prefilled with it in the next step: under the token
+        limit, or alone there."""
+        limit = self.tokens(waiting, decoding)
+        if limit is None:
+            return True
+        next_step = [t.prompt_tokens for t in engine
+                     if t.prefilling and not in_step_under_way(t, last_step_end)]
+        return not next_step or sum(next_step) + prompt_tokens <= limit
+
 
 def token_limit(setting: int | None, prefill_tps: float | None) -> int | None:
     """The prompt-token limit: `STREAMCHAT_MAX_PREFILL_TOKENS` (0: none), else what the engine
@@ -61,3 +90,9 @@ def token_limit(setting: int | None, prefill_tps: float | None) -> int | None:
     if prefill_tps is None:
         return None
     return max(1, round(prefill_tps * STEP_PREFILL_S))
+
+
+def in_step_under_way(ticket: Ticket, last_step_end: float) -> bool:
+    """Whether a prompt in the engine is in the step under way: an engine step ended (its
+    tokens came at `last_step_end`) since it went in, so the engine has scheduled it."""
+    return ticket.admitted_at is not None and last_step_end > ticket.admitted_at + STEP_MARGIN_S

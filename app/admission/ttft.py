@@ -6,16 +6,19 @@ request, and tells what happened once the first token came (objective.py keeps t
 The model, for a request that arrives now:
 
     TTFT = place wait + (prompt tokens ahead + its own) / prefill rate
-           + one engine step for each prompt ahead and its own
+           + one engine step for each step's worth of prompts ahead, and its own
            + half a step, for the step under way, when the engine is running any
 
 - prompt tokens ahead: those of the prompts in the engine without a first token yet (counted
   whole: a prefill's progress is not seen from here, so the guess errs long), and those of the
   requests queued before it in the fair order;
-- the steps: each prompt is prefilled in an engine step that also carries every stream
-  decoding, whose time the step time learned under load holds (without them, a 1.5 s
-  objective at 3x overload on the AVX2 machine let in requests whose first token came at p99
-  6.3 s);
+- the steps: prompts are prefilled in engine steps that also carry every stream decoding,
+  whose time the step time learned under load holds (without them, a 1.5 s objective at 3x
+  overload on the AVX2 machine let in requests whose first token came at p99 6.3 s). How many
+  prompts a step takes is the pacing's (pacing.py): one while the token limit holds, a share of
+  a deep queue behind a burst. Counted one a step there too, 64 closed-loop clients on a 2-core
+  AVX2 EPYC (2026-12-03) had predictions of 27-63 s for first tokens that came in 8.6-14.8 s,
+  and past the 64 s objective every request after the 98th was refused;
 - place wait: when every place in the engine is taken, the decode steps until enough running
   generations end (each one's max_tokens less what it made: the steps left to its end, at
   most), at the measured step time;
@@ -67,7 +70,7 @@ class Ahead:
 
     prefill_tokens: int
     place_steps: int
-    prompts: int = 0  # prompts ahead of its own, each prefilled in a step of its own at most
+    prefill_steps: int = 0  # engine steps that prefill the prompts ahead of its own
     busy: bool = False  # the engine runs a step now: its own starts once that one ends
 
     @property
@@ -76,22 +79,23 @@ class Ahead:
 
 
 def ahead_of(position: int, queued: Sequence[Ticket], in_engine: Iterable[Ticket],
-             max_active: int) -> Ahead:
+             max_active: int, per_step: int = 1) -> Ahead:
     """What is ahead of the request at `position` of the fair order `queued` (the tickets
-    waiting, in the order they will be admitted), with `in_engine` admitted."""
+    waiting, in the order they will be admitted), with `in_engine` admitted and `per_step`
+    prompts prefilled in an engine step."""
     engine = [t for t in in_engine if not t.background]
     prefilling = [t for t in engine if t.prefilling]
     tokens = sum(t.prompt_tokens for t in prefilling)
     tokens += sum(t.prompt_tokens for t in queued[:position])
-    prompts = len(prefilling) + position
+    steps = math.ceil((len(prefilling) + position) / max(1, per_step))
     busy = bool(engine)
     needed = len(engine) + position + 1 - max_active  # places that must free first
     if needed <= 0 or not engine:
-        return Ahead(tokens, 0, prompts, busy)
+        return Ahead(tokens, 0, steps, busy)
     left = sorted(max(1, t.max_tokens - t.generated) for t in engine)
     # Past the generations running now, the next ones run about as long again.
-    steps = left[min(needed, len(left)) - 1] * math.ceil(needed / len(left))
-    return Ahead(tokens, steps, prompts, busy)
+    place_steps = left[min(needed, len(left)) - 1] * math.ceil(needed / len(left))
+    return Ahead(tokens, place_steps, steps, busy)
 
 
 def first_end_s(in_engine: Iterable[Ticket], predictor: TtftPredictor) -> float:
@@ -112,7 +116,7 @@ class TtftPredictor:
         """Seconds from now to the first token of a request of `own_tokens` prompt tokens."""
         prefill = (ahead.prefill_tokens + own_tokens) / self.prefill_tps
         under_way = 0.5 if ahead.busy else 0.0
-        return (ahead.place_steps + ahead.prompts + 1 + under_way) * self.step_s + prefill
+        return (ahead.place_steps + ahead.prefill_steps + 1 + under_way) * self.step_s + prefill
 
     def alone_s(self, prompt_tokens: int) -> float:
         """A lone prompt of `prompt_tokens` on an idle engine."""
