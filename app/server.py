@@ -40,6 +40,7 @@ class DrainingServer(uvicorn.Server):
         self.lifecycle = lifecycle
         self.drain_timeout_s = drain_timeout_s
         self.drain_deadline: float | None = None
+        self.drain_announced = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self.drain_deadline is None and not self.should_exit:
@@ -54,6 +55,10 @@ class DrainingServer(uvicorn.Server):
             return True  # nothing can be served without an engine (/health says so meanwhile)
         if self.drain_deadline is not None and not self.should_exit:
             now = time.monotonic()
+            if not self.drain_announced:  # the signal handler only set flags: said here, once
+                self.drain_announced = True
+                log.info("SIGTERM: draining %d generation(s); /ready answers 503",
+                         self.lifecycle.generations)
             if self.lifecycle.idle:
                 log.info("drained; stopping")
                 self.should_exit = True

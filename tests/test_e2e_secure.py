@@ -198,3 +198,5 @@ def test_sigterm_drains_a_stream_in_flight_then_exits(secure: tuple[LiveServer, 
     assert events[-1]["event"] == "done"
     assert events[-1]["data"]["usage"]["completion_tokens"] == 120
     assert server.process.wait(60) == 0
+    log = server.log_path.read_text(errors="replace")
+    assert "SIGTERM: draining 1 generation(s)" in log and "drained; stopping" in log

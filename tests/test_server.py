@@ -96,6 +96,11 @@ def test_sigterm_says_not_ready_at_once_and_lets_streams_finish(
     assert events[-1]["event"] == "done" and events[-1]["data"]["finish_reason"] == "stop"
     assert len(events) == 102
     assert process.wait(15) == 0
+    messages = [json.loads(line).get("message") for line in stop(process).splitlines()
+                if line.startswith(b"{")]
+    drain = [m for m in messages if m is not None and m.startswith(("SIGTERM", "drain"))]
+    assert drain[0] == "SIGTERM: draining 1 generation(s); /ready answers 503", messages
+    assert drain[-1] == "drained; stopping", messages
 
 
 def test_at_the_drain_timeout_streams_end_with_an_error_and_replies_are_stored_cancelled(
