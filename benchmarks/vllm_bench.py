@@ -23,7 +23,8 @@ def run_client(base_url: str, model: str, tokenizer: Path, out_dir: Path, name: 
                seed: int) -> dict[str, Any]:
     """One closed-loop run of vLLM's benchmark client (random prompts, ignore_eos, the
     openai-chat backend) in a subprocess; returns the result it saved. The same `seed` gives
-    the same prompts: give each run its own, or the prefix cache serves the repeats."""
+    the same prompts: give each run its own, or the prefix cache serves the repeats. The result
+    keeps each request's TTFT and gaps (`--save-detailed`), to profile from."""
     result_file = f"{name}.json"
     cmd = [sys.executable, "-m", "benchmarks.vllm_bench", "--backend", "openai-chat",
            "--base-url", base_url, "--endpoint", "/v1/chat/completions", "--model", model,
@@ -31,6 +32,7 @@ def run_client(base_url: str, model: str, tokenizer: Path, out_dir: Path, name: 
            "--random-input-len", str(input_len), "--random-output-len", str(output_len),
            "--num-prompts", str(prompts), "--max-concurrency", str(concurrency),
            "--ignore-eos", "--seed", str(seed), "--disable-tqdm", "--save-result",
+           "--save-detailed",
            "--result-dir", str(out_dir), "--result-filename", result_file]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode != 0 and not (out_dir / result_file).exists():
