@@ -3,6 +3,8 @@ default model, started once per test session and shared by every e2e test."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ START_TIMEOUT_S = 600  # a cold machine converts the default model first
 # How long a reply outlives its last listener. A loaded CI machine took 1.46 s to resume a
 # dropped stream (tests/test_e2e_resumable.py), after a 1 s grace had aborted it.
 ORPHAN_GRACE_S = 5.0
+LOG_WAIT_S = 10.0  # a line the service is about to write (a request's, as it ends)
 
 
 def free_port() -> int:
@@ -47,6 +51,28 @@ class LiveServer:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def records(self) -> list[dict[str, Any]]:
+        """The service's JSON log lines so far (vLLM's own lines are text)."""
+        records = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):  # the line being written as this reads
+                    records.append(json.loads(line))
+        return records
+
+    def wait_for_record(self, wanted: Callable[[dict[str, Any]], bool],
+                        timeout_s: float = LOG_WAIT_S) -> dict[str, Any]:
+        """The first log line `wanted` picks, waiting for it to be written (a request's line
+        comes as it ends)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = next((record for record in self.records() if wanted(record)), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such line logged in {timeout_s} s:\n{self.log_tail()}")
+            time.sleep(0.05)
 
 
 def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int = 2048,

@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.api.http.sse import EventParser
-from tests.e2e_server import LiveServer
+from tests.e2e_server import LOG_WAIT_S, LiveServer
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -37,7 +37,6 @@ MODEL = "SmolLM2-135M-Instruct"
 TOKENS = 16
 BURST = 24
 HANG_S = 240.0  # far beyond any reply of 16 tokens, even queued behind the whole burst
-LOG_WAIT_S = 10.0  # an access line is written as its request ends, after its last byte
 
 
 @dataclass
@@ -57,17 +56,11 @@ def request_id(i: int) -> str:
 def server_ms(server: LiveServer, ids: set[str]) -> dict[str, float]:
     """How long the server took over each request (its access log's `duration_ms`), waiting
     for the log lines of requests that ended a moment ago."""
-    deadline, found = time.monotonic() + LOG_WAIT_S, {}
+    deadline = time.monotonic() + LOG_WAIT_S
     while True:
-        for line in server.log_path.read_text(errors="replace").splitlines():
-            if '"streamchat.access"' not in line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:  # the line the server is writing as this reads
-                continue
-            if record.get("request_id") in ids:
-                found[record["request_id"]] = float(record["duration_ms"])
+        found = {record["request_id"]: float(record["duration_ms"])
+                 for record in server.records()
+                 if record.get("event") == "request" and record.get("request_id") in ids}
         if len(found) == len(ids) or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ STREAM_TOKENS = 32  # long enough to see a spread, short enough for CI
 # A buffering proxy delivers a whole reply in one or a few reads at its end; these hold only
 # if tokens came while they were generated (~15 tokens/s on a CPU: 32 take about 2 s).
 MIN_SPREAD_S = 0.25
+TRIES = 3
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,31 @@ def arrivals(chunks: Iterable[bytes]) -> Iterator[Arrival]:
             yield Arrival({"event": event.event, "id": event.id, "data": data}, at, read)
 
 
-def assert_incremental(tokens: list[Arrival]) -> None:
-    """Tokens spread over many reads and over time, as the engine produced them."""
-    assert len(tokens) >= STREAM_TOKENS // 2, f"only {len(tokens)} token events"
-    reads = {token.read for token in tokens}
-    assert len(reads) >= len(tokens) // 2, (
-        f"{len(tokens)} token events came in only {len(reads)} reads: buffered on the way")
+def delivery_problem(tokens: list[Arrival]) -> str | None:
+    """What says these tokens were held on the way, or None: as the engine produced them,
+    they come spread over many reads and over time."""
+    if len(tokens) < STREAM_TOKENS // 2:
+        return f"only {len(tokens)} token events"
+    reads = [token.read for token in tokens]
     spread = tokens[-1].at - tokens[0].at
-    assert spread >= MIN_SPREAD_S, f"first to last token in {spread:.3f} s: buffered on the way"
+    if len(set(reads)) >= len(tokens) // 2 and spread >= MIN_SPREAD_S:
+        return None
+    per_read = [reads.count(read) for read in sorted(set(reads))]
+    return (f"{len(tokens)} token events in {len(per_read)} reads {per_read}, "
+            f"first to last in {spread:.3f} s")
+
+
+def assert_streamed_as_generated(stream_once: Callable[[], list[Arrival]]) -> None:
+    """`stream_once` (one reply, its token arrivals) shows no buffering on one of `TRIES`.
+    A buffering proxy holds every reply; a reader kept off the CPU for a moment also gets
+    tokens together (CI once read 31 in 12 reads), but not every time."""
+    problems = []
+    for _ in range(TRIES):
+        problem = delivery_problem(stream_once())
+        if problem is None:
+            return
+        problems.append(problem)
+    raise AssertionError(f"buffered on the way, {TRIES} tries: " + "; ".join(problems))
 
 
 def new_session(nginx: Nginx) -> str:
@@ -89,9 +107,9 @@ def logged_by(servers: list[LiveServer], request_id: str,
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for server in servers:
-            for line in server.log_path.read_text(errors="replace").splitlines():
-                if request_id in line and f'"event":"{event}"' in line:
-                    return server, dict(json.loads(line))
+            for record in server.records():
+                if record.get("request_id") == request_id and record.get("event") == event:
+                    return server, record
         time.sleep(0.1)
     raise AssertionError(f"no replica logged {event} {request_id}")
 
@@ -107,23 +125,27 @@ def new_request_id(label: str) -> str:
 def test_sse_tokens_come_through_as_generated(nginx: Nginx,
                                               two_replicas: list[LiveServer]) -> None:
     sid = new_session(nginx)
-    request_id = f"nginx-e2e-{time.monotonic_ns()}"
-    headers = {**SSE, "X-Request-ID": request_id, "X-Forwarded-For": "203.0.113.7"}
-    with httpx.stream("POST", f"{nginx.url}/v1/sessions/{sid}/messages", headers=headers,
-                      json={"content": "Count to fifty.", "params": long_params()},
-                      timeout=120) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        # The client's id reached the service, which answered with it.
-        assert response.headers["x-request-id"] == request_id
-        events = list(arrivals(response.iter_bytes()))
-    numbered = check_grammar([a.event for a in events])
-    assert numbered[-1]["event"] == "done"
-    assert_incremental([a for a in events if a.event["event"] == "token"])
-    assert "content-encoding" not in response.headers
-    # nginx passed the client's address on, and the replica believed it (127.0.0.1 is in
-    # uvicorn's FORWARDED_ALLOW_IPS by default).
-    assert request_log_line(two_replicas, request_id)["client"] == "203.0.113.7"
+
+    def stream_once() -> list[Arrival]:
+        request_id = f"nginx-e2e-{time.monotonic_ns()}"
+        headers = {**SSE, "X-Request-ID": request_id, "X-Forwarded-For": "203.0.113.7"}
+        with httpx.stream("POST", f"{nginx.url}/v1/sessions/{sid}/messages", headers=headers,
+                          json={"content": "Count to fifty.", "params": long_params()},
+                          timeout=120) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            # The client's id reached the service, which answered with it.
+            assert response.headers["x-request-id"] == request_id
+            events = list(arrivals(response.iter_bytes()))
+        numbered = check_grammar([a.event for a in events])
+        assert numbered[-1]["event"] == "done"
+        assert "content-encoding" not in response.headers
+        # nginx passed the client's address on, and the replica believed it (127.0.0.1 is in
+        # uvicorn's FORWARDED_ALLOW_IPS by default).
+        assert request_log_line(two_replicas, request_id)["client"] == "203.0.113.7"
+        return [a for a in events if a.event["event"] == "token"]
+
+    assert_streamed_as_generated(stream_once)
     # Without an id of its own, the client gets nginx's ($request_id: 32 hex digits; the
     # service makes 16), the one nginx logged and sent on.
     response = httpx.get(f"{nginx.url}/v1/sessions/{sid}")
@@ -134,23 +156,27 @@ def test_sse_tokens_come_through_as_generated(nginx: Nginx,
 def test_websocket_tokens_come_through_as_generated(nginx: Nginx,
                                                     two_replicas: list[LiveServer]) -> None:
     sid = new_session(nginx)
-    tokens: list[Arrival] = []
     ws_url = nginx.url.replace("http://", "ws://") + f"/v1/sessions/{sid}/ws"
-    with connect(ws_url, open_timeout=30) as ws:
-        ws.send(json.dumps({"type": "message", "content": "Count to fifty.",
-                            "params": long_params()}))
-        while True:
-            frame = json.loads(ws.recv(timeout=120))
-            if frame["type"] == "token":
-                tokens.append(Arrival(frame, time.monotonic(), len(tokens)))
-            if frame["type"] in ("done", "error"):
-                break
-        assert frame["type"] == "done", frame
-        # The socket outlives the reply: a ping still gets its pong through nginx.
-        ws.send(json.dumps({"type": "ping"}))
-        assert json.loads(ws.recv(timeout=30))["type"] == "pong"
-    assert [t.event["seq"] for t in tokens] == list(range(1, len(tokens) + 1))
-    assert_incremental(tokens)
+
+    def stream_once() -> list[Arrival]:
+        tokens: list[Arrival] = []
+        with connect(ws_url, open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "message", "content": "Count to fifty.",
+                                "params": long_params()}))
+            while True:
+                frame = json.loads(ws.recv(timeout=120))
+                if frame["type"] == "token":
+                    tokens.append(Arrival(frame, time.monotonic(), len(tokens)))
+                if frame["type"] in ("done", "error"):
+                    break
+            assert frame["type"] == "done", frame
+            # The socket outlives the reply: a ping still gets its pong through nginx.
+            ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "pong"
+        assert [t.event["seq"] for t in tokens] == list(range(1, len(tokens) + 1))
+        return tokens
+
+    assert_streamed_as_generated(stream_once)
 
 
 def test_openai_stream_comes_through_as_generated(nginx: Nginx,
@@ -158,17 +184,20 @@ def test_openai_stream_comes_through_as_generated(nginx: Nginx,
     model = httpx.get(nginx.url + "/v1/models").json()["data"][0]["id"]
     body = {"model": model, "messages": [{"role": "user", "content": "Count to fifty."}],
             "stream": True, "stream_options": {"include_usage": True}, **long_params()}
-    with httpx.stream("POST", nginx.url + "/v1/chat/completions", json=body,
-                      timeout=120) as response:
-        assert response.status_code == 200
-        chunks = list(arrivals(response.iter_bytes()))
-    assert chunks[-1].event["data"] == "[DONE]"
-    usage = chunks[-2].event["data"]["usage"]
-    assert usage["completion_tokens"] == STREAM_TOKENS
-    assert_incremental([c for c in chunks[:-1]
-                        if c.event["data"]["choices"] and
-                        c.event["data"]["choices"][0]["delta"].get("content")])
-    assert "content-encoding" not in response.headers
+
+    def stream_once() -> list[Arrival]:
+        with httpx.stream("POST", nginx.url + "/v1/chat/completions", json=body,
+                          timeout=120) as response:
+            assert response.status_code == 200
+            chunks = list(arrivals(response.iter_bytes()))
+        assert chunks[-1].event["data"] == "[DONE]"
+        usage = chunks[-2].event["data"]["usage"]
+        assert usage["completion_tokens"] == STREAM_TOKENS
+        assert "content-encoding" not in response.headers
+        return [c for c in chunks[:-1] if c.event["data"]["choices"] and
+                c.event["data"]["choices"][0]["delta"].get("content")]
+
+    assert_streamed_as_generated(stream_once)
 
 
 def test_body_limit_is_the_services(nginx: Nginx, two_replicas: list[LiveServer]) -> None:

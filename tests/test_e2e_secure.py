@@ -103,8 +103,7 @@ def test_https_sessions_with_a_key_and_refusals_without(secure: tuple[LiveServer
         assert ops.get(f"/v1/sessions/{sid}").status_code == 403
     # JSON logs: one line per request and per stream, with the request id and the key, and
     # no text of the conversation.
-    lines = [json.loads(line) for line in server.log_path.read_text().splitlines()
-             if line.startswith("{")]
+    lines = server.records()
     stream = next(entry for entry in lines if entry.get("event") == "stream"
                   and entry.get("request_id") == "e2e-request-1")
     assert stream["key_id"] == "alice" and stream["session_id"] == sid
