@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -51,6 +52,21 @@ class LiveServer:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample from /metrics."""
+        text = httpx.get(self.url + "/metrics", verify=self.verify).text
+        match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+        assert match, f"{name} missing from /metrics"
+        return float(match.group(1))
+
+    def wait_for_metric(self, name: str, value: float, timeout_s: float = 3.0) -> None:
+        """Until `name` reads `value`; read once more after the time is up, so that this
+        process being kept off the CPU meanwhile fails nothing."""
+        deadline = time.monotonic() + timeout_s
+        while (read := self.metric(name)) != value:
+            assert time.monotonic() < deadline, f"{name} is {read}, not {value}, {timeout_s} s on"
+            time.sleep(0.05)
 
     def records(self) -> list[dict[str, Any]]:
         """The service's JSON log lines so far (vLLM's own lines are text)."""

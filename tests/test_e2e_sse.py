@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from functools import cache
 from typing import Any
@@ -25,13 +24,6 @@ def tokenizer() -> Any:
     from app.settings import from_env
 
     return AutoTokenizer.from_pretrained(default_model_dir(from_env().cache_dir))
-
-
-def metric(server: LiveServer, name: str) -> float:
-    text = httpx.get(server.url + "/metrics").text
-    match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
-    assert match, f"{name} missing from /metrics"
-    return float(match.group(1))
 
 
 def session(server: LiveServer, **body: Any) -> str:
@@ -135,10 +127,7 @@ def test_disconnect_mid_reply_leaves_no_running_request(live_server: LiveServer)
                                       f"{live_server.orphan_grace_s:.1f} s, aborting")
     assert aborted["ts"] - left["ts"] >= live_server.orphan_grace_s - 0.01
     # The engine runs nothing for it any more.
-    deadline = time.monotonic() + LOG_WAIT_S
-    while (running := metric(live_server, "streamchat_engine_running_requests")) != 0:
-        assert time.monotonic() < deadline, f"{running} requests still running"
-        time.sleep(0.1)
+    live_server.wait_for_metric("streamchat_engine_running_requests", 0, timeout_s=LOG_WAIT_S)
     reply = httpx.get(f"{live_server.url}/v1/sessions/{sid}").json()["messages"][-1]
     assert reply["id"] == stream["message_id"]
     assert reply["status"] == "cancelled" and reply["content"]
