@@ -91,6 +91,17 @@ class LiveServer:
             time.sleep(0.05)
 
 
+def warm_prefix_cache(server: LiveServer, model: str, messages: list[dict[str, str]]) -> None:
+    """Prefill `messages` once, so that replies compared at temperature 0 all read their
+    prompt from vLLM's prefix cache. A cold prefill and a cached one round bf16 differently:
+    on an Intel Xeon with AMX, "Say hello in one short sentence." gave "Hello" and "I" both
+    at logprob -1.593 cold (37 tokens) and -1.498 / -1.623 cached (32 of them), so the first
+    reply began with "I" and every later one with "Hello"."""
+    response = httpx.post(server.url + "/v1/chat/completions", verify=server.verify, timeout=60,
+                          json={"model": model, "messages": messages, "max_tokens": 1})
+    assert response.status_code == 200, response.text
+
+
 def start_server(extra_env: dict[str, str] | None = None, *, max_model_len: int = 2048,
                  orphan_grace_s: float = ORPHAN_GRACE_S, tls: tuple[Path, Path] | None = None,
                  port: int | None = None) -> LiveServer:

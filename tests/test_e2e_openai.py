@@ -14,7 +14,7 @@ import openai
 import pytest
 import requests
 
-from tests.e2e_server import REPO, LiveServer
+from tests.e2e_server import REPO, LiveServer, warm_prefix_cache
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -27,6 +27,7 @@ def sdk(server: LiveServer) -> openai.OpenAI:
 
 def test_sync_chat_streaming_and_not(live_server: LiveServer) -> None:
     client = sdk(live_server)
+    warm_prefix_cache(live_server, MODEL, MESSAGES)
     reply = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20,
                                            temperature=0)
     assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from app.api.http.sse import EventParser
-from tests.e2e_server import LiveServer
+from tests.e2e_server import LiveServer, warm_prefix_cache
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -26,6 +26,7 @@ def text_of(datas: list[str]) -> str:
 
 def test_a_dropped_resumable_stream_resumes_to_the_same_text(live_server: LiveServer) -> None:
     client = openai.OpenAI(base_url=live_server.url + "/v1", api_key="unused", max_retries=0)
+    warm_prefix_cache(live_server, MODEL, MESSAGES)
     whole = client.chat.completions.create(**ASK, stream=True)  # type: ignore[call-overload]
     expected = "".join(c.choices[0].delta.content or "" for c in whole if c.choices)
     assert expected
