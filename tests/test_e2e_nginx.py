@@ -33,7 +33,7 @@ STREAM_TOKENS = 32  # long enough to see a spread, short enough for CI
 # A buffering proxy delivers a whole reply in one or a few reads at its end; these hold only
 # if tokens came while they were generated (~15 tokens/s on a CPU: 32 take about 2 s).
 MIN_SPREAD_S = 0.25
-TRIES = 3
+TRIES = 3  # replies taken before a stream is called buffered (buffering holds every one)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_sse_tokens_come_through_as_generated(nginx: Nginx,
     sid = new_session(nginx)
 
     def stream_once() -> list[Arrival]:
-        request_id = f"nginx-e2e-{time.monotonic_ns()}"
+        request_id = new_request_id("e2e")
         headers = {**SSE, "X-Request-ID": request_id, "X-Forwarded-For": "203.0.113.7"}
         with httpx.stream("POST", f"{nginx.url}/v1/sessions/{sid}/messages", headers=headers,
                           json={"content": "Count to fifty.", "params": long_params()},
